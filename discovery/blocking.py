@@ -1,0 +1,103 @@
+"""The blocking-query loop and its rules, in one place.
+
+Rules (Consul's documentation on blocking queries, and consul-template's watch/view.go):
+
+1. Send the last ``X-Consul-Index`` back as ``?index=N&wait=W``; Consul holds the call until something
+   changes or W ends (plus up to W/16 of jitter), so the client timeout is longer than W x 17/16.
+2. An answer is no proof of change: the caller compares data before acting (we only yield changed data).
+3. If the index goes backwards (a snapshot restore, a new leader with older state), reset and start over.
+4. Never send index 0 after the first answer: it does not block and the loop would spin. Use at least 1.
+5. Keep at least ``min_interval`` between the starts of two fetches of one query (rate limit).
+6. On errors, back off exponentially with jitter up to a cap, forever; report each error to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import tenacity
+
+from .errors import ConsulError
+
+__all__ = ["BlockingQuery", "next_index"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def next_index(previous: int, returned: int | str | None) -> int:
+    """The index to send next, given the one sent (0 at first) and the one Consul returned."""
+    try:
+        value = int(returned) if returned is not None else 0
+    except (TypeError, ValueError):
+        value = 0
+    if value < previous:
+        # Rule 3: went backwards; 0 would mean "start over", but rule 4 forbids sending it.
+        value = 0
+    return max(value, 1)  # rule 4
+
+
+@dataclass
+class BlockingQuery(Generic[T]):
+    """Run one blocking query forever, yielding its data each time it changes.
+
+    ``fetch(index, wait)`` performs one request and returns ``(index, data)``. ``on_error`` and
+    ``on_success`` let the owner track whether Consul is reachable.
+    """
+
+    name: str
+    fetch: Callable[[int, str], Awaitable[tuple[int | str | None, T]]]
+    wait: str = "5m"
+    min_interval: float = 0.1
+    backoff_initial: float = 0.25
+    backoff_max: float = 10.0
+    on_error: Callable[[ConsulError], None] | None = None
+    on_success: Callable[[], None] | None = None
+
+    async def changes(self) -> AsyncIterator[T]:
+        """Yield the first answer, then every answer whose data differs from the last one yielded."""
+        index = 0
+        last: T | None = None
+        first = True
+        started = 0.0
+        while True:
+            delay = self.min_interval - (time.monotonic() - started)
+            if not first and delay > 0:
+                await asyncio.sleep(delay)  # rule 5
+            started = time.monotonic()
+            returned, data = await self._fetch_with_retry(index)
+            index = next_index(index, returned)
+            if first or data != last:
+                first = False
+                last = data
+                yield data
+
+    async def _fetch_with_retry(self, index: int) -> tuple[int | str | None, T]:
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(ConsulError),
+            wait=tenacity.wait_exponential_jitter(
+                multiplier=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_initial
+            ),
+            before_sleep=self._report,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                # Rule 1 (wait is only sent with an index; the first call answers at once).
+                result = await self.fetch(index, self.wait)
+        if self.on_success:
+            self.on_success()
+        return result
+
+    def _report(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ConsulError):
+            if state.attempt_number in (1, 2, 4) or state.attempt_number % 10 == 0:
+                log.warning("%s (query %s, attempt %d; retrying)", exc, self.name, state.attempt_number)
+            if self.on_error:
+                self.on_error(exc)

@@ -1,0 +1,135 @@
+"""Consul JSON -> validated domain values. Everything from Consul is untrusted.
+
+An instance whose address is not an IP literal or a valid host name, or whose port is not 1-65535, is
+dropped with a warning that names it. Strings are kept as they are (the renderer escapes them).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .model import STATUS_ORDER, Instance, ServiceSummary, Status
+
+__all__ = ["check_fingerprints", "parse_health", "parse_services", "valid_address", "worst_status"]
+
+log = logging.getLogger(__name__)
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+MAX_STRING = 4096
+
+
+def valid_address(address: str) -> bool:
+    """True for an IPv4/IPv6 literal or an RFC 1123 host name."""
+    if not isinstance(address, str) or not address or len(address) > 253:
+        return False
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        pass
+    host = address[:-1] if address.endswith(".") else address
+    return all(_HOST_LABEL.match(label) for label in host.split("."))
+
+
+def worst_status(statuses: Iterable[str]) -> Status:
+    """The worst of some check statuses; an unknown status counts as critical, no checks as passing."""
+    worst: Status = "passing"
+    for status in statuses:
+        rank = STATUS_ORDER.get(status, 2)
+        if rank > STATUS_ORDER[worst]:
+            worst = "warning" if rank == 1 else "critical"
+    return worst
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and len(value) <= MAX_STRING else None
+
+
+def _weight(weights: Any, status: Status) -> int:
+    if not isinstance(weights, Mapping):
+        return 1
+    value = weights.get("Warning" if status == "warning" else "Passing", 1)
+    # Consul allows any positive int; nginx wants >= 1. Absurd values are clamped, not trusted.
+    return min(max(value, 1), 1000) if isinstance(value, int) and not isinstance(value, bool) else 1
+
+
+def _instance(entry: Mapping[str, Any], dc: str) -> Instance | None:
+    node = entry.get("Node") or {}
+    svc = entry.get("Service") or {}
+    checks = entry.get("Checks") or []
+    name, sid, node_name = _text(svc.get("Service")), _text(svc.get("ID")), _text(node.get("Node"))
+    where = f"instance {svc.get('ID')!r} of service {svc.get('Service')!r}"
+    if name is None or sid is None or node_name is None:
+        log.warning("Dropped %s: its name, ID or node is missing or not text.", where)
+        return None
+    address = svc.get("Address") or node.get("Address") or ""
+    if not valid_address(address):
+        log.warning("Dropped %s: address %r is not an IP address or host name.", where, str(address)[:80])
+        return None
+    port = svc.get("Port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        log.warning("Dropped %s: port %r is not between 1 and 65535.", where, port)
+        return None
+    status = worst_status(c.get("Status", "critical") for c in checks if isinstance(c, Mapping))
+    tags = tuple(t for t in (svc.get("Tags") or []) if _text(t) is not None)
+    raw_meta = svc.get("Meta") or {}
+    meta = tuple(sorted((k, v) for k, v in raw_meta.items() if _text(k) is not None and _text(v) is not None))
+    return Instance(
+        node=node_name,
+        id=sid,
+        name=name,
+        address=address,
+        port=port,
+        tags=tags,
+        meta=meta,
+        weight=_weight(svc.get("Weights"), status),
+        status=status,
+        datacenter=_text(node.get("Datacenter")) or dc,
+        node_address=_text(node.get("Address")) or "",
+    )
+
+
+def parse_health(entries: Any, dc: str = "", keep_order: bool = False) -> tuple[Instance, ...]:
+    """Turn a /v1/health/service answer into instances sorted by node and ID (or kept in order for near=)."""
+    if not isinstance(entries, list):
+        return ()
+    instances = [i for i in (_instance(e, dc) for e in entries if isinstance(e, Mapping)) if i is not None]
+    return tuple(instances) if keep_order else tuple(sorted(instances))
+
+
+def parse_services(data: Any) -> tuple[ServiceSummary, ...]:
+    """Turn a /v1/catalog/services answer (name -> tags) into sorted summaries."""
+    if not isinstance(data, Mapping):
+        return ()
+    out = []
+    for name, tags in data.items():
+        if _text(name) is None:
+            continue
+        clean = sorted({t for t in (tags or []) if _text(t) is not None})
+        out.append(ServiceSummary(name=name, tags=tuple(clean)))
+    return tuple(sorted(out))
+
+
+def check_fingerprints(checks: Any) -> dict[str, frozenset[tuple[str, str, str, str, int]]]:
+    """Group a /v1/health/state/any answer by service: what changed there shows in its fingerprint."""
+    out: dict[str, set[tuple[str, str, str, str, int]]] = {}
+    if not isinstance(checks, list):
+        return {}
+    for c in checks:
+        if not isinstance(c, Mapping):
+            continue
+        # Node checks (serfHealth, node maintenance) affect every service on that node.
+        service = c.get("ServiceName") or ""
+        item = (
+            str(c.get("Node", "")),
+            str(c.get("CheckID", "")),
+            str(c.get("ServiceID", "")),
+            str(c.get("Status", "")),
+            int(c.get("ModifyIndex", 0) or 0),
+        )
+        out.setdefault(service, set()).add(item)
+    return {k: frozenset(v) for k, v in out.items()}

@@ -1,0 +1,78 @@
+"""The one exception tree of the project.
+
+Every error a user can cause is an ``UpstreamsError``; its message is one sentence that names the file,
+key, service, template or command at fault, so the command line prints it as it is, without a traceback.
+Third-party errors are translated at the edge with ``raise ... from exc``.
+
+    UpstreamsError
+    ├── ConfigError            a config file, flag, service file or environment value is invalid
+    ├── TemplateError          a template cannot be parsed or rendered (syntax, unknown function, sandbox)
+    ├── ConsulError            Consul cannot answer a request
+    │   ├── ConsulUnavailable      unreachable, timed out, no leader or a 5xx answer (retried)
+    │   └── ConsulDenied           the ACL token is missing, invalid or lacks a permission
+    ├── OutputError            a rendered file cannot be written, backed up or restored
+    ├── NginxError             nginx refused a config or a reload
+    │   ├── NginxCheckFailed       the check command failed; the previous files were restored
+    │   └── NginxReloadFailed      the reload could not be signalled or its command failed
+    └── EngineError            the container engine cannot be reached or refused a request
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConsulDenied",
+    "ConsulError",
+    "ConsulUnavailable",
+    "EngineError",
+    "NginxCheckFailed",
+    "NginxError",
+    "NginxReloadFailed",
+    "OutputError",
+    "TemplateError",
+    "UpstreamsError",
+]
+
+
+class UpstreamsError(Exception):
+    """Root of every error this project raises on purpose; the message is a full sentence."""
+
+
+class ConfigError(UpstreamsError):
+    """Raised at start-up (or on SIGHUP) when configuration is invalid; names the file and key."""
+
+
+class TemplateError(UpstreamsError):
+    """Raised when a template cannot be parsed or rendered; names the template file and line."""
+
+
+class ConsulError(UpstreamsError):
+    """Raised when Consul cannot answer a request."""
+
+
+class ConsulUnavailable(ConsulError):
+    """Raised when Consul is unreachable, times out, has no leader or answers 5xx; callers retry."""
+
+
+class ConsulDenied(ConsulError):
+    """Raised when Consul refuses the ACL token (403), or the token lacks a needed permission."""
+
+
+class OutputError(UpstreamsError):
+    """Raised when a rendered file cannot be written, backed up or restored; names the path."""
+
+
+class NginxError(UpstreamsError):
+    """Raised when nginx refuses a new configuration or a reload."""
+
+
+class NginxCheckFailed(NginxError):
+    """Raised when the check command rejects the rendered files; the previous files are back in place."""
+
+
+class NginxReloadFailed(NginxError):
+    """Raised when nginx cannot be told to reload (no pid file, dead master, failing command)."""
+
+
+class EngineError(UpstreamsError):
+    """Raised when the container engine cannot be reached or refuses a request."""

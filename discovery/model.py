@@ -1,0 +1,132 @@
+"""Domain values: frozen, sorted, so equal catalogs compare equal and render equal bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+__all__ = [
+    "STATUS_ORDER",
+    "CatalogQuery",
+    "Dependency",
+    "Instance",
+    "KeyQuery",
+    "ServiceQuery",
+    "ServiceSummary",
+    "Snapshot",
+    "Status",
+]
+
+Status = Literal["passing", "warning", "critical"]
+STATUS_ORDER: dict[str, int] = {"passing": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True, order=True)
+class ServiceQuery:
+    """What is fetched for ``service()``: every instance of a service in a datacenter ('' = the agent's)."""
+
+    name: str
+    dc: str = ""
+    near: str = ""
+
+    def __str__(self) -> str:
+        return self.name + (f"@{self.dc}" if self.dc else "") + (f" near {self.near}" if self.near else "")
+
+
+@dataclass(frozen=True, order=True)
+class CatalogQuery:
+    """What is fetched for ``services()``: the names and tags of every service in a datacenter."""
+
+    dc: str = ""
+
+    def __str__(self) -> str:
+        return "services" + (f"@{self.dc}" if self.dc else "")
+
+
+@dataclass(frozen=True, order=True)
+class KeyQuery:
+    """What is fetched for ``key()``: one Consul KV value."""
+
+    path: str
+    dc: str = ""
+
+    def __str__(self) -> str:
+        return f"key {self.path}" + (f"@{self.dc}" if self.dc else "")
+
+
+Dependency = ServiceQuery | CatalogQuery | KeyQuery
+
+
+@dataclass(frozen=True, order=True)
+class Instance:
+    """One healthy-or-not instance of a service, validated; ``address`` already falls back to the node's."""
+
+    node: str
+    id: str
+    name: str
+    address: str
+    port: int
+    tags: tuple[str, ...] = ()
+    meta: tuple[tuple[str, str], ...] = ()
+    weight: int = 1
+    status: Status = "passing"
+    datacenter: str = ""
+    node_address: str = ""
+
+    @cached_property
+    def meta_dict(self) -> dict[str, str]:
+        """Meta as a mapping, for templates."""
+        return dict(self.meta)
+
+
+@dataclass(frozen=True, order=True)
+class ServiceSummary:
+    """A service name with the union of its instances' tags."""
+
+    name: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the templates may read, at one moment; each part sorted by its query."""
+
+    services: tuple[tuple[ServiceQuery, tuple[Instance, ...]], ...] = ()
+    catalogs: tuple[tuple[CatalogQuery, tuple[ServiceSummary, ...]], ...] = ()
+    keys: tuple[tuple[KeyQuery, str | None], ...] = ()
+    _index: dict[Dependency, object] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @classmethod
+    def build(
+        cls,
+        services: dict[ServiceQuery, tuple[Instance, ...]],
+        catalogs: dict[CatalogQuery, tuple[ServiceSummary, ...]],
+        keys: dict[KeyQuery, str | None],
+    ) -> Snapshot:
+        """Make a snapshot from mappings, sorting everything."""
+        return cls(
+            services=tuple(sorted(services.items())),
+            catalogs=tuple(sorted(catalogs.items())),
+            keys=tuple(sorted(keys.items())),
+        )
+
+    def _lookup(self) -> dict[Dependency, object]:
+        if not self._index:
+            self._index.update(self.services)
+            self._index.update(self.catalogs)
+            self._index.update(self.keys)
+        return self._index
+
+    def has(self, dep: Dependency) -> bool:
+        """Whether this snapshot holds an answer for a dependency."""
+        return dep in self._lookup()
+
+    def get(self, dep: Dependency) -> object:
+        """The answer for a dependency; KeyError when Consul has not answered it yet."""
+        return self._lookup()[dep]
+
+    @property
+    def dependencies(self) -> frozenset[Dependency]:
+        """Every dependency this snapshot answers."""
+        return frozenset(self._lookup())

@@ -1,0 +1,295 @@
+"""Watch what the templates need, with a number of Consul connections that does not grow with it.
+
+Per datacenter, two cluster-wide blocking queries tell *what* changed:
+
+* ``/v1/health/state/any`` (every check, one index): a service whose checks changed (status, a check
+  added or removed, a re-registration) is dirty; a change to node checks makes every service dirty.
+* ``/v1/catalog/services`` (names and tags): a service whose tags changed, or that appeared or vanished,
+  is dirty. When its index moves with no visible change and the health query saw no change at that same
+  index (a registration without checks, an address change), every watched service is dirty.
+
+Only dirty *watched* services are fetched again (``/v1/health/service/NAME``), by a small pool of
+connections. KV keys are watched with one recursive blocking query per datacenter. So at most
+2 + pool (+1 with keys) connections per datacenter, whatever the number of services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os.path
+from collections.abc import Iterable
+from typing import Any
+
+import tenacity
+
+from .blocking import BlockingQuery
+from .catalog import check_fingerprints, parse_health, parse_services
+from .consul import ConsulClient, consul_errors
+from .errors import ConsulError
+from .latest import Latest
+from .model import CatalogQuery, Dependency, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+
+__all__ = ["Watcher"]
+
+log = logging.getLogger(__name__)
+EXPLAIN_GRACE = 0.25  # how long a catalog change waits for the health query to explain it
+RESYNC_EVERY = 600.0  # a full refresh of watched services now and then, as a safety net
+
+
+class _Datacenter:
+    """The signal queries of one datacenter and what they last said."""
+
+    def __init__(self, watcher: Watcher, dc: str) -> None:
+        self.watcher = watcher
+        self.dc = dc
+        self.fingerprints: dict[str, frozenset[Any]] = {}
+        self.health_index = 0
+        self.health_changes: collections.deque[int] = collections.deque(maxlen=256)
+        self.health_moved = asyncio.Event()
+        self.catalog: dict[str, tuple[str, ...]] = {}
+        self.catalog_index = 0
+        self.kv_task: asyncio.Task[None] | None = None
+        self.kv_keys: frozenset[str] = frozenset()
+
+    def _query(self, name: str, fetch: Any) -> BlockingQuery[Any]:
+        w = self.watcher
+        return BlockingQuery(
+            name=f"{name}{'@' + self.dc if self.dc else ''}",
+            fetch=fetch,
+            wait=w.wait,
+            min_interval=w.min_interval,
+            on_error=w._lost,
+            on_success=w._reached,
+        )
+
+    async def watch_health(self) -> None:
+        async def fetch(index: int, wait: str) -> tuple[Any, Any]:
+            async with consul_errors("the health of every check"):
+                idx, checks = await self.watcher.client.health.state(
+                    "any", index=index, wait=wait, dc=self.dc or None
+                )
+            return idx, (int(idx or 0), check_fingerprints(checks))
+
+        async for idx, prints in self._query("health-state", fetch).changes():
+            old, self.fingerprints = self.fingerprints, prints
+            changed = {s for s in old.keys() | prints.keys() if old.get(s) != prints.get(s)}
+            self.health_index = idx
+            if changed:
+                self.health_changes.append(idx)
+            self.health_moved.set()
+            self.health_moved = asyncio.Event()
+            if "" in changed:
+                self.watcher._mark_dirty(self.dc, None)  # a node check changed: every service on it may have
+            elif changed:
+                self.watcher._mark_dirty(self.dc, changed)
+
+    async def watch_catalog(self) -> None:
+        async def fetch(index: int, wait: str) -> tuple[Any, Any]:
+            async with consul_errors("the list of services"):
+                idx, data = await self.watcher.client.catalog.services(
+                    index=index, wait=wait, dc=self.dc or None
+                )
+            return idx, (int(idx or 0), parse_services(data))
+
+        async for idx, summaries in self._query("catalog-services", fetch).changes():
+            new = {s.name: s.tags for s in summaries}
+            old, first = self.catalog, self.catalog_index == 0
+            self.catalog, self.catalog_index = new, idx
+            self.watcher._store(CatalogQuery(self.dc), summaries)
+            changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
+            if changed:
+                self.watcher._mark_dirty(self.dc, changed)
+            elif not first and not await self._explained(idx):
+                log.debug("Catalog index moved to %d with no visible change: refreshing every service.", idx)
+                self.watcher._mark_dirty(self.dc, None)
+
+    async def _explained(self, idx: int) -> bool:
+        """Whether the health query saw a change at exactly this index (a registration with checks)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EXPLAIN_GRACE
+        while self.health_index < idx and loop.time() < deadline:
+            moved = self.health_moved
+            with _suppress_timeout():
+                await asyncio.wait_for(moved.wait(), deadline - loop.time())
+        return idx in self.health_changes
+
+    def watch_keys(self, keys: frozenset[str]) -> None:
+        """(Re)start the KV query for exactly these keys."""
+        if keys == self.kv_keys:
+            return
+        if self.kv_task:
+            self.kv_task.cancel()
+        self.kv_keys, self.kv_task = keys, None
+        if keys:
+            self.kv_task = self.watcher._spawn(self._watch_kv(keys))
+
+    async def _watch_kv(self, keys: frozenset[str]) -> None:
+        prefix = os.path.commonprefix(sorted(keys))
+
+        async def fetch(index: int, wait: str) -> tuple[Any, Any]:
+            async with consul_errors(f"the KV prefix '{prefix}'"):
+                idx, items = await self.watcher.client.kv.get(
+                    prefix, recurse=True, index=index, wait=wait, dc=self.dc or None
+                )
+            values: dict[str, str | None] = dict.fromkeys(keys)
+            for item in items or []:
+                if item.get("Key") in keys:
+                    raw = item.get("Value")
+                    values[item["Key"]] = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+            return idx, values
+
+        async for values in self._query(f"kv {prefix!r}", fetch).changes():
+            for key, value in values.items():
+                self.watcher._store(KeyQuery(key, self.dc), value)
+
+
+class _suppress_timeout:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is TimeoutError
+
+
+class Watcher:
+    """Keeps the data of the wanted dependencies current and publishes Snapshots on ``updates``."""
+
+    def __init__(
+        self, client: ConsulClient, *, wait: str = "5m", min_interval: float = 0.1, fetchers: int = 4
+    ) -> None:
+        self.client = client
+        self.wait = wait
+        self.min_interval = min_interval
+        self.updates: Latest[Snapshot] = Latest()
+        self.reachable: bool | None = None
+        self.last_error: str | None = None
+        self._fetchers = fetchers
+        self._wanted: frozenset[Dependency] = frozenset()
+        self._data: dict[Dependency, Any] = {}
+        self._dcs: dict[str, _Datacenter] = {}
+        self._dirty: set[ServiceQuery] = set()
+        self._dirty_event = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._started = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run the watch until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            tg.create_task(self._fetch_loop())
+            tg.create_task(self._resync_loop())
+            self._started.set()
+            self.want(self._wanted, force=True)
+            await asyncio.Future()  # run until cancelled
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        assert self._tg is not None
+        return self._tg.create_task(coro)
+
+    def want(self, deps: Iterable[Dependency], *, force: bool = False) -> None:
+        """Watch exactly these dependencies from now on (new ones are fetched at once)."""
+        wanted = frozenset(deps)
+        if wanted == self._wanted and not force:
+            return
+        added = wanted - self._wanted if not force else wanted
+        self._wanted = wanted
+        for dep in list(self._data):
+            if dep not in wanted:
+                del self._data[dep]  # forget what nobody reads, so memory follows the templates
+        if self._tg is None:
+            return
+        for dc in sorted({d.dc for d in wanted}):
+            self._datacenter(dc).watch_keys(
+                frozenset(d.path for d in wanted if isinstance(d, KeyQuery) and d.dc == dc)
+            )
+        for dc in list(self._dcs):
+            if not any(d.dc == dc for d in wanted):
+                self._dcs[dc].watch_keys(frozenset())
+        new_services = {d for d in added if isinstance(d, ServiceQuery)}
+        if new_services:
+            self._dirty |= new_services
+            self._dirty_event.set()
+        self._publish()
+
+    def _datacenter(self, dc: str) -> _Datacenter:
+        if dc not in self._dcs:
+            self._dcs[dc] = d = _Datacenter(self, dc)
+            self._spawn(d.watch_health())
+            self._spawn(d.watch_catalog())
+        return self._dcs[dc]
+
+    def _mark_dirty(self, dc: str, names: set[str] | None) -> None:
+        for dep in self._wanted:
+            if isinstance(dep, ServiceQuery) and dep.dc == dc and (names is None or dep.name in names):
+                self._dirty.add(dep)
+        if self._dirty:
+            self._dirty_event.set()
+
+    def _store(self, dep: Dependency, value: Any) -> None:
+        if dep in self._wanted:
+            self._data[dep] = value
+            self._publish()
+
+    def _publish(self) -> None:
+        services: dict[ServiceQuery, tuple[Instance, ...]] = {}
+        catalogs: dict[CatalogQuery, tuple[ServiceSummary, ...]] = {}
+        keys: dict[KeyQuery, str | None] = {}
+        for dep, value in self._data.items():
+            if isinstance(dep, ServiceQuery):
+                services[dep] = value
+            elif isinstance(dep, CatalogQuery):
+                catalogs[dep] = value
+            else:
+                keys[dep] = value
+        snapshot = Snapshot.build(services, catalogs, keys)
+        if snapshot != self.updates.value:
+            self.updates.publish(snapshot)
+
+    async def _fetch_loop(self) -> None:
+        limit = asyncio.Semaphore(self._fetchers)
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event.clear()
+            batch = sorted(self._dirty & self._wanted)
+            self._dirty.clear()
+            if batch:
+                log.debug("Fetching %d changed services.", len(batch))
+                await asyncio.gather(*(self._fetch_one(q, limit) for q in batch))
+                self._publish()
+
+    async def _fetch_one(self, query: ServiceQuery, limit: asyncio.Semaphore) -> None:
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(ConsulError),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.25, max=10.0, jitter=0.25),
+            before_sleep=lambda s: self._lost(s.outcome.exception()) if s.outcome else None,  # type: ignore[arg-type]
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with limit, consul_errors(f"the health of service '{query.name}'"):
+                    _, entries = await self.client.health.service(
+                        query.name, dc=query.dc or None, near=query.near or None
+                    )
+        if query in self._wanted:
+            self._data[query] = parse_health(entries, query.dc, keep_order=bool(query.near))
+            self._reached()
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_EVERY)
+            for dc in self._dcs:
+                self._mark_dirty(dc, None)
+
+    def _lost(self, exc: ConsulError) -> None:
+        if self.reachable is not False:
+            log.warning("Lost Consul: %s Keeping the last good files live.", exc)
+        self.reachable, self.last_error = False, str(exc)
+
+    def _reached(self) -> None:
+        if self.reachable is False:
+            log.info("Consul is reachable again; resynchronising.")
+            for dc in self._dcs:
+                self._mark_dirty(dc, None)
+        self.reachable, self.last_error = True, None
