@@ -126,7 +126,8 @@ class _Datacenter:
             self.kv_task = self.watcher._spawn(self._watch_kv(keys))
 
     async def _watch_kv(self, keys: frozenset[str]) -> None:
-        prefix = os.path.commonprefix(sorted(keys))
+        # Character-wise on purpose: KV keys are strings, and a recursive KV read takes any prefix.
+        prefix = os.path.commonprefix(sorted(keys))  # noqa: RUF071
 
         async def fetch(index: int, wait: str) -> tuple[Any, Any]:
             async with consul_errors(f"the KV prefix '{prefix}'"):
