@@ -1,0 +1,130 @@
+"""A real Consul dev agent on free loopback ports, and a tiny synchronous HTTP helper for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .ports import free_port
+
+
+class ConsulAgent:
+    """``consul agent -dev`` with every port free; ``api()`` speaks to its HTTP API."""
+
+    def __init__(self, workdir: Path, extra_hcl: str = "") -> None:
+        self.workdir = workdir
+        self.binary = os.environ.get("CONSUL_BIN") or shutil.which("consul") or "/usr/bin/consul"
+        self.http_port = free_port()
+        self.extra_hcl = extra_hcl
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "consul.log"
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> None:
+        ports = {
+            "http": self.http_port,
+            "serf_lan": free_port(),
+            "serf_wan": free_port(),
+            "server": free_port(),
+        }
+        hcl = (
+            "ports { "
+            + " ".join(f"{k} = {v}" for k, v in ports.items())
+            + " dns = -1 grpc = -1 }\n"
+            + 'log_level = "warn"\n'
+            + self.extra_hcl
+        )
+        (self.workdir / "agent.hcl").write_text(hcl)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    "agent",
+                    "-dev",
+                    "-bind",
+                    "127.0.0.1",
+                    "-client",
+                    "127.0.0.1",
+                    "-config-file",
+                    str(self.workdir / "agent.hcl"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.wait_leader()
+
+    def wait_leader(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.api("GET", "/v1/status/leader") not in ("", None):
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"Consul at {self.address} has no leader after {timeout}s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.address + path, data=data, method=method)
+        if token:
+            req.add_header("X-Consul-Token", token)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw.strip() else None
+
+    # Conveniences used across tests -------------------------------------------------------------
+
+    def register(self, name: str, sid: str, port: int, address: str = "127.0.0.1", **extra: Any) -> None:
+        body = {"ID": sid, "Name": name, "Port": port, "Address": address, **extra}
+        self.api("PUT", "/v1/agent/service/register", body)
+
+    def register_ttl(self, name: str, sid: str, port: int, status: str = "passing", **extra: Any) -> None:
+        check = {"CheckID": f"ttl:{sid}", "TTL": "10m", "Status": status}
+        self.register(name, sid, port, Check=check, **extra)
+
+    def set_ttl(self, sid: str, status: str) -> None:
+        verb = {"passing": "pass", "warning": "warn", "critical": "fail"}[status]
+        self.api("PUT", f"/v1/agent/check/{verb}/ttl:{sid}")
+
+    def deregister(self, sid: str) -> None:
+        self.api("PUT", f"/v1/agent/service/deregister/{sid}")
+
+    def services(self) -> dict[str, Any]:
+        return self.api("GET", "/v1/agent/services")  # type: ignore[no-any-return]
+
+    def clear(self) -> None:
+        """Deregister every service and delete every key, so tests sharing one agent start clean."""
+        for sid in self.services():
+            self.deregister(sid)
+        try:
+            self.api("DELETE", "/v1/kv/?recurse")
+        except urllib.error.HTTPError:
+            pass
