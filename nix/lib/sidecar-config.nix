@@ -1,0 +1,78 @@
+# The sidecar's TOML config from the NixOS module's option values (builtins only, tested offline).
+#
+#   import ./sidecar-config.nix {
+#     consul = { address = "http://127.0.0.1:8500"; tokenFile = "/run/credentials/upstreams.service/consul-token"; };
+#     wait = { min = "2s"; max = "10s"; };
+#     nginx = { reloadCommand = [ "/nix/store/...-request-reload" ]; checkCommand = [ "/nix/store/...-check" ]; };
+#     templates = [ { source = "/nix/store/...-web.conf.j2"; destination = "/run/upstreams/web.conf"; } ];
+#   }
+#   => { settings = { consul = ...; }; text = "[consul]\naddress = ..."; }
+#
+# Keys follow renderer/config.py: [consul] address, token_file; [wait] min, max; [nginx] pid_file or
+# reload_command, check_command; [[template]] source, destination, perms, backup.
+{
+  consul ? { },
+  wait ? { },
+  nginx ? { },
+  templates ? [ ],
+  extraSettings ? { },
+}:
+let
+  inherit (import ./attrs.nix) recursiveUpdate withoutNulls;
+  toml = import ./toml.nix;
+
+  fail = msg: throw "services.upstreams: ${msg}";
+
+  destinations = map (t: t.destination) templates;
+  duplicates = builtins.filter (d: builtins.length (builtins.filter (x: x == d) destinations) > 1) destinations;
+
+  template =
+    t:
+    withoutNulls {
+      source = toString t.source;
+      destination = t.destination;
+      perms = t.perms or null;
+      backup = t.backup or false;
+    };
+
+  nginxTable =
+    let
+      reload = nginx.reloadCommand or null;
+      pid = nginx.pidFile or null;
+    in
+    if reload != null && pid != null then
+      fail "give either nginx.reloadCommand or nginx.pidFile, not both"
+    else if reload == [ ] then
+      fail "nginx.reloadCommand must name a command"
+    else if (nginx.checkCommand or null) == [ ] then
+      fail "nginx.checkCommand must name a command (nginx must check every render)"
+    else
+      withoutNulls {
+        reload_command = reload;
+        pid_file = pid;
+        check_command = nginx.checkCommand or null;
+      };
+
+  settings =
+    if templates == [ ] then
+      fail "no template is configured; there is nothing to render"
+    else if duplicates != [ ] then
+      fail "two templates render to ${builtins.head duplicates}"
+    else
+      recursiveUpdate {
+        consul = withoutNulls {
+          address = consul.address or null;
+          token_file = consul.tokenFile or null;
+        };
+        wait = withoutNulls {
+          min = wait.min or null;
+          max = wait.max or null;
+        };
+        nginx = nginxTable;
+        template = map template templates;
+      } extraSettings;
+in
+{
+  inherit settings;
+  text = toml.render settings;
+}
