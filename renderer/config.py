@@ -1,0 +1,142 @@
+"""The sidecar's configuration: one TOML file, the environment, validated once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from discovery.consul import ConsulSettings
+from discovery.errors import ConfigError
+from discovery.table import Table, load_toml
+
+__all__ = ["NginxConfig", "SidecarConfig", "TemplateConfig", "WaitConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class WaitConfig:
+    """Quiescence: render when quiet for ``min`` after a change, never later than ``max`` after it."""
+
+    min: float = 0.0
+    max: float = 0.0
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    """How to check and reload nginx."""
+
+    check_command: tuple[str, ...] = ("nginx", "-t", "-q")
+    pid_file: Path | None = Path("/run/nginx.pid")
+    reload_command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    """One template: its source, where its output goes, and how."""
+
+    source: Path
+    destination: Path
+    perms: int | None = None
+    backup: bool = False
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    """Everything the sidecar needs, built once and passed down."""
+
+    path: Path
+    consul: ConsulSettings
+    wait: WaitConfig
+    nginx: NginxConfig
+    templates: tuple[TemplateConfig, ...]
+
+
+def load_config(path: Path, env: Mapping[str, str]) -> SidecarConfig:
+    """Read and validate the sidecar's config file; raise ConfigError naming the file and key at fault."""
+    path = path.absolute()
+    base = path.parent
+    root = Table(load_toml(path), str(path))
+    consul = ConsulSettings.from_table(root.table("consul"), env, base)
+    config = SidecarConfig(
+        path=path,
+        consul=consul,
+        wait=_wait(root.table("wait")),
+        nginx=_nginx(root.table("nginx")),
+        templates=_templates(root, base),
+    )
+    root.done()
+    return config
+
+
+def _wait(table: Table) -> WaitConfig:
+    low = table.duration("min", 0.0)
+    high = table.duration("max", 0.0)
+    if high == 0.0 and low > 0.0:
+        high = 4 * low  # consul-template's rule when only min is given
+    if high < low:
+        raise table.error("max", f"({high:g}s) must not be less than 'min' ({low:g}s)")
+    table.done()
+    return WaitConfig(min=low, max=high)
+
+
+def _nginx(table: Table) -> NginxConfig:
+    pid_file = table.path("pid_file", Path("/"))
+    reload_command = table.strings("reload_command")
+    check_command = table.strings("check_command", ("nginx", "-t", "-q"))
+    if pid_file is not None and reload_command is not None:
+        raise table.error("reload_command", "cannot be given together with 'pid_file'; choose one")
+    if reload_command is not None and not reload_command:
+        raise table.error("reload_command", "must name a command")
+    if not check_command:
+        raise table.error("check_command", "must name a command (nginx must check every render)")
+    table.done()
+    if reload_command is None and pid_file is None:
+        pid_file = Path("/run/nginx.pid")
+    assert check_command is not None
+    return NginxConfig(check_command=check_command, pid_file=pid_file, reload_command=reload_command)
+
+
+def _templates(root: Table, base: Path) -> tuple[TemplateConfig, ...]:
+    tables = root.tables("template")
+    if not tables:
+        raise ConfigError(f"{root.where}: no [[template]] is configured; there is nothing to render.")
+    seen: dict[Path, str] = {}
+    out = []
+    for table in tables:
+        source = table.path("source", base)
+        destination = table.path("destination", base)
+        if source is None:
+            raise table.error("source", "is required")
+        if destination is None:
+            raise table.error("destination", "is required")
+        if not source.is_file():
+            raise table.error("source", f"names {source}, which is not a readable file")
+        if not destination.parent.is_dir():
+            raise table.error("destination", f"is in {destination.parent}, which is not a directory")
+        if destination in seen:
+            raise table.error("destination", f"{destination} is also the destination of {seen[destination]}")
+        seen[destination] = table.where
+        out.append(
+            TemplateConfig(
+                source=source,
+                destination=destination,
+                perms=_perms(table),
+                backup=table.boolean("backup", False),
+            )
+        )
+        table.done()
+    return tuple(out)
+
+
+def _perms(table: Table) -> int | None:
+    value = table.raw("perms")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            raise table.error("perms", f'must be an octal mode such as "0644", not {value!r}') from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777:
+        raise table.error("perms", f'must be an octal mode such as "0644", not {value!r}')
+    return value

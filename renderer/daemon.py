@@ -1,0 +1,284 @@
+"""The sidecar daemon: watch Consul, render on change, apply safely. One TaskGroup, stopped by cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from discovery.consul import ConsulClient
+from discovery.errors import ConfigError, NginxError, NginxReloadFailed, OutputError
+from discovery.model import Dependency, ServiceQuery, Snapshot
+from discovery.watch import Watcher
+
+from .apply import Outcome, apply_renders
+from .config import SidecarConfig, load_config
+from .debounce import Quiescence
+from .nginx import CommandNginx, Nginx
+from .template import Rendered, TemplateSet
+
+__all__ = ["Sidecar"]
+
+log = logging.getLogger(__name__)
+TEMPLATE_SETTLE = 0.05  # editors save in several steps; let them finish
+RELOAD_RETRY_MAX = 30.0
+
+
+class Sidecar:
+    """Keeps the rendered files equal to what the templates make of Consul's current state."""
+
+    def __init__(
+        self,
+        config: SidecarConfig,
+        *,
+        env: Mapping[str, str] | None = None,
+        nginx: Nginx | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.env = dict(env or {})
+        self.nginx: Nginx = nginx or CommandNginx(config.nginx)
+        self.clock = clock
+        self.templates = TemplateSet(t.source for t in config.templates)
+        self.policy = Quiescence(config.wait.min, config.wait.max)
+        self.applied = 0  # successful applies that reloaded nginx
+        self.failures = 0  # renders refused by the check or unwritable
+        self.last_error: str | None = None
+        self.ready = asyncio.Event()  # set after the first complete, successful apply
+        self._kick = asyncio.Event()
+        self._templates_changed = False
+        self._deps: dict[Path, frozenset[Dependency]] = {}
+        self._watcher: Watcher | None = None
+        self._reload_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self.dry_output: list[str] | None = None
+
+    # Running -------------------------------------------------------------------------------------
+
+    async def run(self, *, once: bool = False, dry: bool = False) -> None:
+        """Run until cancelled; ``once``: return after the first complete apply; ``dry``: keep the texts
+        of the first complete render in ``dry_output`` instead of applying them (implies once)."""
+        self.dry_output: list[str] | None = [] if dry else None
+        once = once or dry
+        errors = self.templates.load()
+        if errors:
+            raise errors[0]
+        self._loop = asyncio.get_running_loop()
+        client = ConsulClient(self.config.consul)
+        observer = None if once else self._watch_template_files()
+        try:
+            self._watcher = watcher = Watcher(client)
+            self._discover(Snapshot())
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                background = [tg.create_task(watcher.run()), tg.create_task(self._follow(watcher))]
+                await self._main(watcher, once)
+                for task in background:
+                    task.cancel()
+                self._tg = None
+        finally:
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=5)
+            await client.close()
+
+    async def _main(self, watcher: Watcher, once: bool) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            if self.ready.is_set():
+                await self._quiesce()
+            if await self._round(watcher) and once:
+                return
+
+    async def _quiesce(self) -> None:
+        """Hold a data change back until Consul has been quiet for wait.min (at most wait.max)."""
+        while (delay := self.policy.delay(self.clock())) > 0:
+            try:
+                await asyncio.wait_for(self._kick.wait(), delay)
+            except TimeoutError:
+                pass
+            self._kick.clear()
+
+    async def _round(self, watcher: Watcher) -> bool:
+        """Render everything once and apply it if complete; True when complete (applied or refused)."""
+        snapshot = watcher.updates.value or Snapshot()
+        self.policy.fired()
+        if self._templates_changed:
+            self._templates_changed = False
+            for error in self.templates.load():
+                self._fail(error, "Template not reloaded (the last good version stays in use)")
+        renders, errors = self.templates.render_all(snapshot)
+        for error in errors:
+            self._fail(error, "Template not rendered (its file keeps its last good content)")
+        for r in renders:
+            self._deps[r.source] = r.dependencies
+        watcher.want(frozenset().union(*self._deps.values()))
+        missing = frozenset().union(*(r.missing for r in renders))
+        if missing:
+            # Never a half-empty render: wait for every dependency to answer once.
+            log.debug(
+                "Waiting for %d dependencies: %s", len(missing), ", ".join(sorted(map(str, missing))[:5])
+            )
+            return False
+        await self._apply(renders)
+        return True
+
+    async def _apply(self, renders: list[Rendered]) -> bool:
+        if self.dry_output is not None:
+            self.dry_output.extend(_dry_text(r, len(renders)) for r in renders)
+            return True
+        by_source = {t.source: t for t in self.config.templates}
+        pairs = [(by_source[r.source], r.text) for r in renders if r.source in by_source]
+        try:
+            outcome = await apply_renders(pairs, self.nginx)
+        except NginxReloadFailed as exc:
+            self._fail(exc, "New files are in place but nginx did not reload; retrying")
+            self._schedule_reload_retry()
+            return False
+        except (NginxError, OutputError) as exc:
+            self.failures += 1
+            self._fail(exc, "Kept the last good files")
+            return False
+        if outcome is Outcome.RELOADED:
+            self.applied += 1
+            log.info("nginx reloaded.")
+        self.last_error = None
+        self.ready.set()
+        return True
+
+    def _fail(self, exc: Exception, what: str) -> None:
+        self.last_error = str(exc)
+        log.error("%s: %s", what, exc)
+
+    def _discover(self, snapshot: Snapshot) -> None:
+        """Learn what the templates read, from a render against an empty snapshot."""
+        renders, _ = self.templates.render_all(snapshot)
+        assert self._watcher is not None
+        deps = frozenset().union(*(r.dependencies for r in renders))
+        self._deps = {r.source: r.dependencies for r in renders}
+        self._watcher.want(deps)
+
+    async def _follow(self, watcher: Watcher) -> None:
+        version, previous = 0, Snapshot()
+        while True:
+            version, snapshot = await watcher.updates.wait_newer(version)
+            _log_changes(previous, snapshot)
+            previous = snapshot
+            self.policy.change(self.clock())
+            self._kick.set()
+
+    # Reload retries ------------------------------------------------------------------------------
+
+    def _schedule_reload_retry(self) -> None:
+        if not self._reload_pending and self._tg is not None:
+            self._reload_pending = True
+            self._tg.create_task(self._retry_reload())
+
+    async def _retry_reload(self) -> None:
+        delay = 0.5
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self.nginx.reload()
+                except NginxReloadFailed as exc:
+                    log.warning("nginx reload still failing: %s", exc)
+                    delay = min(delay * 2, RELOAD_RETRY_MAX)
+                    continue
+                log.info("nginx reloaded after a failed attempt.")
+                self.applied += 1
+                self.last_error = None
+                self.ready.set()
+                return
+        finally:
+            self._reload_pending = False
+
+    # Template files and SIGHUP -------------------------------------------------------------------
+
+    def _watch_template_files(self) -> Any:
+        sidecar = self
+        ignored = {t.destination for t in self.config.templates}
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type in ("opened", "closed_no_write"):
+                    return
+                paths = {
+                    Path(str(event.src_path)),
+                    Path(str(getattr(event, "dest_path", "") or event.src_path)),
+                }
+                relevant = [p for p in paths if p not in ignored and not _is_ours(p)]
+                if relevant and sidecar._loop is not None:
+                    sidecar._loop.call_soon_threadsafe(sidecar._template_edited)
+
+        observer = Observer()
+        for folder in sorted({t.source.parent for t in self.config.templates}):
+            observer.schedule(Handler(), str(folder), recursive=False)
+        observer.daemon = True
+        observer.start()
+        return observer
+
+    def _template_edited(self) -> None:
+        if not self._templates_changed:
+            self._templates_changed = True
+            assert self._loop is not None
+            self._loop.call_later(TEMPLATE_SETTLE, self._kick.set)
+
+    def reload_config(self) -> None:
+        """SIGHUP: read the config and templates again; keep everything as it is if they are invalid."""
+        try:
+            new = load_config(self.config.path, self.env)
+        except ConfigError as exc:
+            log.error("Config not reloaded (still running with the previous one): %s", exc)
+            return
+        templates = TemplateSet(t.source for t in new.templates)
+        errors = templates.load()
+        if errors:
+            log.error("Config not reloaded (still running with the previous one): %s", errors[0])
+            return
+        if new.consul != self.config.consul:
+            log.warning("The [consul] settings changed; they take effect at the next restart.")
+            new = _replace_consul(new, self.config)
+        self.config, self.templates = new, templates
+        self.policy = Quiescence(new.wait.min, new.wait.max)
+        if isinstance(self.nginx, CommandNginx):
+            self.nginx = CommandNginx(new.nginx)
+        self._deps = {}
+        log.info("Config reloaded from %s (%d templates).", new.path, len(new.templates))
+        self._kick.set()
+
+
+def _replace_consul(new: SidecarConfig, old: SidecarConfig) -> SidecarConfig:
+    import dataclasses
+
+    return dataclasses.replace(new, consul=old.consul)
+
+
+def _dry_text(render: Rendered, count: int) -> str:
+    # Several templates: say which text is which; one template: exactly its text.
+    return render.text if count == 1 else f"# --- {render.source} ---\n{render.text}"
+
+
+def _is_ours(path: Path) -> bool:
+    """Temp files and backups the pipeline writes itself."""
+    return path.name.endswith((".tmp", ".bak")) or path.name.startswith(".")
+
+
+def _log_changes(old: Snapshot, new: Snapshot) -> None:
+    before = dict(old.services)
+    for query, instances in new.services:
+        if before.get(query) != instances:
+            _log_service(query, instances)
+
+
+def _log_service(query: ServiceQuery, instances: tuple[Any, ...]) -> None:
+    passing = sum(1 for i in instances if i.status == "passing")
+    log.info("Service %s changed: %d instances, %d passing.", query, len(instances), passing)

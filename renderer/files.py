@@ -1,0 +1,73 @@
+"""Atomic file replacement: a temp file in the destination's folder, fsync, rename, fsync the folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from discovery.errors import OutputError
+
+__all__ = ["read_bytes", "remove", "write_atomic"]
+
+
+def read_bytes(path: Path) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+
+
+def write_atomic(path: Path, data: bytes, perms: int | None = None) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
+
+    The temp file is created with mode 0600 and gets ``perms`` (or the replaced file's mode, or 0644)
+    only once complete. On any failure the temp file is removed and the old file is untouched.
+    """
+    mode = perms if perms is not None else _mode_of(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"Cannot create a temporary file beside {path}: {exc.strerror or exc}.") from exc
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OutputError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
+    _fsync_dir(path.parent)
+
+
+def remove(path: Path) -> None:
+    """Remove a file if it exists (used to restore 'there was no file')."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputError(f"Cannot remove {path}: {exc.strerror or exc}.") from exc
+    _fsync_dir(path.parent)
+
+
+def _mode_of(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o644
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename durable; some filesystems refuse fsync on a folder, which is harmless here.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

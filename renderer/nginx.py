@@ -1,0 +1,112 @@
+"""Talking to nginx: check a config, reload it. A Protocol, so the pipeline's tests can count calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from discovery.errors import NginxCheckFailed, NginxReloadFailed
+
+from .config import NginxConfig
+
+__all__ = ["CommandNginx", "Nginx"]
+
+log = logging.getLogger(__name__)
+COMMAND_TIMEOUT = 60.0
+MAX_OUTPUT = 4000
+
+
+class Nginx(Protocol):
+    """What the apply pipeline needs from nginx."""
+
+    async def check(self) -> None:
+        """Raise NginxCheckFailed (with nginx's own words) if the files on disk are not a valid config."""
+
+    async def reload(self) -> None:
+        """Raise NginxReloadFailed if nginx could not be told to reload."""
+
+
+class CommandNginx:
+    """nginx driven by its check command and by SIGHUP to its master (or a reload command)."""
+
+    def __init__(self, config: NginxConfig) -> None:
+        self.config = config
+        self.reloads = 0
+
+    async def check(self) -> None:
+        """Run the check command; its failure output goes into the error."""
+        code, output = await _run(self.config.check_command)
+        if code != 0:
+            raise NginxCheckFailed(
+                f"nginx rejected the new config ({' '.join(self.config.check_command)} exited {code}): "
+                f"{_one_line(output)}"
+            )
+
+    async def reload(self) -> None:
+        """Signal the master with SIGHUP, or run the reload command."""
+        if self.config.reload_command:
+            code, output = await _run(self.config.reload_command)
+            if code != 0:
+                raise NginxReloadFailed(
+                    f"The reload command {' '.join(self.config.reload_command)} exited {code}: {_one_line(output)}"
+                )
+        else:
+            assert self.config.pid_file is not None
+            _signal_master(self.config.pid_file)
+        self.reloads += 1
+
+
+def _signal_master(pid_file: Path) -> None:
+    pid = _read_pid(pid_file)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise NginxReloadFailed(f"nginx is not running: no process {pid} from pid file {pid_file}.") from None
+    except PermissionError:
+        raise NginxReloadFailed(f"Not allowed to signal nginx (pid {pid} from {pid_file}).") from None
+
+
+def _read_pid(pid_file: Path) -> int:
+    try:
+        text = pid_file.read_text().strip()
+    except OSError as exc:
+        raise NginxReloadFailed(f"Cannot read nginx's pid file {pid_file}: {exc.strerror or exc}.") from exc
+    if not text.isdigit() or int(text) <= 1:
+        raise NginxReloadFailed(f"nginx's pid file {pid_file} does not hold a process id.")
+    return int(text)
+
+
+async def _run(argv: Sequence[str]) -> tuple[int, str]:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    except OSError as exc:
+        return 127, f"cannot run {argv[0]}: {exc.strerror or exc}"
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return 124, f"{argv[0]} did not finish within {COMMAND_TIMEOUT:g}s"
+    except asyncio.CancelledError:
+        # Stopping mid-check: do not leave the child behind.
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    return proc.returncode or 0, out.decode("utf-8", "replace")[-MAX_OUTPUT:]
+
+
+def _one_line(output: str) -> str:
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    # nginx's last lines say "test failed"; the first says why.
+    return " / ".join(lines[:2]) if lines else "no output"

@@ -1,0 +1,117 @@
+"""A real nginx under the test's own prefix: a front server on a free port proxying to a rendered
+upstream, and static backends (also nginx servers) that answer with their own name."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .ports import free_port, wait_port
+
+NGINX = "/usr/sbin/nginx"
+
+
+class NginxServer:
+    def __init__(self, workdir: Path, backends: int = 4, upstream: str = "primes") -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.backends = {f"b{i}": free_port() for i in range(1, backends + 1)}
+        self.upstream = upstream
+        self.conf_d = workdir / "conf.d"
+        self.conf_d.mkdir(parents=True, exist_ok=True)
+        (workdir / "logs").mkdir(exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "nginx.conf"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "nginx.pid"
+
+    @property
+    def error_log(self) -> Path:
+        return self.dir / "logs" / "error.log"
+
+    @property
+    def check_command(self) -> list[str]:
+        return [NGINX, "-t", "-q", "-p", str(self.dir), "-c", str(self.conf)]
+
+    def write_config(self) -> None:
+        backends = "\n".join(
+            f'    server {{ listen 127.0.0.1:{port}; access_log off; return 200 "{name}\\n"; }}'
+            for name, port in self.backends.items()
+        )
+        self.conf.write_text(
+            f"""daemon off;
+master_process on;
+worker_processes 1;
+pid {self.pid_file};
+error_log {self.error_log} notice;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.dir}/tmp_body;
+    proxy_temp_path {self.dir}/tmp_proxy;
+    fastcgi_temp_path {self.dir}/tmp_fastcgi;
+    uwsgi_temp_path {self.dir}/tmp_uwsgi;
+    scgi_temp_path {self.dir}/tmp_scgi;
+    proxy_next_upstream error timeout http_502;
+{backends}
+    include {self.conf_d}/*.conf;
+    server {{
+        listen 127.0.0.1:{self.port};
+        location / {{ proxy_pass http://{self.upstream}; proxy_connect_timeout 1s; }}
+    }}
+}}
+"""
+        )
+
+    def start(self) -> None:
+        self.write_config()
+        log = (self.dir / "logs" / "stdout.log").open("ab")
+        with log:
+            self.proc = subprocess.Popen(
+                [NGINX, "-p", str(self.dir), "-c", str(self.conf)], stdout=log, stderr=log
+            )
+        wait_port(self.port)
+        deadline = time.monotonic() + 5
+        while not self.pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def reloads(self) -> int:
+        """How many times the master was told to reload (it logs each SIGHUP)."""
+        if not self.error_log.exists():
+            return 0
+        return self.error_log.read_text(errors="replace").count("reconfiguring")
+
+    def get(self, path: str = "/") -> tuple[int, str]:
+        """One request through the front server."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+                return resp.status, resp.read().decode().strip()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+
+    def answers(self, requests: int = 12) -> set[str]:
+        """Which backends answered a few requests (round robin), or {'502'} style codes for errors."""
+        seen = set()
+        for _ in range(requests):
+            status, body = self.get()
+            seen.add(body if status == 200 else str(status))
+        return seen
