@@ -1,0 +1,93 @@
+"""The companion's configuration: the shared ``[consul]`` table and ``[registrar]``, read once, strictly.
+
+See docs/registrar.md for every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from discovery.consul import ConsulSettings
+from discovery.errors import ConfigError
+from discovery.table import Table, load_toml
+
+from .labels import HostSettings
+
+__all__ = ["RegistrarConfig", "load_config"]
+
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
+_OWNER = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistrarConfig:
+    """Everything ``upstreams-registrar run`` needs, built once at start-up."""
+
+    path: Path
+    consul: ConsulSettings
+    engine: str | None  # None: containers are not watched (services_dir only)
+    host: HostSettings
+    resync: float = 30.0
+    services_dir: Path | None = None
+    deregister_on_stop: bool = True
+    stop_timeout: float = 5.0
+    check_output_limit: int = 4096
+
+    @property
+    def owner(self) -> str:
+        """The marker value this host's registrations carry."""
+        return self.host.hostname
+
+
+def load_config(path: Path, env: Mapping[str, str]) -> RegistrarConfig:
+    """Read and validate the config file; raise ConfigError naming the file and key at fault."""
+    root = Table(load_toml(path), str(path))
+    base = path.parent
+    consul = ConsulSettings.from_table(root.table("consul"), env, base)
+    reg = root.table("registrar")
+    root.done()
+    watch_containers = reg.boolean("containers", True)
+    engine = reg.string("engine") or env.get("DOCKER_HOST") or DEFAULT_ENGINE
+    if not engine.startswith(("unix://", "tcp://", "http://", "https://")):
+        raise reg.error("engine", f"must be unix:///path or tcp://host:port, not {engine!r}")
+    hostname = reg.string("hostname") or socket.gethostname()
+    if not _OWNER.match(hostname):
+        raise reg.error("hostname", "must be 1 to 128 letters, digits, '.', '_', ':' or '-'")
+    advertise = reg.string("advertise_address", "127.0.0.1") or ""
+    try:
+        ipaddress.ip_address(advertise)
+    except ValueError:
+        if not re.match(r"^[A-Za-z0-9.-]{1,253}$", advertise):
+            raise reg.error("advertise_address", "must be an IP address or a host name") from None
+    host = HostSettings(
+        hostname=hostname,
+        advertise_address=advertise,
+        internal=reg.boolean("internal", False),
+        explicit=reg.boolean("explicit", False),
+    )
+    resync = reg.duration("resync", 30.0)
+    if resync < 1.0:
+        raise reg.error("resync", "must be at least 1s")
+    services_dir = reg.path("services_dir", base)
+    if services_dir is not None and not services_dir.is_dir():
+        raise reg.error("services_dir", f"names {services_dir}, which is not a directory")
+    config = RegistrarConfig(
+        path=path,
+        consul=consul,
+        engine=engine if watch_containers else None,
+        host=host,
+        resync=resync,
+        services_dir=services_dir,
+        deregister_on_stop=reg.boolean("deregister_on_stop", True),
+        stop_timeout=reg.duration("stop_timeout", 5.0),
+        check_output_limit=reg.integer("check_output_limit", 4096, 256, 1 << 20),
+    )
+    reg.done()
+    if config.engine is None and services_dir is None:
+        raise ConfigError(f"{path} [registrar]: with containers = false, 'services_dir' is needed.")
+    return config

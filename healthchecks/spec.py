@@ -1,0 +1,149 @@
+"""What the companion wants registered: frozen service and check specs, and their Consul 1.8 bodies.
+
+Every registration carries two Meta keys: ``upstreams-registrar`` names the host whose companion owns it
+(only services with this host's value are ever deregistered), and ``upstreams-registrar-digest`` is a
+hash of the rest of the body, so comparing digests tells whether the agent holds the current version.
+Bodies contain only fields Consul 1.8 knows (it rejects unknown ones with 400).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from discovery.duration import format_duration
+
+__all__ = [
+    "CHECK_KINDS",
+    "DIGEST_KEY",
+    "MAX_META",
+    "OWNER_KEY",
+    "CheckSpec",
+    "ServiceSpec",
+    "check_ttl",
+    "registration_body",
+    "valid_meta_key",
+    "valid_service_name",
+]
+
+OWNER_KEY = "upstreams-registrar"
+DIGEST_KEY = "upstreams-registrar-digest"
+MAX_META = 64  # Consul's limit on Meta pairs, ours included
+MAX_META_KEY = 128
+MAX_META_VALUE = 512
+STATUSES = ("passing", "warning", "critical")
+CheckKind = Literal["http", "tcp", "ttl", "script", "health"]
+CHECK_KINDS: tuple[CheckKind, ...] = ("http", "tcp", "ttl", "script", "health")
+
+_META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def valid_meta_key(key: str) -> bool:
+    """Consul's rule for Meta keys, plus our own two keys being reserved."""
+    return (
+        bool(_META_KEY.match(key))
+        and not key.lower().startswith("consul-")
+        and key not in (OWNER_KEY, DIGEST_KEY)
+    )
+
+
+def valid_service_name(name: str) -> bool:
+    """A name usable in DNS and URLs: letters, digits, '_', '.', '-', at most 63 characters."""
+    return bool(_SERVICE_NAME.match(name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckSpec:
+    """One check of a service.
+
+    ``http`` and ``tcp`` checks are run by the Consul agent; ``ttl`` checks are heartbeated by the
+    application; ``script`` and ``health`` checks are TTL checks the companion itself keeps up to date
+    (a command run in the container or on the host; a container's own HEALTHCHECK status).
+    """
+
+    kind: CheckKind
+    check_id: str
+    name: str
+    interval: float = 10.0
+    timeout: float = 5.0
+    target: str = ""  # URL (http) or host:port (tcp)
+    ttl: float | None = None  # kind "ttl": the application's heartbeat period
+    argv: tuple[str, ...] = ()  # kind "script"
+    container_id: str | None = None  # script/health: the container; None runs the script on the host
+    initial_status: str | None = None
+    deregister_after: float | None = None
+
+    @property
+    def runs_here(self) -> bool:
+        """True when the companion itself must keep this check's status up to date."""
+        return self.kind in ("script", "health")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpec:
+    """One service registration the companion wants on its agent."""
+
+    id: str
+    name: str
+    address: str
+    port: int
+    tags: tuple[str, ...] = ()
+    meta: tuple[tuple[str, str], ...] = ()
+    weight: int | None = None
+    checks: tuple[CheckSpec, ...] = ()
+    origin: str = ""  # for messages: "container web-1", "service file db.toml"
+
+
+def check_ttl(check: CheckSpec) -> float:
+    """The TTL given to a check the companion updates: three missed runs turn it critical."""
+    return 3 * check.interval + check.timeout
+
+
+def _check_body(check: CheckSpec) -> dict[str, Any]:
+    body: dict[str, Any] = {"CheckID": check.check_id, "Name": check.name}
+    if check.kind == "http":
+        body.update(HTTP=check.target, Interval=format_duration(check.interval))
+        body["Timeout"] = format_duration(check.timeout)
+    elif check.kind == "tcp":
+        body.update(TCP=check.target, Interval=format_duration(check.interval))
+        body["Timeout"] = format_duration(check.timeout)
+    elif check.kind == "ttl":
+        body["TTL"] = format_duration(check.ttl or check.interval)
+    else:
+        body["TTL"] = format_duration(check_ttl(check))
+        if check.kind == "script":
+            body["Notes"] = "Run by upstreams-registrar: " + " ".join(check.argv)[:400]
+    if check.initial_status:
+        body["Status"] = check.initial_status
+    if check.deregister_after is not None:
+        body["DeregisterCriticalServiceAfter"] = format_duration(check.deregister_after)
+    return body
+
+
+def registration_body(spec: ServiceSpec, owner: str) -> dict[str, Any]:
+    """The ``PUT /v1/agent/service/register`` body for a spec, marked as owned by ``owner``."""
+    meta = dict(spec.meta)
+    meta[OWNER_KEY] = owner
+    body: dict[str, Any] = {
+        "ID": spec.id,
+        "Name": spec.name,
+        "Tags": list(spec.tags),
+        "Address": spec.address,
+        "Port": spec.port,
+        "Meta": meta,
+        "Checks": [_check_body(c) for c in spec.checks],
+    }
+    if spec.weight is not None:
+        body["Weights"] = {"Passing": spec.weight, "Warning": 1}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    meta[DIGEST_KEY] = digest
+    return body
+
+
+def body_digest(body: dict[str, Any]) -> str:
+    """The digest stored in a registration body's Meta."""
+    return str(body["Meta"][DIGEST_KEY])
