@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -124,7 +125,5 @@ class ConsulAgent:
         """Deregister every service and delete every key, so tests sharing one agent start clean."""
         for sid in self.services():
             self.deregister(sid)
-        try:
+        with contextlib.suppress(urllib.error.HTTPError):
             self.api("DELETE", "/v1/kv/?recurse")
-        except urllib.error.HTTPError:
-            pass

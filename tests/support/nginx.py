@@ -98,7 +98,7 @@ http {{
         """How many times the master was told to reload (it logs each SIGHUP)."""
         if not self.error_log.exists():
             return 0
-        return self.error_log.read_text(errors="replace").count("reconfiguring")
+        return self.error_log.read_text(errors="replace").count("(SIGHUP) received")
 
     def get(self, path: str = "/") -> tuple[int, str]:
         """One request through the front server."""
