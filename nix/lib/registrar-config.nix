@@ -1,10 +1,12 @@
 # The companion's (upstreams-registrar's) TOML config from the NixOS module's option values (builtins only).
 #
-# Keys: [consul] address, token_file; [registrar] engine, advertise_address, internal, explicit, resync,
-# services_dir, deregister_on_stop.
+# Keys follow healthchecks/config.py: [consul] address, token_file; [registrar] engine (unix:///... or
+# tcp://...; null with containers = false), containers, hostname, advertise_address, internal, explicit,
+# resync, services_dir, deregister_on_stop.
 {
   consul ? { },
   engine ? null,
+  hostname ? null,
   advertiseAddress ? null,
   internal ? null,
   explicit ? null,
@@ -15,18 +17,31 @@
 }:
 let
   inherit (import ./attrs.nix) recursiveUpdate withoutNulls;
-  settings = recursiveUpdate {
-    consul = withoutNulls {
-      address = consul.address or null;
-      token_file = consul.tokenFile or null;
-    };
-    registrar = withoutNulls {
-      inherit engine internal explicit resync;
-      advertise_address = advertiseAddress;
-      services_dir = servicesDir;
-      deregister_on_stop = deregisterOnStop;
-    };
-  } extraSettings;
+  settings =
+    if engine == null && servicesDir == null then
+      throw "services.upstreams-registrar: with no container engine, declare at least one service"
+    else if engine != null && builtins.match "(unix|tcp|https?)://.+" engine == null then
+      throw "services.upstreams-registrar: engine must be unix:///path or tcp://host:port, not '${engine}'"
+    else
+      recursiveUpdate {
+        consul = withoutNulls {
+          address = consul.address or null;
+          token_file = consul.tokenFile or null;
+        };
+        registrar = withoutNulls {
+          inherit
+            engine
+            hostname
+            internal
+            explicit
+            resync
+            ;
+          containers = engine != null;
+          advertise_address = advertiseAddress;
+          services_dir = servicesDir;
+          deregister_on_stop = deregisterOnStop;
+        };
+      } extraSettings;
 in
 {
   inherit settings;

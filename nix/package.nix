@@ -1,0 +1,72 @@
+# The Python application from pyproject.toml: `upstreams` (the sidecar) and `upstreams-registrar` (the
+# companion). The check phase runs the test suite except what needs services the build sandbox lacks:
+# tests marked `slow`, tests using a service fixture (see ./pytest_offline.py), and tests/test_nix.py
+# (it needs nix-instantiate).
+{
+  lib,
+  python3Packages,
+}:
+let
+  project = (lib.importTOML ../pyproject.toml).project;
+  root = ../.;
+in
+python3Packages.buildPythonApplication {
+  pname = project.name;
+  inherit (project) version;
+  pyproject = true;
+
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      ../pyproject.toml
+      (lib.fileset.maybeMissing ../README.md)
+      (lib.fileset.maybeMissing ../LICENSE)
+      ../discovery
+      ../renderer
+      ../healthchecks
+      ../tests
+      ./pytest_offline.py
+    ];
+  };
+
+  build-system = [ python3Packages.setuptools ];
+
+  # pyproject asks for py-consul[asyncio]; nixpkgs' `consul` attribute is py-consul (no `py-consul`
+  # attribute exists), and the asyncio extra is aiohttp.
+  dependencies = with python3Packages; [
+    consul
+    aiohttp
+    jinja2
+    watchdog
+    tenacity
+    docker
+  ];
+  # The pin may ship an older py-consul than pyproject's lower bound; the API we use is the same.
+  pythonRelaxDeps = [ "py-consul" ];
+
+  nativeCheckInputs = with python3Packages; [
+    pytestCheckHook
+    pytest-timeout
+    hypothesis
+  ];
+  # PYTEST_ADDOPTS works with every version of pytestCheckHook.
+  preCheck = ''
+    export PYTHONPATH="$PWD/nix''${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTEST_ADDOPTS="-p pytest_offline -m 'not slow'"
+    export HOME="$TMPDIR"
+  '';
+  disabledTestPaths = [ "tests/test_nix.py" ];
+
+  pythonImportsCheck = [
+    "discovery"
+    "renderer"
+    "healthchecks"
+  ];
+
+  meta = {
+    inherit (project) description;
+    license = lib.licenses.mpl20;
+    mainProgram = "upstreams";
+    platforms = lib.platforms.linux;
+  };
+}
