@@ -10,6 +10,7 @@
 #   pid ...;               -> pid <tmp>/nginx.pid;   (added if the config has none)
 #   error_log <file> ...   -> error_log stderr ...
 #   access_log ...;        -> access_log off;
+#   http {                 -> http { access_log off;   (else nginx opens its compiled-in access log)
 #   include <relative>;    -> include <config dir>/<relative>;   (the copy lives elsewhere)
 # Everything the copy includes by absolute path (the rendered upstream files among them) is read as it
 # is, so the check sees exactly what nginx will load. Only the main file is rewritten: keep log and pid
@@ -43,6 +44,7 @@ trap 'rm -rf "$work"' EXIT
     -e "s#${start}pid[[:space:]]+[^;]*;#\\1\\2pid $work/nginx.pid;#g" \
     -e "s#${start}error_log[[:space:]]+[^;[:space:]]+#\\1\\2error_log stderr#g" \
     -e "s#${start}access_log[[:space:]]+[^;]*;#\\1\\2access_log off;#g" \
+    -e "s#${start}http[[:space:]]*[{]#\\1\\2http { access_log off;#g" \
     -e "s#${start}include[[:space:]]+([^/;[:space:]][^;]*);#\\1\\2include $confdir/\\3;#g" \
     "$conf"
 } >"$work/nginx.conf"
