@@ -1,5 +1,6 @@
-# Our additions to nixpkgs: the package (both console scripts) and its OCI images.
+# Our additions to nixpkgs: the package (both console scripts), its OCI images and the Nomad artifact.
 final: prev: {
   upstreams = final.callPackage ./package.nix { };
   upstreams-images = final.callPackage ./image.nix { };
+  upstreams-nomad-artifact = final.callPackage ./artifact.nix { };
 }
