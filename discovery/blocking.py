@@ -9,6 +9,8 @@ Rules (Consul's documentation on blocking queries, and consul-template's watch/v
 4. Never send index 0 after the first answer: it does not block and the loop would spin. Use at least 1.
 5. Keep at least ``min_interval`` between the starts of two fetches of one query (rate limit).
 6. On errors, back off exponentially with jitter up to a cap, forever; report each error to the caller.
+7. After an error, start over without an index: Consul may have restarted with a lower index, and a
+   blocking call with the old, higher one would hang for the whole wait instead of answering.
 """
 
 from __future__ import annotations
@@ -88,8 +90,8 @@ class BlockingQuery(Generic[T]):
         )
         async for attempt in retrying:
             with attempt:
-                # Rule 1 (wait is only sent with an index; the first call answers at once).
-                result = await self.fetch(index, self.wait)
+                # Rule 1 (wait is only sent with an index; the first call answers at once); rule 7.
+                result = await self.fetch(index if attempt.retry_state.attempt_number == 1 else 0, self.wait)
         if self.on_success:
             self.on_success()
         return result
