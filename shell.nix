@@ -32,6 +32,6 @@ pkgs.mkShell {
   shellHook = ''
     # Run the code from the checkout, as `pip install -e .` would.
     export PYTHONPATH="$PWD''${PYTHONPATH:+:$PYTHONPATH}"
-    export CONSUL_BIN=${pkgs.lib.getExe pkgs.consul}
+    export CONSUL_BIN=${pkgs.consul}/bin/consul
   '';
 }

@@ -139,8 +139,9 @@ pkgs.testers.runNixOSTest {
           lb.wait_for_unit("upstreams.service")
           lb.wait_for_unit("nginx.service")
           lb.succeed("test -s /run/upstreams/web.conf")
-          lb.succeed("systemctl show -p User --value upstreams.service | grep -qv '^root$'")
-          lb.fail("systemctl show -p DynamicUser --value upstreams.service | grep -q no")
+          lb.succeed("test $(systemctl show -p DynamicUser --value upstreams.service) = yes")
+          pid = lb.succeed("systemctl show -p MainPID --value upstreams.service").strip()
+          lb.succeed(f"test $(stat -c %u /proc/{pid}) -ne 0")
 
       with subtest("nginx answers from both backends"):
           lb.wait_until_succeeds("grep -q '${ip1}:8080' /run/upstreams/web.conf", timeout=120)
