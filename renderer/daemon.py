@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -65,7 +66,7 @@ class Sidecar:
     async def run(self, *, once: bool = False, dry: bool = False) -> None:
         """Run until cancelled; ``once``: return after the first complete apply; ``dry``: keep the texts
         of the first complete render in ``dry_output`` instead of applying them (implies once)."""
-        self.dry_output: list[str] | None = [] if dry else None
+        self.dry_output = [] if dry else None
         once = once or dry
         errors = self.templates.load()
         if errors:
@@ -101,10 +102,8 @@ class Sidecar:
     async def _quiesce(self) -> None:
         """Hold a data change back until Consul has been quiet for wait.min (at most wait.max)."""
         while (delay := self.policy.delay(self.clock())) > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), delay)
-            except TimeoutError:
-                pass
             self._kick.clear()
 
     async def _round(self, watcher: Watcher) -> bool:

@@ -19,6 +19,7 @@ import jinja2
 import jinja2.meta
 import jinja2.nodes
 import jinja2.sandbox
+from jinja2.exceptions import SecurityError
 from markupsafe import Markup
 
 from discovery.errors import TemplateError
@@ -73,12 +74,12 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
             if isinstance(right, int) and abs(right) > 64:
-                raise jinja2.sandbox.SecurityError("exponent too large")
+                raise SecurityError("exponent too large")
             return left**right
         if isinstance(left, (str, list, tuple)) and isinstance(right, int) and len(left) * right > MAX_REPEAT:
-            raise jinja2.sandbox.SecurityError("repeated value too large")
+            raise SecurityError("repeated value too large")
         if isinstance(right, (str, list, tuple)) and isinstance(left, int) and len(right) * left > MAX_REPEAT:
-            raise jinja2.sandbox.SecurityError("repeated value too large")
+            raise SecurityError("repeated value too large")
         return left * right
 
 
@@ -132,7 +133,7 @@ def _unbound(name: str) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         reader = _READER.get(None)
         if reader is None:
-            raise jinja2.sandbox.SecurityError(f"{name}() can only be called while rendering")
+            raise SecurityError(f"{name}() can only be called while rendering")
         return getattr(reader, name)(*args, **kwargs)
 
     call.__name__ = name
@@ -179,7 +180,7 @@ class _Reader:
     def services(self, tag: str | None = None, dc: str | None = None) -> list[dict[str, Any]]:
         """Every service (name, tags) sorted by name, optionally only those with a tag."""
         summaries: tuple[ServiceSummary, ...] = self._get(CatalogQuery(dc or ""), ())
-        return [{"name": s.name, "tags": s.tags} for s in summaries if not tag or tag in s.tags]
+        return [{"name": s.name, "tags": s.tags} for s in sorted(summaries) if not tag or tag in s.tags]
 
     def key(self, path: str, default: Any = None) -> Any:
         """A Consul KV value as text, or ``default`` when the key does not exist."""
@@ -234,7 +235,7 @@ class TemplateSet:
             code = self.env.compile(ast, source.name, str(source))
             return self.env.template_class.from_code(self.env, code, self.env.make_globals(None), None)
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"{source}:{exc.lineno}: {exc.message}.") from None
+            raise TemplateError(f"{source}:{exc.lineno}: {(exc.message or 'syntax error').rstrip('.')}.") from None
 
     def render(self, source: Path, snapshot: Snapshot) -> Rendered:
         """Render one source against a snapshot."""
@@ -282,9 +283,9 @@ def _check_names(env: jinja2.Environment, ast: jinja2.nodes.Template, source: Pa
         node = next((n for n in ast.find_all(jinja2.nodes.Name) if n.name == name), None)
         line = node.lineno if node else 1
         raise TemplateError(f"{source}:{line}: unknown function or variable '{name}'.")
-    for node in ast.find_all(jinja2.nodes.Filter):
-        if node.name not in env.filters:
-            raise TemplateError(f"{source}:{node.lineno}: unknown filter '{node.name}'.")
+    for flt in ast.find_all(jinja2.nodes.Filter):
+        if flt.name not in env.filters:
+            raise TemplateError(f"{source}:{flt.lineno}: unknown filter '{flt.name}'.")
 
 
 def _line(exc: BaseException, source: Path) -> int:
@@ -299,7 +300,7 @@ def _line(exc: BaseException, source: Path) -> int:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, jinja2.sandbox.SecurityError):
+    if isinstance(exc, SecurityError):
         return f"refused by the sandbox: {exc}"
     text = str(exc).strip().rstrip(".") or type(exc).__name__
     return text[:300]

@@ -1,0 +1,124 @@
+"""The apply pipeline: compare bytes, write atomically, check, reload; restore on any failure."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from discovery.errors import NginxCheckFailed, NginxReloadFailed, OutputError
+from renderer.apply import Outcome, apply_renders
+from renderer.config import TemplateConfig
+from renderer.debounce import Quiescence
+from renderer.files import write_atomic
+
+
+class CountingNginx:
+    """A stand-in that counts calls; its check can be told to fail (nginx itself is tested end to end)."""
+
+    def __init__(self, check_fails: bool = False, reload_fails: bool = False) -> None:
+        self.checks = self.reloads = 0
+        self.check_fails, self.reload_fails = check_fails, reload_fails
+        self.seen: list[bytes] = []
+
+    async def check(self) -> None:
+        self.checks += 1
+        if self.check_fails:
+            raise NginxCheckFailed("nginx rejected the new config: test.")
+
+    async def reload(self) -> None:
+        if self.reload_fails:
+            raise NginxReloadFailed("nginx is not running.")
+        self.reloads += 1
+
+
+def templates(tmp_path: Path, n: int = 2, backup: bool = False) -> list[TemplateConfig]:
+    return [TemplateConfig(tmp_path / f"{i}.j2", tmp_path / f"out{i}.conf", backup=backup) for i in range(n)]
+
+
+def test_unchanged_bytes_mean_no_write_no_check_no_reload(tmp_path: Path) -> None:
+    (t,) = templates(tmp_path, 1)
+    t.destination.write_text("same")
+    mtime = t.destination.stat().st_mtime_ns
+    nginx = CountingNginx()
+    assert asyncio.run(apply_renders([(t, "same")], nginx)) is Outcome.UNCHANGED
+    assert (nginx.checks, nginx.reloads) == (0, 0)
+    assert t.destination.stat().st_mtime_ns == mtime
+
+
+def test_several_changed_templates_get_one_check_and_one_reload(tmp_path: Path) -> None:
+    ts = templates(tmp_path, 3)
+    nginx = CountingNginx()
+    assert asyncio.run(apply_renders([(t, f"new {i}") for i, t in enumerate(ts)], nginx)) is Outcome.RELOADED
+    assert (nginx.checks, nginx.reloads) == (1, 1)
+    assert [t.destination.read_text() for t in ts] == ["new 0", "new 1", "new 2"]
+
+
+def test_failed_check_restores_every_file_byte_for_byte(tmp_path: Path) -> None:
+    a, b = templates(tmp_path)
+    a.destination.write_bytes(b"old a\x00\xff")  # any bytes, restored exactly
+    nginx = CountingNginx(check_fails=True)
+    with pytest.raises(NginxCheckFailed):
+        asyncio.run(apply_renders([(a, "new a"), (b, "new b")], nginx))
+    assert a.destination.read_bytes() == b"old a\x00\xff"
+    assert not b.destination.exists()  # there was no file: there is none again
+    assert nginx.reloads == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out0.conf"]
+
+
+def test_failed_reload_leaves_the_checked_files_and_raises(tmp_path: Path) -> None:
+    (t,) = templates(tmp_path, 1)
+    with pytest.raises(NginxReloadFailed):
+        asyncio.run(apply_renders([(t, "new")], CountingNginx(reload_fails=True)))
+    assert t.destination.read_text() == "new"
+
+
+def test_backup_keeps_the_previous_good_version(tmp_path: Path) -> None:
+    (t,) = templates(tmp_path, 1, backup=True)
+    t.destination.write_text("v1")
+    asyncio.run(apply_renders([(t, "v2")], CountingNginx()))
+    assert Path(f"{t.destination}.bak").read_text() == "v1"
+    with pytest.raises(NginxCheckFailed):
+        asyncio.run(apply_renders([(t, "v3-bad")], CountingNginx(check_fails=True)))
+    assert t.destination.read_text() == "v2"
+    assert Path(f"{t.destination}.bak").read_text() == "v1"
+
+
+def test_perms_are_applied_and_existing_mode_kept_otherwise(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    write_atomic(path, b"x", 0o640)
+    assert path.stat().st_mode & 0o777 == 0o640
+    write_atomic(path, b"y")
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_write_into_a_missing_folder_is_an_output_error_and_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match=r"Cannot create a temporary file beside .*/nope/f"):
+        write_atomic(tmp_path / "nope" / "f", b"x")
+
+
+def test_quiescence_fires_when_quiet_for_min() -> None:
+    q = Quiescence(min=1.0, max=10.0)
+    q.change(0.0)
+    assert q.delay(0.0) == 1.0
+    q.change(0.5)
+    assert q.delay(0.5) == 1.0
+    assert q.delay(1.5) == 0.0
+
+
+def test_quiescence_never_waits_longer_than_max_after_the_first_change() -> None:
+    q = Quiescence(min=1.0, max=3.0)
+    for t in (0.0, 0.9, 1.8, 2.7):
+        q.change(t)
+    assert q.delay(2.7) == pytest.approx(0.3)
+
+
+def test_quiescence_zero_min_fires_at_once_and_fired_resets() -> None:
+    q = Quiescence(min=0.0, max=0.0)
+    q.change(5.0)
+    assert q.delay(5.0) == 0.0
+    q2 = Quiescence(min=1.0, max=2.0)
+    q2.change(0.0)
+    q2.fired()
+    assert not q2.pending() and q2.delay(0.0) == 0.0

@@ -1,0 +1,74 @@
+"""The command line: check without Consul, one clear line per problem, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.support.sidecar import UPSTREAMS
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([UPSTREAMS, *args], capture_output=True, text=True, timeout=30)
+
+
+def config(tmp_path: Path, template: str) -> Path:
+    (tmp_path / "t.j2").write_text(template)
+    path = tmp_path / "sidecar.toml"
+    # Consul's address points nowhere: check must not need it.
+    path.write_text(
+        '[consul]\naddress = "127.0.0.1:1"\n[[template]]\nsource = "t.j2"\ndestination = "out.conf"\n'
+    )
+    return path
+
+
+def test_check_accepts_a_valid_config_and_template(tmp_path: Path) -> None:
+    path = config(tmp_path, '{% import "nginx.j2" as nginx %}{{ nginx.upstream("web", service("web")) }}')
+    out = run("check", "--config", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "valid" in out.stdout
+    assert not (tmp_path / "out.conf").exists()
+
+
+def test_check_reports_a_template_error_with_file_and_line(tmp_path: Path) -> None:
+    path = config(tmp_path, "line one\n{{ servcie('web') }}\n")
+    out = run("check", "--config", str(path))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"upstreams: {tmp_path / 't.j2'}:2: unknown function or variable 'servcie'."
+
+
+def test_check_reports_sandbox_escapes(tmp_path: Path) -> None:
+    out = run("check", "--config", str(config(tmp_path, "{{ ''.__class__.__mro__[1].__subclasses__() }}")))
+    assert out.returncode == 2
+    assert "refused by the sandbox" in out.stderr or "unsafe" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_config_errors_are_one_sentence_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[wait]\nmin = 3\n")
+    for command in ("check", "watch", "render"):
+        out = run(command, "--config", str(path))
+        assert out.returncode in (1, 2)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert str(path) in out.stderr and "Traceback" not in out.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[wait]\nmin = 3\n")
+    out = run("--debug", "check", "--config", str(path))
+    assert "Traceback" in out.stderr
+
+
+def test_bad_flags_are_usage_errors() -> None:
+    out = run("watch")
+    assert out.returncode == 2 and "--config" in out.stderr
+    assert run("frobnicate").returncode == 2
+
+
+def test_render_gives_up_clearly_when_consul_never_answers(tmp_path: Path) -> None:
+    path = config(tmp_path, "{{ service('web') | length }}")
+    out = run("render", "--timeout", "1", "--config", str(path))
+    assert out.returncode == 1
+    assert "did not complete within 1s" in out.stderr and "127.0.0.1:1" in out.stderr
