@@ -176,7 +176,7 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         self._server_hostname = settings.tls_server_name
         self._session = aiohttp.ClientSession(connector=connector)
 
-    async def _request(  # type: ignore[override]
+    async def _request(
         self,
         callback: Any,
         method: str,
