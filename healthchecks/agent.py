@@ -29,7 +29,7 @@ class Agent:
         self.client = client
 
     def _headers(self) -> dict[str, str]:
-        headers: dict[str, str] = self.client.agent.prepare_headers()
+        headers: dict[str, str] = self.client.prepare_headers()
         return headers
 
     async def services(self) -> dict[str, dict[str, Any]]:
