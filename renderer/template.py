@@ -235,7 +235,9 @@ class TemplateSet:
             code = self.env.compile(ast, source.name, str(source))
             return self.env.template_class.from_code(self.env, code, self.env.make_globals(None), None)
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"{source}:{exc.lineno}: {(exc.message or 'syntax error').rstrip('.')}.") from None
+            raise TemplateError(
+                f"{source}:{exc.lineno}: {(exc.message or 'syntax error').rstrip('.')}."
+            ) from None
 
     def render(self, source: Path, snapshot: Snapshot) -> Rendered:
         """Render one source against a snapshot."""
