@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.healthchecks.conftest import checks_of, owned, wait_for
@@ -192,3 +194,55 @@ def test_sigterm_deregisters_owned_services_and_exits_zero(
     assert owned(consul, companion.hostname) == {}
     assert "foreign-1" in consul.services()
     assert "Deregistered 2 services on stop" in companion.output()
+
+
+def test_a_hanging_script_check_is_killed_at_its_timeout_and_critical(
+    engine: EngineDaemon, consul: ConsulAgent, companion_factory
+) -> None:
+    labels = {"SERVICE_CHECK_SCRIPT": "sleep 30", "SERVICE_CHECK_TIMEOUT": "300ms", "SERVICE_CHECK_HTTP": ""}
+    container = start_web(engine, "hangs", **labels)
+    companion = companion_factory(engine).start()
+    sid = f"{companion.hostname}:hangs:8080"
+
+    def script_check() -> dict[str, str]:
+        return consul.api("GET", "/v1/agent/checks").get(f"{sid}:script", {})  # type: ignore[no-any-return]
+
+    wait_for(lambda: "Timed out after 0.3s" in script_check().get("Output", ""), 20, "timed-out output")
+    assert script_check()["Status"] == "critical"
+    assert companion.stop() == 0
+
+    def sleepers() -> int:
+        return container.exec_run(["ps"]).output.decode().count("sleep 30")  # type: ignore[attr-defined,no-any-return]
+
+    wait_for(lambda: sleepers() == 0, 5, "no check process left in the container")
+
+
+def test_container_healthcheck_status_is_mirrored(
+    engine: EngineDaemon, consul: ConsulAgent, companion_factory
+) -> None:
+    healthcheck = {
+        "test": ["CMD", "cat", "/www/index.html"],
+        "interval": 300_000_000,
+        "timeout": 1_000_000_000,
+        "retries": 1,
+    }
+    container = engine.run(
+        "doctor", labels={"SERVICE_NAME": "doctor"}, ports={"8080/tcp": free_port()}, healthcheck=healthcheck
+    )
+    companion = companion_factory(engine).start()
+    sid = f"{companion.hostname}:doctor:8080"
+
+    def health_now() -> None:
+        if (
+            engine.kind == "podman"
+        ):  # Podman runs health checks from systemd timers; none here: run it ourselves
+            subprocess.run(["podman", "healthcheck", "run", "doctor"], env=engine.env, capture_output=True)
+
+    def status() -> str | None:
+        health_now()
+        return checks_of(consul, sid).get(f"{sid}:health")
+
+    wait_for(lambda: status() == "passing", 20, "health mirrored as passing")
+    container.exec_run(["rm", "/www/index.html"])  # type: ignore[attr-defined]
+    wait_for(lambda: status() == "critical", 20, "health mirrored as critical")
+    assert "unhealthy" in consul.api("GET", "/v1/agent/checks")[f"{sid}:health"]["Output"]
