@@ -31,6 +31,7 @@ __all__ = [
     "OutputError",
     "TemplateError",
     "UpstreamsError",
+    "unwrap_group",
 ]
 
 
@@ -76,3 +77,19 @@ class NginxReloadFailed(NginxError):
 
 class EngineError(UpstreamsError):
     """Raised when the container engine cannot be reached or refuses a request."""
+
+
+def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first UpstreamsError inside a TaskGroup's exception group, else the group itself.
+
+    A daemon's TaskGroup wraps a child's error in an ExceptionGroup; the command line wants the
+    sentence of our own error, not a tree of tracebacks.
+    """
+    for exc in group.exceptions:
+        if isinstance(exc, UpstreamsError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            inner = unwrap_group(exc)
+            if isinstance(inner, UpstreamsError):
+                return inner
+    return group

@@ -29,6 +29,7 @@ from .catalog import check_fingerprints, parse_health, parse_services
 from .consul import ConsulClient, consul_errors
 from .errors import ConsulError
 from .latest import Latest
+from .metrics import ConsulMetrics
 from .model import CatalogQuery, Dependency, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
 
 __all__ = ["Watcher"]
@@ -70,6 +71,7 @@ class _Datacenter:
                 idx, checks = await self.watcher.client.health.state(
                     "any", index=index, wait=wait, dc=self.dc or None
                 )
+            self.watcher.metrics.blocking_wakeups.labels("health-state").inc()
             return idx, (int(idx or 0), check_fingerprints(checks))
 
         async for idx, prints in self._query("health-state", fetch).changes():
@@ -91,6 +93,7 @@ class _Datacenter:
                 idx, data = await self.watcher.client.catalog.services(
                     index=index, wait=wait, dc=self.dc or None
                 )
+            self.watcher.metrics.blocking_wakeups.labels("catalog-services").inc()
             return idx, (int(idx or 0), parse_services(data))
 
         async for idx, summaries in self._query("catalog-services", fetch).changes():
@@ -158,9 +161,16 @@ class Watcher:
     """Keeps the data of the wanted dependencies current and publishes Snapshots on ``updates``."""
 
     def __init__(
-        self, client: ConsulClient, *, wait: str = "5m", min_interval: float = 0.1, fetchers: int = 4
+        self,
+        client: ConsulClient,
+        *,
+        wait: str = "5m",
+        min_interval: float = 0.1,
+        fetchers: int = 4,
+        metrics: ConsulMetrics | None = None,
     ) -> None:
         self.client = client
+        self.metrics = metrics or ConsulMetrics()
         self.wait = wait
         self.min_interval = min_interval
         self.updates: Latest[Snapshot] = Latest()
@@ -196,6 +206,7 @@ class Watcher:
             return
         added = wanted - self._wanted if not force else wanted
         self._wanted = wanted
+        self.metrics.watched_services.set(sum(1 for d in wanted if isinstance(d, ServiceQuery)))
         for dep in list(self._data):
             if dep not in wanted:
                 del self._data[dep]  # forget what nobody reads, so memory follows the templates
@@ -270,9 +281,10 @@ class Watcher:
         async for attempt in retrying:
             with attempt:
                 async with limit, consul_errors(f"the health of service '{query.name}'"):
-                    _, entries = await self.client.health.service(
-                        query.name, dc=query.dc or None, near=query.near or None
-                    )
+                    with self.metrics.fetch_seconds.time():
+                        _, entries = await self.client.health.service(
+                            query.name, dc=query.dc or None, near=query.near or None
+                        )
         if query in self._wanted:
             self._data[query] = parse_health(entries, query.dc, keep_order=bool(query.near))
             self._reached()
@@ -284,11 +296,14 @@ class Watcher:
                 self._mark_dirty(dc, None)
 
     def _lost(self, exc: ConsulError) -> None:
+        self.metrics.consul_errors.inc()
+        self.metrics.consul_up.set(0)
         if self.reachable is not False:
             log.warning("Lost Consul: %s Keeping the last good files live.", exc)
         self.reachable, self.last_error = False, str(exc)
 
     def _reached(self) -> None:
+        self.metrics.consul_up.set(1)
         if self.reachable is False:
             log.info("Consul is reachable again; resynchronising.")
             for dc in self._dcs:

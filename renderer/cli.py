@@ -18,6 +18,7 @@ from discovery.model import Snapshot
 
 from .config import SidecarConfig, load_config
 from .daemon import Sidecar
+from .status import show_status
 from .template import TemplateSet
 
 __all__ = ["main"]
@@ -39,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--dry", action="store_true", help="print the rendered text and touch nothing")
     render.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for Consul (default 60)")
     check = sub.add_parser("check", help="validate the config and every template, without Consul")
-    for p in (watch, render, check):
+    status = sub.add_parser(
+        "status", help="show the upstreams and instances as the running sidecar sees them"
+    )
+    status.add_argument("--json", action="store_true", help="print the sidecar's status as JSON")
+    for p in (watch, render, check, status):
         p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config file")
     return parser
 
@@ -53,6 +58,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.command == "check":
             return _check(args.config, environ)
         config = load_config(args.config, environ)
+        if args.command == "status":
+            return show_status(config, as_json=args.json)
         if args.command == "render":
             return asyncio.run(_render(config, environ, dry=args.dry, timeout=args.timeout))
         return asyncio.run(_watch(config, environ))

@@ -8,9 +8,12 @@ from pathlib import Path
 
 from discovery.consul import ConsulSettings
 from discovery.errors import ConfigError
+from discovery.status import parse_listen
 from discovery.table import Table, load_toml
 
-__all__ = ["NginxConfig", "SidecarConfig", "TemplateConfig", "WaitConfig", "load_config"]
+__all__ = ["NginxConfig", "SidecarConfig", "StatusConfig", "TemplateConfig", "WaitConfig", "load_config"]
+
+DEFAULT_LISTEN = "127.0.0.1:9119"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,13 @@ class TemplateConfig:
 
 
 @dataclass(frozen=True)
+class StatusConfig:
+    """Where the status endpoint (/health, /metrics, /status) listens; None: off."""
+
+    listen: tuple[str, int] | None = ("127.0.0.1", 9119)
+
+
+@dataclass(frozen=True)
 class SidecarConfig:
     """Everything the sidecar needs, built once and passed down."""
 
@@ -49,6 +59,7 @@ class SidecarConfig:
     wait: WaitConfig
     nginx: NginxConfig
     templates: tuple[TemplateConfig, ...]
+    status: StatusConfig = StatusConfig()
 
 
 def load_config(path: Path, env: Mapping[str, str]) -> SidecarConfig:
@@ -63,6 +74,7 @@ def load_config(path: Path, env: Mapping[str, str]) -> SidecarConfig:
         wait=_wait(root.table("wait")),
         nginx=_nginx(root.table("nginx")),
         templates=_templates(root, base),
+        status=_status(root.table("status")),
     )
     root.done()
     return config
@@ -140,3 +152,10 @@ def _perms(table: Table) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777:
         raise table.error("perms", f'must be an octal mode such as "0644", not {value!r}')
     return value
+
+
+def _status(table: Table) -> StatusConfig:
+    listen = table.string("listen", DEFAULT_LISTEN)
+    assert listen is not None
+    table.done()
+    return StatusConfig(listen=parse_listen(listen, table.where))

@@ -13,14 +13,26 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from discovery.acl import token_problem
 from discovery.consul import ConsulClient
-from discovery.errors import ConfigError, NginxError, NginxReloadFailed, OutputError
+from discovery.errors import (
+    ConfigError,
+    ConsulUnavailable,
+    NginxCheckFailed,
+    NginxError,
+    NginxReloadFailed,
+    OutputError,
+    unwrap_group,
+)
 from discovery.model import Dependency, ServiceQuery, Snapshot
+from discovery.status import Health, StatusServer
+from discovery.systemd import notify
 from discovery.watch import Watcher
 
 from .apply import Outcome, apply_renders
 from .config import SidecarConfig, load_config
 from .debounce import Quiescence
+from .metrics import SidecarMetrics
 from .nginx import CommandNginx, Nginx
 from .template import Rendered, TemplateSet
 
@@ -29,6 +41,7 @@ __all__ = ["Sidecar"]
 log = logging.getLogger(__name__)
 TEMPLATE_SETTLE = 0.05  # editors save in several steps; let them finish
 RELOAD_RETRY_MAX = 30.0
+TOKEN_RECHECK = 5.0
 
 
 class Sidecar:
@@ -52,6 +65,8 @@ class Sidecar:
         self.failures = 0  # renders refused by the check or unwritable
         self.last_error: str | None = None
         self.ready = asyncio.Event()  # set after the first complete, successful apply
+        self.metrics = SidecarMetrics()
+        self.token_problem: str | None = "the ACL token has not been checked yet"
         self._kick = asyncio.Event()
         self._templates_changed = False
         self._deps: dict[Path, frozenset[Dependency]] = {}
@@ -75,20 +90,38 @@ class Sidecar:
         client = ConsulClient(self.config.consul)
         observer = None if once else self._watch_template_files()
         try:
-            self._watcher = watcher = Watcher(client)
-            self._discover(Snapshot())
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                background = [tg.create_task(watcher.run()), tg.create_task(self._follow(watcher))]
-                await self._main(watcher, once)
-                for task in background:
-                    task.cancel()
-                self._tg = None
+            await self._run_tasks(client, once)
+        except BaseExceptionGroup as group:
+            raise unwrap_group(group) from None
         finally:
             if observer is not None:
                 observer.stop()
                 observer.join(timeout=5)
             await client.close()
+
+    async def _run_tasks(self, client: ConsulClient, once: bool) -> None:
+        """The daemon's one TaskGroup: watcher, follower, token guard, status endpoint, main loop."""
+        self._watcher = watcher = Watcher(client, metrics=self.metrics)
+        self._discover(Snapshot())
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            background = [
+                tg.create_task(watcher.run()),
+                tg.create_task(self._follow(watcher)),
+                tg.create_task(self._guard_token(client)),
+            ]
+            if self.config.status.listen and not once:
+                server = StatusServer(
+                    self.config.status.listen,
+                    health=self.health,
+                    registry=self.metrics.registry,
+                    status=self.status,
+                )
+                background.append(tg.create_task(server.serve()))
+            await self._main(watcher, once)
+            for task in background:
+                task.cancel()
+            self._tg = None
 
     async def _main(self, watcher: Watcher, once: bool) -> None:
         while True:
@@ -113,14 +146,18 @@ class Sidecar:
         if self._templates_changed:
             self._templates_changed = False
             for error in self.templates.load():
+                self.metrics.template_errors.inc()
                 self._fail(error, "Template not reloaded (the last good version stays in use)")
         renders, errors = self.templates.render_all(snapshot)
         for error in errors:
+            self.metrics.template_errors.inc()
             self._fail(error, "Template not rendered (its file keeps its last good content)")
         for r in renders:
             self._deps[r.source] = r.dependencies
         watcher.want(frozenset().union(*self._deps.values()))
         missing = frozenset().union(*(r.missing for r in renders))
+        if self.token_problem is not None:
+            return False  # never render what an unreadable catalog looks like: empty upstreams
         if missing:
             # Never a half-empty render: wait for every dependency to answer once.
             log.debug(
@@ -139,19 +176,36 @@ class Sidecar:
         try:
             outcome = await apply_renders(pairs, self.nginx)
         except NginxReloadFailed as exc:
+            self.metrics.reload_failures.inc()
             self._fail(exc, "New files are in place but nginx did not reload; retrying")
             self._schedule_reload_retry()
             return False
         except (NginxError, OutputError) as exc:
             self.failures += 1
+            self.metrics.rollbacks.inc()
+            if isinstance(exc, NginxCheckFailed):
+                self.metrics.check_failures.inc()
             self._fail(exc, "Kept the last good files")
             return False
+        finally:
+            self.metrics.renders.inc()
         if outcome is Outcome.RELOADED:
-            self.applied += 1
-            log.info("nginx reloaded.")
+            self._reloaded()
         self.last_error = None
-        self.ready.set()
+        self._mark_ready()
         return True
+
+    def _reloaded(self) -> None:
+        self.applied += 1
+        self.metrics.reloads.inc()
+        self.metrics.last_apply.set_to_current_time()
+        log.info("nginx reloaded.")
+
+    def _mark_ready(self) -> None:
+        if not self.ready.is_set():
+            self.ready.set()
+            self.metrics.ready.set(1)
+            notify(self.env, "READY=1\nSTATUS=The first complete render is live.")
 
     def _fail(self, exc: Exception, what: str) -> None:
         self.last_error = str(exc)
@@ -174,6 +228,61 @@ class Sidecar:
             self.policy.change(self.clock())
             self._kick.set()
 
+    # ACL token, health and status ---------------------------------------------------------------
+
+    async def _guard_token(self, client: ConsulClient) -> None:
+        """Check the token before the first render, and keep checking while it is refused."""
+        reported = None
+        while True:
+            try:
+                problem = await token_problem(client)
+            except ConsulUnavailable:
+                await asyncio.sleep(TOKEN_RECHECK)  # the watcher reports Consul's absence itself
+                continue
+            if problem is None:
+                if self.token_problem is not None:
+                    self.token_problem = None
+                    self._kick.set()
+                return
+            self.token_problem = problem
+            if problem != reported:
+                log.error("Not rendering: %s", problem)
+                reported = problem
+            await asyncio.sleep(TOKEN_RECHECK)
+
+    def health(self) -> Health:
+        """Healthy when Consul answers, the token is usable and the last apply succeeded."""
+        watcher = self._watcher
+        if watcher is not None and watcher.reachable is False:
+            return Health(False, f"Consul is unreachable: {watcher.last_error}")
+        if self.token_problem is not None and self.token_problem != "the ACL token has not been checked yet":
+            return Health(False, self.token_problem)
+        if self.last_error is not None:
+            return Health(False, f"The last change was not applied: {self.last_error}")
+        if not self.ready.is_set():
+            return Health(False, "Waiting for the first complete render.")
+        return Health(True, "", {"reloads": self.applied})
+
+    def status(self) -> dict[str, Any]:
+        """What the sidecar sees: every watched service with its instances and their health."""
+        snapshot = (self._watcher.updates.value if self._watcher else None) or Snapshot()
+        services = {
+            str(query): [
+                {"id": i.id, "address": i.address, "port": i.port, "node": i.node, "status": i.status}
+                for i in instances
+            ]
+            for query, instances in snapshot.services
+        }
+        health = self.health()
+        return {
+            "healthy": health.ok,
+            "reason": health.reason,
+            "consul": self.config.consul.address,
+            "reloads": self.applied,
+            "services": services,
+            "templates": [str(t.source) for t in self.config.templates],
+        }
+
     # Reload retries ------------------------------------------------------------------------------
 
     def _schedule_reload_retry(self) -> None:
@@ -189,13 +298,14 @@ class Sidecar:
                 try:
                     await self.nginx.reload()
                 except NginxReloadFailed as exc:
+                    self.metrics.reload_failures.inc()
                     log.warning("nginx reload still failing: %s", exc)
                     delay = min(delay * 2, RELOAD_RETRY_MAX)
                     continue
                 log.info("nginx reloaded after a failed attempt.")
-                self.applied += 1
+                self._reloaded()
                 self.last_error = None
-                self.ready.set()
+                self._mark_ready()
                 return
         finally:
             self._reload_pending = False

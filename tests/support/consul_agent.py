@@ -20,8 +20,12 @@ from .ports import free_port
 class ConsulAgent:
     """``consul agent -dev`` with every port free; ``api()`` speaks to its HTTP API."""
 
-    def __init__(self, workdir: Path, extra_hcl: str = "") -> None:
+    def __init__(
+        self, workdir: Path, extra_hcl: str = "", https: bool = False, token: str | None = None
+    ) -> None:
         self.workdir = workdir
+        self.https_port = free_port() if https else None
+        self.token = token  # sent with every api() call (the management token when ACLs are on)
         self.binary = os.environ.get("CONSUL_BIN") or shutil.which("consul") or "/usr/bin/consul"
         self.http_port = free_port()
         self.extra_hcl = extra_hcl
@@ -39,6 +43,8 @@ class ConsulAgent:
             "serf_wan": free_port(),
             "server": free_port(),
         }
+        if self.https_port:
+            ports["https"] = self.https_port
         hcl = (
             "ports { "
             + " ".join(f"{k} = {v}" for k, v in ports.items())
@@ -95,8 +101,8 @@ class ConsulAgent:
     def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.address + path, data=data, method=method)
-        if token:
-            req.add_header("X-Consul-Token", token)
+        if token or self.token:
+            req.add_header("X-Consul-Token", token or self.token or "")
         with urllib.request.urlopen(req, timeout=10) as resp:
             raw = resp.read()
         return json.loads(raw) if raw.strip() else None

@@ -25,6 +25,7 @@ def write_config(
     template: str = TEMPLATE,
     wait: tuple[str, str] = ("0s", "0s"),
     extra: str = "",
+    status: str = "",
 ) -> Path:
     """A sidecar config rendering ``template`` into nginx's conf.d, checked and reloaded for real."""
     (workdir / "upstreams.conf.j2").write_text(template)
@@ -37,6 +38,9 @@ address = "{consul.address}"
 [wait]
 min = "{wait[0]}"
 max = "{wait[1]}"
+
+[status]
+listen = "{status}"
 
 [nginx]
 pid_file = "{nginx.pid_file}"

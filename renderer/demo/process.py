@@ -1,0 +1,88 @@
+"""The demo's child processes: started in their own session, logged to a file, stopped for sure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from discovery.errors import UpstreamsError
+
+__all__ = ["Child", "PartFailed"]
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT = 10.0
+
+
+class PartFailed(UpstreamsError):
+    """Raised when a part of the demo (Consul, nginx, Podman, the sidecar, ...) cannot start or fails."""
+
+
+class Child:
+    """One child process of the demo, named after the part it plays."""
+
+    def __init__(self, part: str, argv: Sequence[str], log_file: Path, env: Mapping[str, str]) -> None:
+        self.part = part
+        self.argv = tuple(argv)
+        self.log_file = log_file
+        self.env = dict(env)
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> Child:
+        """Start the process; raise PartFailed if it cannot be run at all."""
+        try:
+            with self.log_file.open("ab") as out:
+                # Its own session: Ctrl-C in the terminal reaches only the demo, which then stops
+                # every part in order (the companion deregisters before Consul goes away).
+                self.proc = await asyncio.create_subprocess_exec(
+                    *self.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    env=self.env,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise PartFailed(f"Cannot start {self.part} ({self.argv[0]}): {exc.strerror or exc}.") from exc
+        return self
+
+    @property
+    def running(self) -> bool:
+        """True while the process has not exited."""
+        return self.proc is not None and self.proc.returncode is None
+
+    def failure(self, what: str = "exited") -> PartFailed:
+        """An error naming the part, its exit code and the last line it logged."""
+        code = self.proc.returncode if self.proc else None
+        return PartFailed(f"{self.part} {what} (exit code {code}): {self.last_line()}")
+
+    def last_line(self) -> str:
+        """The last non-empty line of the part's log, or a placeholder."""
+        with contextlib.suppress(OSError):
+            lines = [x.strip() for x in self.log_file.read_text(errors="replace").splitlines() if x.strip()]
+            if lines:
+                return lines[-1][-300:]
+        return "it logged nothing"
+
+    async def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the process, wait, and kill its whole process group if it does not stop in time."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("%s did not stop within %gs; killing it.", self.part, STOP_TIMEOUT)
+        # Whatever it started in its session (nginx workers, script checks) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            await proc.wait()
+        self.proc = None

@@ -1,0 +1,41 @@
+"""The sidecar's Prometheus metrics, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from discovery.metrics import ConsulMetrics
+
+__all__ = ["SidecarMetrics"]
+
+
+class SidecarMetrics(ConsulMetrics):
+    """Renders, reloads, refused checks and rollbacks, on top of the Consul metrics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        r = self.registry
+        self.renders = Counter("upstreams_renders", "Complete renders of every template.", registry=r)
+        self.reloads = Counter(
+            "upstreams_nginx_reloads", "nginx reloads after an accepted change.", registry=r
+        )
+        self.check_failures = Counter(
+            "upstreams_nginx_check_failures", "Renders nginx's check refused (files restored).", registry=r
+        )
+        self.rollbacks = Counter(
+            "upstreams_rollbacks",
+            "Rounds whose written files were restored (refused check or write error).",
+            registry=r,
+        )
+        self.reload_failures = Counter(
+            "upstreams_nginx_reload_failures", "Reloads that failed (retried).", registry=r
+        )
+        self.template_errors = Counter(
+            "upstreams_template_errors", "Template load or render errors.", registry=r
+        )
+        self.last_apply = Gauge(
+            "upstreams_last_apply_timestamp_seconds",
+            "When the live files last changed and nginx reloaded.",
+            registry=r,
+        )
+        self.ready = Gauge("upstreams_ready", "1 once the first complete render is live.", registry=r)

@@ -1,0 +1,64 @@
+"""``upstreams status``: ask the running sidecar what it sees, and print it as a table."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from discovery.errors import ConfigError, UpstreamsError
+
+from .config import SidecarConfig
+
+__all__ = ["format_status", "show_status"]
+
+MARK = {"passing": "ok", "warning": "WARN", "critical": "CRIT"}
+
+
+def fetch_status(config: SidecarConfig) -> dict[str, Any]:
+    """GET /status from the sidecar's status endpoint."""
+    if config.status.listen is None:
+        raise ConfigError(
+            f"{config.path} [status]: 'listen' is empty, so the sidecar serves no status to ask."
+        )
+    host, port = config.status.listen
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UpstreamsError(
+            f"No sidecar answers at {url} ({reason}); is `upstreams watch` running?"
+        ) from exc
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The status as a table: one line per instance, grouped by service."""
+    lines = [
+        f"sidecar: {'healthy' if status.get('healthy') else 'UNHEALTHY: ' + str(status.get('reason'))}",
+        f"consul:  {status.get('consul')}    nginx reloads: {status.get('reloads')}",
+        "",
+        f"{'SERVICE':<24} {'INSTANCE':<28} {'ADDRESS':<24} {'NODE':<16} HEALTH",
+    ]
+    for service, instances in sorted(status.get("services", {}).items()):
+        if not instances:
+            lines.append(f"{service:<24} {'(no instances)':<28}")
+        for i in instances:
+            address = f"{i['address']}:{i['port']}"
+            lines.append(
+                f"{service:<24} {i['id']:<28} {address:<24} {i['node']:<16} {MARK.get(i['status'], i['status'])}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def show_status(config: SidecarConfig, *, as_json: bool) -> int:
+    """Print the running sidecar's view; exit 0 when it is healthy, 1 otherwise."""
+    status = fetch_status(config)
+    sys.stdout.write(
+        json.dumps(status, indent=2, sort_keys=True) + "\n" if as_json else format_status(status)
+    )
+    return 0 if status.get("healthy") else 1
