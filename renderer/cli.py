@@ -16,6 +16,7 @@ from discovery.errors import UpstreamsError
 from discovery.logs import setup_logging
 from discovery.model import Snapshot
 
+from . import demo
 from .config import SidecarConfig, load_config
 from .daemon import Sidecar
 from .status import show_status
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the sidecar's status as JSON")
     for p in (watch, render, check, status):
         p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config file")
+    demo.add_parser(sub)
     return parser
 
 
@@ -57,6 +59,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         if args.command == "check":
             return _check(args.config, environ)
+        if args.command == "demo":
+            return demo.run_demo(demo.DemoOptions.from_args(args), environ)
         config = load_config(args.config, environ)
         if args.command == "status":
             return show_status(config, as_json=args.json)

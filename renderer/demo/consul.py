@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import time
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
@@ -29,8 +30,9 @@ def _binary(env: Mapping[str, str]) -> str:
     return found
 
 
-async def start_consul(workdir: Path, env: Mapping[str, str]) -> tuple[Child, str]:
-    """Start ``consul agent -dev`` with every port free; return it and its HTTP address."""
+async def start_consul(workdir: Path, env: Mapping[str, str], stack: AsyncExitStack) -> tuple[Child, str]:
+    """Start ``consul agent -dev`` with every port free (stopped when ``stack`` closes); return it and
+    its HTTP address once it has a leader."""
     http = free_port()
     ports = {"http": http, "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()}
     hcl = workdir / "consul.hcl"
@@ -40,6 +42,7 @@ async def start_consul(workdir: Path, env: Mapping[str, str]) -> tuple[Child, st
     )
     argv = [_binary(env), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1"]
     child = Child("Consul", [*argv, "-config-file", str(hcl)], workdir / "consul.log", env)
+    stack.push_async_callback(child.stop)
     await child.start()
     address = f"http://127.0.0.1:{http}"
     await wait_for_leader(address, child)

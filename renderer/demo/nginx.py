@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import time
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,13 +85,16 @@ def nginx_paths(workdir: Path, env: Mapping[str, str]) -> NginxPaths:
     return paths
 
 
-async def start_nginx(paths: NginxPaths, port: int, env: Mapping[str, str]) -> Child:
-    """Write the config and start nginx; raise PartFailed naming nginx and the port if it cannot listen."""
+async def start_nginx(paths: NginxPaths, port: int, env: Mapping[str, str], stack: AsyncExitStack) -> Child:
+    """Write the config and start nginx (stopped when ``stack`` closes); raise PartFailed naming nginx
+    and the port if it cannot listen."""
     paths.conf.write_text(_config(paths, port))
     if not paths.upstreams.exists():
         paths.upstreams.write_text(PLACEHOLDER)
     argv = [paths.binary, "-p", str(paths.prefix), "-c", str(paths.conf)]
-    child = await Child("nginx", argv, paths.prefix / "stdout.log", env).start()
+    child = Child("nginx", argv, paths.prefix / "stdout.log", env)
+    stack.push_async_callback(child.stop)
+    await child.start()
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if not child.running:
@@ -100,7 +104,6 @@ async def start_nginx(paths: NginxPaths, port: int, env: Mapping[str, str]) -> C
         if paths.pid_file.exists() and await _answers(port):
             return child
         await asyncio.sleep(0.05)
-    await child.stop()
     raise PartFailed(f"nginx did not listen on 127.0.0.1:{port} within {START_TIMEOUT:g}s.")
 
 

@@ -78,8 +78,9 @@ class ContainerReplicas:
         script = f"echo {replica.name} {prime_for(number)} > /www/index.html && exec httpd -f -p 8080 -h /www"
         labels = {
             "SERVICE_NAME": SERVICE,
-            # Run inside the container by the companion (argv, no shell); its result feeds a TTL check.
-            "SERVICE_CHECK_SCRIPT": "test ! -e /tmp/fail",
+            # Run inside the container by the companion (split into argv; no shell of its own), its result
+            # reported to a TTL check. Exit 2 is critical (exit 1 would only be a warning).
+            "SERVICE_CHECK_SCRIPT": "sh -c 'test ! -e /tmp/fail || exit 2'",
             "SERVICE_CHECK_INTERVAL": CHECK_INTERVAL,
             "SERVICE_CHECK_TIMEOUT": CHECK_TIMEOUT,
             "upstreams-demo": "replica",
@@ -148,7 +149,7 @@ class ProcessReplicas:
             "port": replica.port,
             "checks": [
                 {
-                    "script": ["test", "!", "-e", str(www / "fail")],
+                    "script": ["sh", "-c", f"test ! -e {www / 'fail'} || exit 2"],
                     "interval": CHECK_INTERVAL,
                     "timeout": CHECK_TIMEOUT,
                 }
