@@ -105,8 +105,8 @@ class ExecResult:
 class Engine(Protocol):
     """The seam between the companion and a container engine."""
 
-    async def running(self) -> tuple[ContainerInfo, ...]:
-        """Return every running container, sorted by name."""
+    async def running(self, refresh: bool = False) -> tuple[ContainerInfo, ...]:
+        """Return every running container, sorted by name; ``refresh`` inspects each one again."""
         ...
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:
@@ -216,6 +216,7 @@ class DockerEngine:
         self._client: docker.APIClient | None = None
         self._lock = threading.Lock()
         self._streams: set[Any] = set()
+        self._inspected: dict[str, ContainerInfo] = {}
 
     def _api(self) -> docker.APIClient:
         with self._lock:
@@ -235,16 +236,31 @@ class DockerEngine:
         """Raise EngineError unless the engine answers."""
         await self._call("ping", lambda api: api.ping())
 
-    async def running(self) -> tuple[ContainerInfo, ...]:
-        """Return every running container, sorted by name (paused ones are not running)."""
+    async def running(self, refresh: bool = False) -> tuple[ContainerInfo, ...]:
+        """Return every running container, sorted by name (paused ones are not running).
+
+        A container's inspect answer is kept while it runs: the fields used here are fixed at its start,
+        and inspecting a container that is being killed blocks until the engine is done with it (about
+        half a second on Docker), which would delay every deregistration. ``refresh`` inspects all again.
+        """
 
         def collect(api: docker.APIClient) -> tuple[ContainerInfo, ...]:
+            if refresh:
+                self._inspected.clear()
             found = []
-            for summary in api.containers(filters={"status": "running"}):
-                try:
-                    found.append(container_from_inspect(api.inspect_container(summary["Id"])))
-                except docker.errors.NotFound:
-                    continue  # gone between list and inspect: the next event reconciles again
+            listed = api.containers(filters={"status": "running"})
+            for summary in listed:
+                cid = str(summary["Id"])
+                info = self._inspected.get(cid)
+                if info is None:
+                    try:
+                        info = container_from_inspect(api.inspect_container(cid))
+                    except docker.errors.NotFound:
+                        continue  # gone between list and inspect: the next event reconciles again
+                    self._inspected[cid] = info
+                found.append(info)
+            for gone in set(self._inspected) - {str(s["Id"]) for s in listed}:
+                del self._inspected[gone]
             return tuple(sorted(found, key=lambda c: (c.name, c.id)))
 
         return await self._call("list running containers", collect)

@@ -30,6 +30,8 @@ from .spec import ServiceSpec
 __all__ = ["Registrar"]
 
 log = logging.getLogger(__name__)
+DEATHS = frozenset({"die", "died", "stop", "destroy", "remove", "pause"})
+BIRTHS = frozenset({"start", "restart", "unpause"})
 BACKOFF_INITIAL = 0.2
 BACKOFF_MAX = 10.0
 
@@ -57,6 +59,9 @@ class Registrar:
         self._containers: tuple[ContainerInfo, ...] = ()
         self._warned: set[tuple[str, str]] = set()
         self._runners: Runners | None = None
+        self._refresh = True  # inspect every container again at the next reconcile
+        # Containers whose death the engine announced: a listing made at once may still show them running.
+        self._dead: set[str] = set()
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -83,6 +88,7 @@ class Registrar:
     async def _resync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.resync)
+            self._refresh = True
             self.dirty.set()
 
     async def _event_loop(self, engine: Engine) -> None:
@@ -91,9 +97,15 @@ class Registrar:
             try:
                 async for event in engine.events():
                     if event.action == CONNECTED:
+                        self._refresh = True
                         if failures:
                             log.info("Reconnected to the container engine; reconciling.")
                         failures = 0
+                    base = event.action.split(":", 1)[0]
+                    if base in DEATHS:
+                        self._dead.add(event.container_id)
+                    elif base in BIRTHS:
+                        self._dead.discard(event.container_id)
                     if is_relevant(event):
                         log.debug(
                             "Engine event %s for %s.", event.action, event.name or event.container_id[:12]
@@ -150,9 +162,13 @@ class Registrar:
         engine_error: EngineError | None = None
         if self.engine is not None:
             try:
-                self._containers = await self.engine.running()
+                refresh, self._refresh = self._refresh, False
+                self._containers = await self.engine.running(refresh=refresh)
             except EngineError as exc:
                 engine_error = exc  # keep the last listing: the containers may well still run
+                self._refresh = True
+        listed = {c.id for c in self._containers}
+        self._dead &= listed
         desired = self._desired()
         services = await self.agent.services()
         plan = make_plan(desired, services, self.config.owner)
@@ -185,6 +201,8 @@ class Registrar:
     def _desired(self) -> list[ServiceSpec]:
         desired: list[ServiceSpec] = []
         for container in self._containers:
+            if container.id in self._dead:
+                continue
             specs, warnings = services_for(container, self.config.host)
             for warning in warnings:
                 self._warn_once(warning, key=container.id)

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from discovery.containers import ContainerEvent, PortBinding, container_from_inspect, is_relevant
+import asyncio
+import gc
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from discovery.containers import (
+    ContainerEvent,
+    DockerEngine,
+    PortBinding,
+    container_from_inspect,
+    is_relevant,
+)
+from discovery.errors import EngineError
 
 DOCKER = {
     "Id": "4834f57013f6" + "0" * 52,
@@ -72,3 +87,41 @@ def test_relevant_events() -> None:
     assert is_relevant(ContainerEvent("connected", ""))
     assert not is_relevant(ContainerEvent("exec_start: sh -c true", "x"))
     assert not is_relevant(ContainerEvent("create", "x"))
+
+
+@pytest.fixture(autouse=True)
+def _collect_sdk_sockets() -> Iterator[None]:
+    """The SDK leaves a socket unclosed when a connection is refused; collect it here, not in a later test."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+def test_an_absent_engine_is_an_engine_error_naming_it(tmp_path: Path) -> None:
+    engine = DockerEngine(f"unix://{tmp_path}/none.sock")
+
+    async def go() -> None:
+        try:
+            await engine.running()
+        finally:
+            await engine.close()
+
+    with pytest.raises(
+        EngineError, match=r"The container engine at unix://.*none.sock could not list running"
+    ):
+        asyncio.run(go())
+
+
+def test_a_broken_event_stream_is_an_engine_error(tmp_path: Path) -> None:
+    engine = DockerEngine(f"unix://{tmp_path}/none.sock")
+
+    async def go() -> None:
+        try:
+            async for _ in engine.events():
+                pass
+        finally:
+            await engine.close()
+
+    with pytest.raises(EngineError, match="could not open the event stream"):
+        asyncio.run(go())

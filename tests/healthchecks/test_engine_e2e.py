@@ -246,3 +246,16 @@ def test_container_healthcheck_status_is_mirrored(
     container.exec_run(["rm", "/www/index.html"])  # type: ignore[attr-defined]
     wait_for(lambda: status() == "critical", 20, "health mirrored as critical")
     assert "unhealthy" in consul.api("GET", "/v1/agent/checks")[f"{sid}:health"]["Output"]
+
+
+def test_paused_containers_are_deregistered_until_unpaused(
+    engine: EngineDaemon, consul: ConsulAgent, companion_factory
+) -> None:
+    companion = companion_factory(engine).start()
+    container = start_web(engine, "sleepy", SERVICE_CHECK_SCRIPT="")
+    sid = f"{companion.hostname}:sleepy:8080"
+    wait_for(lambda: sid in owned(consul, companion.hostname), 20, "registered")
+    container.pause()  # type: ignore[attr-defined]
+    wait_for(lambda: sid not in owned(consul, companion.hostname), 10, "deregistered while paused")
+    container.unpause()  # type: ignore[attr-defined]
+    wait_for(lambda: sid in owned(consul, companion.hostname), 10, "registered again")
