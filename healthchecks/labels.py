@@ -82,10 +82,7 @@ def _ports(container: ContainerInfo, host: HostSettings) -> list[tuple[PortBindi
             if container.ip:
                 chosen.append((binding, container.ip, binding.port))
         elif binding.host_port:
-            address = host.advertise_address
-            if binding.host_ip not in ("", "0.0.0.0", "::") and not host.advertise_address:
-                address = binding.host_ip
-            chosen.append((binding, address, binding.host_port))
+            chosen.append((binding, host.advertise_address, binding.host_port))
     return chosen
 
 
