@@ -232,10 +232,6 @@ class DockerEngine:
 
         return await asyncio.to_thread(run)
 
-    async def ping(self) -> None:
-        """Raise EngineError unless the engine answers."""
-        await self._call("ping", lambda api: api.ping())
-
     async def running(self, refresh: bool = False) -> tuple[ContainerInfo, ...]:
         """Return every running container, sorted by name (paused ones are not running).
 
@@ -326,16 +322,12 @@ class DockerEngine:
         )
         exec_id = str(created["Id"])
         buffer = bytearray()
-        done = threading.Event()
 
         def read() -> None:
-            try:
-                with engine_errors(self.url, what):
-                    for chunk in self._api().exec_start(exec_id, stream=True):
-                        if len(buffer) < limit:  # drain the rest so the command never blocks on a pipe
-                            buffer.extend(chunk[: limit - len(buffer)])
-            finally:
-                done.set()
+            with engine_errors(self.url, what):
+                for chunk in self._api().exec_start(exec_id, stream=True):
+                    if len(buffer) < limit:  # drain the rest so the command never blocks on a pipe
+                        buffer.extend(chunk[: limit - len(buffer)])
 
         reader = asyncio.ensure_future(asyncio.to_thread(read))
         timed_out = False
@@ -362,12 +354,14 @@ class DockerEngine:
         except EngineError:
             return
         pid = int(info.get("Pid") or 0)
-        if pid > 0 and info.get("Running"):
+        if pid <= 0 or not info.get("Running"):
+            return
+        for victim in [pid, *_descendants(pid)]:  # a shell's children would keep the output pipe open
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(victim, signal.SIGKILL)
             except OSError as exc:
                 if exc.errno != errno.ESRCH:
-                    log.warning("Cannot kill the timed-out check process %d: %s.", pid, exc.strerror)
+                    log.warning("Cannot kill the timed-out check process %d: %s.", victim, exc.strerror)
 
     async def _exit_code(self, exec_id: str, what: str) -> int:
         deadline = time.monotonic() + 2.0
@@ -387,6 +381,27 @@ class DockerEngine:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every descendant of a host process, from /proc (empty where /proc is not readable)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending and len(found) < 10_000:
+        current = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    children = [int(c) for c in handle.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
 
 
 def _event_from_raw(raw: Mapping[str, Any]) -> ContainerEvent | None:

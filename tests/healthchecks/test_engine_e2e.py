@@ -199,7 +199,9 @@ def test_sigterm_deregisters_owned_services_and_exits_zero(
 def test_a_hanging_script_check_is_killed_at_its_timeout_and_critical(
     engine: EngineDaemon, consul: ConsulAgent, companion_factory
 ) -> None:
-    labels = {"SERVICE_CHECK_SCRIPT": "sleep 30", "SERVICE_CHECK_TIMEOUT": "300ms", "SERVICE_CHECK_HTTP": ""}
+    # A shell with a child: the child must die too, or it would hold the output pipe open.
+    script = 'sh -c "sleep 30; echo never"'
+    labels = {"SERVICE_CHECK_SCRIPT": script, "SERVICE_CHECK_TIMEOUT": "300ms", "SERVICE_CHECK_HTTP": ""}
     container = start_web(engine, "hangs", **labels)
     companion = companion_factory(engine).start()
     sid = f"{companion.hostname}:hangs:8080"
