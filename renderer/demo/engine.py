@@ -56,7 +56,7 @@ def engine_missing(env: Mapping[str, str]) -> str | None:
 
 def _image_tar(folder: Path) -> Path:
     rootfs = folder / "rootfs"
-    for sub in ("bin", "www", "tmp"):
+    for sub in ("bin", "prime", "tmp"):
         (rootfs / sub).mkdir(parents=True, exist_ok=True)
     shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
     for applet in APPLETS:

@@ -14,7 +14,7 @@ from pathlib import Path
 from .board import Board
 from .process import Child, PartFailed
 
-__all__ = ["NginxPaths", "follow_reloads", "nginx_paths", "start_nginx"]
+__all__ = ["NginxPaths", "first_render", "follow_reloads", "nginx_paths", "start_nginx"]
 
 START_TIMEOUT = 10.0
 # Until the sidecar's first render: an upstream nginx accepts that answers 502 (the template's empty case).
@@ -131,3 +131,14 @@ async def follow_reloads(paths: NginxPaths, board: Board) -> None:
                 board.reloads += 1
                 board.say(f"nginx reloaded (reload #{board.reloads})")
         await asyncio.sleep(0.02)
+
+
+async def first_render(paths: NginxPaths, sidecar: Child, timeout: float = 60.0) -> None:
+    """Wait until the sidecar has replaced the placeholder (it is then watching Consul)."""
+    deadline = time.monotonic() + timeout
+    while paths.upstreams.read_text() == PLACEHOLDER:
+        if not sidecar.running:
+            raise sidecar.failure("exited at start-up")
+        if time.monotonic() > deadline:
+            raise PartFailed(f"{sidecar.part} did not render its template within {timeout:g}s.")
+        await asyncio.sleep(0.05)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,9 @@ class ContainerReplicas:
 
     async def start(self, number: int) -> Replica:
         replica = Replica(f"prime-{number}", number, free_port())
-        script = f"echo {replica.name} {prime_for(number)} > /www/index.html && exec httpd -f -p 8080 -h /www"
+        script = (
+            f"echo {replica.name} {prime_for(number)} > /prime/index.html && exec httpd -f -p 8080 -h /prime"
+        )
         labels = {
             "SERVICE_NAME": SERVICE,
             # Run inside the container by the companion (split into argv; no shell of its own), its result
@@ -142,7 +145,8 @@ class ProcessReplicas:
         argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(www)]
         child = Child(replica.name, [*argv, str(replica.port)], www.parent / f"{replica.name}.log", self.env)
         self._children[replica.name] = await child.start()
-        # Written after the process starts, as a container's labels are read after it starts.
+        await _listening(replica.port, child)
+        # Written once it answers, as a container's labels are read once it has started.
         service = {
             "name": SERVICE,
             "id": f"upstreams-demo:{replica.name}",
@@ -174,3 +178,18 @@ class ProcessReplicas:
         for child in self._children.values():
             await child.stop()
         self._children.clear()
+
+
+async def _listening(port: int, child: Child, timeout: float = 10.0) -> None:
+    """Wait until the replica accepts connections (Python takes a moment to start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.running:
+            raise child.failure("exited at start-up")
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        await asyncio.sleep(0.02)
+    raise PartFailed(f"{child.part} did not listen on 127.0.0.1:{port} within {timeout:g}s.")

@@ -26,7 +26,7 @@ from .daemons import start_companion, start_sidecar
 from .engine import Podman, engine_missing
 from .health import watch_health
 from .keys import HELP, read_keys, terminal_keys
-from .nginx import follow_reloads, nginx_paths, start_nginx
+from .nginx import first_render, follow_reloads, nginx_paths, start_nginx
 from .options import DemoOptions
 from .ports import free_port, reserve_check
 from .process import Child, PartFailed
@@ -103,7 +103,6 @@ async def _run(
     sidecar = await start_sidecar(workdir, consul, paths, env)
     stack.push_async_callback(sidecar.stop)
     children.append(sidecar)
-    board.say("sidecar: upstreams watch renders the 'primes' upstream from Consul (wait.min = 0s)")
     services_dir = workdir / "services"
     services_dir.mkdir()
     replicas, engine_url = await _replicas(options, workdir, services_dir, env, stack)
@@ -112,6 +111,8 @@ async def _run(
     stack.push_async_callback(companion.stop)
     children.append(companion)
     board.say("companion: upstreams-registrar registers each replica with its health check")
+    await first_render(paths, sidecar)  # started above, so both daemons start up at the same time
+    board.say("sidecar: upstreams watch rendered the 'primes' upstream from Consul (wait.min = 0s)")
     stack.push_async_callback(replicas.close)
     actions = Actions(board, replicas)
     for _ in range(options.replicas):
@@ -126,7 +127,7 @@ async def _run(
         *(traffic.run() for _ in range(CLIENTS)),
     ]
     try:
-        async with asyncio.timeout(options.duration), asyncio.TaskGroup() as tg:
+        async with asyncio.timeout(_remaining(options.duration, board)), asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(c) for c in background]
             if options.interactive:
                 await read_keys(actions)
@@ -183,6 +184,11 @@ async def _replicas(
     elif options.engine == "podman":
         raise PartFailed(f"Podman cannot be used: {why}.")
     return ProcessReplicas(workdir, services_dir, env, why), None
+
+
+def _remaining(duration: float | None, board: Board) -> float | None:
+    """What is left of ``--duration``, which counts from the demo's start (start-up included)."""
+    return None if duration is None else max(0.0, duration - (time.monotonic() - board.started))
 
 
 async def _tick(board: Board) -> None:

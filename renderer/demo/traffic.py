@@ -12,6 +12,7 @@ from .board import Board
 __all__ = ["Traffic"]
 
 PAUSE = 0.005  # between one client's requests; two clients give a few hundred requests a second
+PAUSE_AFTER_FAILURE = 0.05  # while nothing serves (502 at once), a trickle, not a flood
 
 
 class Traffic:
@@ -21,6 +22,7 @@ class Traffic:
         self.url = url
         self.board = board
         self._session: aiohttp.ClientSession | None = None
+        self._reported = 0.0
 
     async def __aenter__(self) -> Traffic:
         self._session = aiohttp.ClientSession(
@@ -39,12 +41,19 @@ class Traffic:
             try:
                 async with self._session.get(self.url) as resp:
                     body = await resp.text()
-                    ok = resp.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                ok, body = False, ""
-            name = body.split(maxsplit=1)[0] if ok and body.strip() else ""
-            if name:
-                self.board.answer(name, time.monotonic())
+                    problem = "" if resp.status == 200 and body.strip() else f"HTTP {resp.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                body, problem = "", str(exc) or type(exc).__name__
+            if problem:
+                self._failed(problem)
             else:
-                self.board.errors += 1
-            await asyncio.sleep(PAUSE)
+                self.board.answer(body.split(maxsplit=1)[0], time.monotonic())
+            await asyncio.sleep(PAUSE_AFTER_FAILURE if problem else PAUSE)
+
+    def _failed(self, problem: str) -> None:
+        self.board.errors += 1
+        now = time.monotonic()
+        # Once a second at most: while no replica passes, every request gets a 502 at once.
+        if now - self._reported >= 1.0:
+            self._reported = now
+            self.board.say(f"a request through nginx failed ({problem}); {self.board.errors} so far")
