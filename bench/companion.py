@@ -1,0 +1,215 @@
+"""Scenario 4, the companion: containers started and killed on Podman, seen in Consul's catalog.
+
+A private Podman API service (the test suite's ``EngineDaemon``) and the real ``upstreams-registrar run
+--config FILE``. One at a time, COUNT busybox containers labelled ``SERVICE_NAME=cweb`` are started and
+then killed. A thread reads the engine's event stream (``start``/``die``, timed on arrival) and another
+holds a blocking query on ``/v1/catalog/service/cweb``: *register* is the start event to the first
+answer that lists the container's service, *deregister* the die event to the first that no longer does.
+The floor: Consul's own path (an agent registration until the catalog query wakes with it) and the
+engine's (kill call until its die event arrives).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.healthchecks.engines import EngineDaemon, build_image_tar
+from tests.support.ports import free_port
+
+from .progress import Steps
+from .rig import ConsulAgent, wait_until
+
+__all__ = ["run"]
+
+SERVICE = "cweb"
+HOST = "bench-host"
+REGISTRAR = str(Path(sys.executable).with_name("upstreams-registrar"))
+
+
+class CatalogWatch:
+    """A thread holding a blocking query on one service's catalog entry; records (time, IDs) answers."""
+
+    def __init__(self, consul: ConsulAgent, service: str) -> None:
+        self.url = f"{consul.address}/v1/catalog/service/{service}"
+        self.answers: list[tuple[float, frozenset[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CatalogWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        index = 0
+        deadline = time.monotonic() + 1800
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            url = f"{self.url}?index={index}&wait=2s" if index else self.url
+            try:
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    now = time.monotonic()
+                    index = max(1, int(resp.headers.get("X-Consul-Index", "1")))
+                    ids = frozenset(e["ServiceID"] for e in json.loads(resp.read()))
+            except OSError:
+                time.sleep(0.1)
+                index = 0
+                continue
+            self.answers.append((now, ids))
+
+    def first(self, after: float, predicate: Any, timeout: float = 30.0) -> float | None:
+        """The time of the first answer after ``after`` whose IDs satisfy ``predicate``."""
+        found: list[float] = []
+
+        def probe() -> bool:
+            found[:] = [t for t, ids in list(self.answers) if t >= after and predicate(ids)][:1]
+            return bool(found)
+
+        try:
+            wait_until(probe, timeout=timeout, interval=0.005)
+        except AssertionError:
+            return None
+        return found[0]
+
+
+class EventWatch:
+    """A thread reading the engine's container events; records arrival times per (name, action)."""
+
+    def __init__(self, engine: EngineDaemon) -> None:
+        self.engine = engine
+        self.seen: dict[tuple[str, str], float] = {}
+        self._stream: Any = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> EventWatch:
+        self._stream = self.engine.client.events(decode=True, filters={"type": "container"})
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        try:
+            for event in self._stream:
+                now = time.monotonic()
+                name = (event.get("Actor") or {}).get("Attributes", {}).get("name", "")
+                self.seen.setdefault((name, str(event.get("Action", ""))), now)
+        except Exception:  # the stream is closed at the end: that is how this thread stops
+            return
+
+    def when(self, name: str, *actions: str, timeout: float = 30.0) -> float | None:
+        """Arrival time of the first of ``actions`` for container ``name``; None on timeout."""
+
+        def probe() -> float | None:
+            times = [self.seen[(name, a)] for a in actions if (name, a) in self.seen]
+            return min(times) if times else None
+
+        try:
+            return wait_until(probe, timeout=timeout, interval=0.005)
+        except AssertionError:
+            return None
+
+
+def run(folder: Path, consul: ConsulAgent, *, count: int, steps: Steps) -> dict[str, Any]:
+    """Start and kill ``count`` containers one by one with the companion running; samples in seconds."""
+    root = folder / "podman"
+    root.mkdir(parents=True, exist_ok=True)
+    engine = EngineDaemon("podman", root, build_image_tar(root))
+    steps.note("starting Podman")
+    engine.start()
+    try:
+        engine.load_image()
+        steps.advance()
+        config = folder / "registrar.toml"
+        config.write_text(
+            f'[consul]\naddress = "{consul.address}"\n\n[registrar]\nhostname = "{HOST}"\n'
+            f'advertise_address = "127.0.0.1"\nresync = "60s"\nderegister_on_stop = true\nengine = "{engine.url}"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "DOCKER_"))}
+        with (folder / "registrar.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [REGISTRAR, "run", "--config", str(config)], stdout=log, stderr=log, env=env
+            )
+        try:
+            time.sleep(1.0)
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"upstreams-registrar exited with {proc.returncode}; see {folder}/registrar.log"
+                )
+            result = _containers(engine, consul, count, steps)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        result["floor"] = _floor(engine, consul, count, steps)
+        return result
+    finally:
+        engine.stop()
+
+
+def _containers(engine: EngineDaemon, consul: ConsulAgent, count: int, steps: Steps) -> dict[str, Any]:
+    register: list[float | None] = []
+    deregister: list[float | None] = []
+    with CatalogWatch(consul, SERVICE) as catalog, EventWatch(engine) as events:
+        time.sleep(0.3)
+        for i in range(count):
+            name = f"bench{i:02d}"
+            sid = f"{HOST}:{name}:8080"
+            container = engine.run(name, labels={"SERVICE_NAME": SERVICE}, ports={"8080/tcp": free_port()})
+            started = events.when(name, "start")
+            seen = catalog.first(started, lambda ids, s=sid: s in ids) if started else None
+            register.append(seen - started if seen is not None and started is not None else None)
+            container.kill()
+            died = events.when(name, "die", "died")
+            gone = catalog.first(died, lambda ids, s=sid: s not in ids) if died else None
+            deregister.append(gone - died if gone is not None and died is not None else None)
+            container.remove(force=True)
+            steps.advance(note=f"container {i + 1}/{count}")
+    return {"register": register, "deregister": deregister}
+
+
+def _floor(engine: EngineDaemon, consul: ConsulAgent, count: int, steps: Steps) -> dict[str, Any]:
+    """Consul: agent registration -> catalog query wakes with it. Engine: kill call -> die event."""
+    steps.note("floor")
+    consul_path: list[float] = []
+    with CatalogWatch(consul, "floor") as catalog:
+        time.sleep(0.3)
+        for i in range(count):
+            t0 = time.monotonic()
+            consul.register("floor", f"floor-{i}", 8080)
+            seen = catalog.first(t0, lambda ids, s=f"floor-{i}": s in ids, timeout=10)
+            if seen is not None:
+                consul_path.append(seen - t0)
+            consul.deregister(f"floor-{i}")
+    kill_event: list[float] = []
+    with EventWatch(engine) as events:
+        time.sleep(0.3)
+        for i in range(min(count, 5)):
+            name = f"floor{i}"
+            container = engine.run(name)
+            events.when(name, "start")
+            t0 = time.monotonic()
+            container.kill()
+            died = events.when(name, "die", "died")
+            if died is not None:
+                kill_event.append(died - t0)
+            container.remove(force=True)
+    steps.advance()
+    return {"consul_register": consul_path, "engine_die_event": kill_event}

@@ -1,0 +1,123 @@
+"""The real parts a benchmark runs against, reusing the test suite's helpers, and how to measure them.
+
+Consul, nginx and the sidecar come from ``tests/support``; this module adds what only the benchmarks
+need: a Consul client for many concurrent calls, process metrics read from /proc (RSS, CPU time,
+connections), and a working folder that is cleaned up whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.consul_agent import ConsulAgent
+from tests.support.nginx import NginxServer
+from tests.support.sidecar import SidecarProcess, write_config
+from tests.support.sockets import connections_to
+from tests.support.waiting import wait_until
+
+__all__ = [
+    "ConsulAgent",
+    "NginxServer",
+    "ProcStats",
+    "SidecarProcess",
+    "connections_to",
+    "front_nginx",
+    "put",
+    "register_many",
+    "wait_until",
+    "workdir",
+    "write_config",
+]
+
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+EMPTY_UPSTREAM = "upstream primes { server 127.0.0.1:1 down; }\n"
+
+
+@contextlib.contextmanager
+def workdir(keep: bool = False) -> Iterator[Path]:
+    """A short folder under /tmp for one run (unix socket paths are limited to 108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="ub-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def front_nginx(
+    folder: Path, upstream: str = "primes", initial: str = EMPTY_UPSTREAM
+) -> Iterator[NginxServer]:
+    """nginx with four named backends and a front server proxying to ``upstream`` (may hold variables)."""
+    server = NginxServer(folder, upstream=upstream)
+    (server.conf_d / "upstreams.conf").write_text(initial)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def put(consul: ConsulAgent, path: str, body: Any = None) -> None:
+    """One PUT to Consul, as fast as urllib goes (ConsulAgent.api with a shorter path for hot loops)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(consul.address + path, data=data, method="PUT")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+
+
+def register_many(consul: ConsulAgent, bodies: list[dict[str, Any]], path: str, threads: int = 16) -> float:
+    """PUT every body to ``path`` with a pool of threads; the seconds it took."""
+    start = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(lambda b: put(consul, path, b), bodies):
+            pass
+    return time.monotonic() - start
+
+
+@dataclass
+class ProcStats:
+    """CPU time and memory of one process (and of the children it has reaped), read from /proc."""
+
+    pid: int
+
+    def cpu(self) -> tuple[float, float]:
+        """(own, reaped children) CPU seconds so far."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+        return (utime + stime) / TICK, (cutime + cstime) / TICK
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE / 2**20
+
+    def connections(self, port: int) -> int:
+        return connections_to(self.pid, port)
+
+
+class CpuMeter:
+    """CPU use of a process over a window, as a percentage of one core."""
+
+    def __init__(self, stats: ProcStats) -> None:
+        self.stats = stats
+        self.t0 = time.monotonic()
+        self.own0, self.children0 = stats.cpu()
+
+    def percent(self) -> tuple[float, float]:
+        """(own, reaped children) CPU since the meter started, in % of one core."""
+        own, children = self.stats.cpu()
+        elapsed = max(time.monotonic() - self.t0, 1e-6)
+        return 100 * (own - self.own0) / elapsed, 100 * (children - self.children0) / elapsed
