@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -91,3 +92,25 @@ def test_port_in_use_is_one_clear_line_and_leaves_nothing() -> None:
     assert "nginx" in lines[0] and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
     assert demo_dirs() == before
     assert "Consul" not in result.stdout  # it failed before starting anything
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_mid_story_stops_and_removes_everything() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_HTTP", "DOCKER_"))}
+    with subprocess.Popen(
+        [UPSTREAMS, "demo", "--plain", "--engine", "podman"], stdout=subprocess.PIPE, text=True, env=env
+    ) as proc:
+        assert proc.stdout is not None
+        seen = []
+        for text in proc.stdout:  # until a replica's check is failing: containers, exec, every part busy
+            seen.append(text)
+            if "step 2/5:" in text:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out = "".join(seen) + proc.stdout.read()
+        assert proc.wait(60) == 0, out
+    assert "stopping (signal received)" in out
+    workdir = Path(re.findall(r"(/\S+/upstreams-demo-\w+) removed\.", out)[-1])
+    assert not workdir.exists()
+    assert processes_mentioning(str(workdir)) == []
+    assert processes_mentioning("httpd -f -p 8080 -h /prime") == []
