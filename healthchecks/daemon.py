@@ -32,6 +32,9 @@ __all__ = ["Registrar"]
 log = logging.getLogger(__name__)
 DEATHS = frozenset({"die", "died", "stop", "destroy", "remove", "pause"})
 BIRTHS = frozenset({"start", "restart", "unpause"})
+# One more reconcile this long after the last event: an engine's list can lag its events (Docker still
+# lists a container as paused just after its "unpause" event).
+SETTLE = 0.5
 BACKOFF_INITIAL = 0.2
 BACKOFF_MAX = 10.0
 
@@ -62,6 +65,7 @@ class Registrar:
         self._refresh = True  # inspect every container again at the next reconcile
         # Containers whose death the engine announced: a listing made at once may still show them running.
         self._dead: set[str] = set()
+        self._settle: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -78,6 +82,8 @@ class Registrar:
                 if self.config.services_dir is not None:
                     tg.create_task(self._watch_dir(self.config.services_dir), name="services-dir")
         finally:
+            if self._settle is not None:
+                self._settle.cancel()
             if self._runners is not None:
                 self._runners.stop()
             if self.config.deregister_on_stop:
@@ -111,6 +117,9 @@ class Registrar:
                             "Engine event %s for %s.", event.action, event.name or event.container_id[:12]
                         )
                         self.dirty.set()
+                        if self._settle is not None:
+                            self._settle.cancel()
+                        self._settle = asyncio.get_running_loop().call_later(SETTLE, self.dirty.set)
                         if event.action.startswith("health_status") and self._runners is not None:
                             self._runners.poke(container_id=event.container_id)
             except EngineError as exc:
