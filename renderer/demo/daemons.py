@@ -28,8 +28,11 @@ def _console_script(name: str, module: str) -> list[str]:
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 
-async def start_sidecar(workdir: Path, consul: str, nginx: NginxPaths, env: Mapping[str, str]) -> Child:
-    """``upstreams watch`` rendering the primes upstream into nginx's conf.d, rendered on every change."""
+async def start_sidecar(
+    workdir: Path, consul: str, nginx: NginxPaths, status_port: int, env: Mapping[str, str]
+) -> Child:
+    """``upstreams watch`` rendering the primes upstream into nginx's conf.d on every change; its status
+    endpoint on ``status_port`` (a free one: the default 9119 may be another sidecar's)."""
     (workdir / "primes.conf.j2").write_text(TEMPLATE)
     config = workdir / "sidecar.toml"
     config.write_text(
@@ -38,6 +41,9 @@ address = {json.dumps(consul)}
 
 [wait]
 min = "0s"
+
+[status]
+listen = "127.0.0.1:{status_port}"
 
 [nginx]
 pid_file = {json.dumps(str(nginx.pid_file))}

@@ -100,7 +100,8 @@ async def _run(
     children.append(await start_nginx(paths, port, env, stack))
     board.nginx_url = f"http://127.0.0.1:{port}/"
     board.say(f"nginx: listening on {board.nginx_url} (prefix {paths.prefix})")
-    sidecar = await start_sidecar(workdir, consul, paths, env)
+    status_port = free_port()
+    sidecar = await start_sidecar(workdir, consul, paths, status_port, env)
     stack.push_async_callback(sidecar.stop)
     children.append(sidecar)
     services_dir = workdir / "services"
@@ -112,7 +113,10 @@ async def _run(
     children.append(companion)
     board.say("companion: upstreams-registrar registers each replica with its health check")
     await first_render(paths, sidecar)  # started above, so both daemons start up at the same time
-    board.say("sidecar: upstreams watch rendered the 'primes' upstream from Consul (wait.min = 0s)")
+    board.say(
+        "sidecar: upstreams watch rendered the 'primes' upstream from Consul (wait.min = 0s); "
+        f"its status: http://127.0.0.1:{status_port}/status"
+    )
     stack.push_async_callback(replicas.close)
     actions = Actions(board, replicas)
     for _ in range(options.replicas):
