@@ -47,6 +47,8 @@ class ConsulSettings:
     verify: bool = True
     tls_server_name: str | None = None
     max_connections: int = 8
+    block_query_wait: float = 300.0
+    timeout: float = REQUEST_TIMEOUT
 
     @property
     def address(self) -> str:
@@ -87,6 +89,8 @@ class ConsulSettings:
             verify=verify,
             tls_server_name=table.string("tls_server_name") or env.get("CONSUL_TLS_SERVER_NAME") or None,
             max_connections=table.integer("max_connections", 8, 2, 64),
+            block_query_wait=_bounded(table, "block_query_wait", 300.0, 1.0, 600.0),
+            timeout=_bounded(table, "timeout", REQUEST_TIMEOUT, 0.1, 600.0),
         )
         if (settings.cert_file is None) != (settings.key_file is None):
             raise table.error("cert_file", "and 'key_file' must be given together")
@@ -109,6 +113,13 @@ class ConsulSettings:
                     f"Cannot load the Consul client certificate {self.cert_file}: {exc}."
                 ) from exc
         return ctx
+
+
+def _bounded(table: Table, key: str, default: float, low: float, high: float) -> float:
+    value = table.duration(key, default)
+    if not low <= value <= high:
+        raise table.error(key, f"must be between {low:g}s and {high:g}s, not {value:g}s")
+    return value
 
 
 def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
@@ -174,6 +185,7 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         else:
             connector = aiohttp.TCPConnector(limit=settings.max_connections, ssl=settings.ssl_context())
         self._server_hostname = settings.tls_server_name
+        self._slack = settings.timeout
         self._session = aiohttp.ClientSession(connector=connector)
 
     async def _request(
@@ -186,7 +198,7 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         connections_timeout: float | None = None,
         raw: bool = False,
     ) -> Any:
-        timeout = aiohttp.ClientTimeout(total=connections_timeout or _timeout_for(uri))
+        timeout = aiohttp.ClientTimeout(total=connections_timeout or _timeout_for(uri, self._slack))
         extra: dict[str, Any] = {}
         if self._server_hostname:
             extra["server_hostname"] = self._server_hostname
@@ -197,12 +209,12 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
             return callback(consul.base.Response(resp.status, resp.headers, body))
 
 
-def _timeout_for(uri: str) -> float:
-    """A blocking query may hang for wait plus wait/16 of jitter; give it that and some slack."""
+def _timeout_for(uri: str, slack: float) -> float:
+    """A blocking query may hang for wait plus wait/16 of jitter; give it that plus ``slack``."""
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query)
     if "wait" in query and "index" in query:
-        return parse_duration(query["wait"][0]) * 17 / 16 + REQUEST_TIMEOUT
-    return REQUEST_TIMEOUT
+        return parse_duration(query["wait"][0]) * 17 / 16 + slack
+    return slack
 
 
 class ConsulClient(consul.aio.Consul):  # type: ignore[misc]

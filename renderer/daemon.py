@@ -15,6 +15,7 @@ from watchdog.observers import Observer
 
 from discovery.acl import token_problem
 from discovery.consul import ConsulClient
+from discovery.duration import format_duration
 from discovery.errors import (
     ConfigError,
     ConsulUnavailable,
@@ -101,7 +102,8 @@ class Sidecar:
 
     async def _run_tasks(self, client: ConsulClient, once: bool) -> None:
         """The daemon's one TaskGroup: watcher, follower, token guard, status endpoint, main loop."""
-        self._watcher = watcher = Watcher(client, metrics=self.metrics)
+        wait = format_duration(self.config.consul.block_query_wait)
+        self._watcher = watcher = Watcher(client, wait=wait, metrics=self.metrics)
         self._discover(Snapshot())
         async with asyncio.TaskGroup() as tg:
             self._tg = tg

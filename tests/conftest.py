@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.consul_agent import ConsulAgent
+from tests.support.figures import FIGURES
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +36,18 @@ def private_consul(tmp_path: Path) -> Iterator[ConsulAgent]:
     agent.start()
     yield agent
     agent.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the fault-injection figures the tests recorded."""
+    if not FIGURES:
+        return
+    terminalreporter.section("fault injection figures")
+    for what, faults, requests, failed in FIGURES:
+        terminalreporter.write_line(
+            f"{what:<32} faults {faults:>4}   requests {requests:>6}   failed {failed:>4}"
+        )
+    total = [sum(f[i] for f in FIGURES) for i in (1, 2, 3)]
+    terminalreporter.write_line(
+        f"{'total':<32} faults {total[0]:>4}   requests {total[1]:>6}   failed {total[2]:>4}"
+    )

@@ -21,9 +21,17 @@ class ConsulAgent:
     """``consul agent -dev`` with every port free; ``api()`` speaks to its HTTP API."""
 
     def __init__(
-        self, workdir: Path, extra_hcl: str = "", https: bool = False, token: str | None = None
+        self,
+        workdir: Path,
+        extra_hcl: str = "",
+        https: bool = False,
+        token: str | None = None,
+        persistent: bool = False,
     ) -> None:
         self.workdir = workdir
+        # persistent: a one-node server keeping its data on disk, so a restart keeps the catalog
+        # (a -dev agent forgets everything); while it elects itself, it answers "No cluster leader".
+        self.persistent = persistent
         self.https_port = free_port() if https else None
         self.token = token  # sent with every api() call (the management token when ACLs are on)
         self.binary = os.environ.get("CONSUL_BIN") or shutil.which("consul") or "/usr/bin/consul"
@@ -50,6 +58,7 @@ class ConsulAgent:
             + " ".join(f"{k} = {v}" for k, v in ports.items())
             + " dns = -1 grpc = -1 }\n"
             + 'log_level = "warn"\n'
+            + ("performance { raft_multiplier = 1 }\n" if self.persistent else "")
             + self.extra_hcl
         )
         (self.workdir / "agent.hcl").write_text(hcl)
@@ -58,7 +67,7 @@ class ConsulAgent:
                 [
                     self.binary,
                     "agent",
-                    "-dev",
+                    *self._mode_args(),
                     "-bind",
                     "127.0.0.1",
                     "-client",
@@ -70,6 +79,13 @@ class ConsulAgent:
                 stderr=subprocess.STDOUT,
             )
         self.wait_leader()
+
+    def _mode_args(self) -> list[str]:
+        if not self.persistent:
+            return ["-dev"]
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        return ["-server", "-bootstrap-expect=1", "-data-dir", str(data), "-node", "persistent", "-ui=false"]
 
     def wait_leader(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
