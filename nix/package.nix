@@ -39,7 +39,9 @@ python3Packages.buildPythonApplication {
     jinja2
     watchdog
     tenacity
+    prometheus-client
     docker
+    rich
   ];
   # The pin may ship an older py-consul than pyproject's lower bound; the API we use is the same.
   pythonRelaxDeps = [ "py-consul" ];
@@ -48,6 +50,7 @@ python3Packages.buildPythonApplication {
     pytestCheckHook
     pytest-timeout
     hypothesis
+    trustme
   ];
   # PYTEST_ADDOPTS works with every version of pytestCheckHook.
   preCheck = ''
