@@ -111,3 +111,11 @@ def test_garbage_answers_parse_to_nothing() -> None:
     assert parse_health([1, "x", None]) == ()
     assert parse_services(["x"]) == ()
     assert check_fingerprints("x") == {}
+
+
+def test_huge_values_are_left_out_and_lookalikes_kept_as_plain_text() -> None:
+    huge = "x" * 65536
+    (inst,) = parse_health([entry(Tags=[huge, "ok", "a\uff1bb", "c\u037ed"], Meta={"big": huge, "k": "v"})])
+    assert inst.tags == ("ok", "a\uff1bb", "c\u037ed")
+    assert inst.meta == (("k", "v"),)
+    assert parse_health([entry(sid=huge)]) == ()

@@ -227,3 +227,12 @@ add_header X-Tags {{ i.tags | join(' ') }};
     out = render(tmp_path_factory.mktemp("h"), text, snap)
     assert set(directives(out)) <= {"upstream", "server", "add_header"}
     assert "$" not in out
+
+
+def test_unicode_lookalikes_of_nginx_syntax_are_quoted_text() -> None:
+    # Fullwidth semicolon and braces, the Greek question mark: nginx does not treat them as syntax,
+    # and they are quoted anyway because they are outside the bare-token alphabet.
+    for value in ("a\uff1binclude x", "\uff5b\uff5d", "b\u037e", "\u2028line"):
+        token = nginx_token(value)
+        assert token.startswith('"') and token.endswith('"')
+        assert directives(f"add_header X {token};") == ["add_header"]
