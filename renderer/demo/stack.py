@@ -220,9 +220,7 @@ def _summary(board: Board) -> None:
                 f"summary: {kind} latency (Consul -> nginx) over {len(values)} changes: median "
                 f"{statistics.median(values):.0f} ms, max {max(values):.0f} ms"
             )
-    board.say(
-        f"summary: nginx reloads: {board.reloads}; failed requests since all replicas served: {board.errors}"
-    )
+    board.say(f"summary: nginx reloads: {board.reloads}; {board.errors_label}: {board.errors}")
     board.say("stopping: replicas, companion, Podman, sidecar, nginx, Consul; removing temporary files")
 
 

@@ -58,6 +58,7 @@ class Story:
                 f"step 1/{STEPS} observed: all {self.replicas} replicas serve (requests: {counts})"
             )
             self.board.errors = 0  # 502s before the first replica passed are expected; count from here
+            self.board.errors_label = "failed requests since all replicas served"
         else:
             self._missed(1)
         await asyncio.sleep(PAUSE)
