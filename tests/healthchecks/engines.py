@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -211,9 +212,16 @@ class EngineDaemon:
         )
 
     def remove_all(self) -> None:
-        for container in self.client.containers.list(all=True):
+        """Remove every container, in parallel (Docker takes about 2 s per running container here)."""
+
+        def remove(container: Any) -> None:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
+
+        containers = self.client.containers.list(all=True)
+        if containers:
+            with ThreadPoolExecutor(len(containers)) as pool:
+                list(pool.map(remove, containers))
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The engine's own command line, without the API service (Podman only)."""

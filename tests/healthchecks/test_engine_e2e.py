@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -73,9 +74,13 @@ def test_stopped_killed_and_removed_containers_are_deregistered(
     containers = {name: start_web(engine, name) for name in ("stopped", "killed", "removed", "kept")}
     host = companion.hostname
     wait_for(lambda: len(owned(consul, host)) == 4, 20, "4 services")
-    containers["stopped"].stop(timeout=1)  # type: ignore[attr-defined]
-    containers["killed"].kill()  # type: ignore[attr-defined]
-    containers["removed"].remove(force=True)  # type: ignore[attr-defined]
+    actions = [
+        lambda: containers["stopped"].stop(timeout=1),  # type: ignore[attr-defined]
+        lambda: containers["killed"].kill(),  # type: ignore[attr-defined]
+        lambda: containers["removed"].remove(force=True),  # type: ignore[attr-defined]
+    ]
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda action: action(), actions))
     wait_for(lambda: sorted(owned(consul, host)) == [f"{host}:kept:8080"], 20, "only 'kept' registered")
 
 
