@@ -25,7 +25,7 @@ __all__ = ["ContainerReplicas", "ProcessReplicas", "Replica", "ReplicaSet", "pri
 
 SERVICE = "prime"
 CHECK_INTERVAL = "500ms"  # the companion accepts any positive duration; short, so changes show quickly
-CHECK_TIMEOUT = "2s"
+CHECK_TIMEOUT = "5s"  # generous: exec through Podman slows down a lot on a busy host
 # The (10**n)-th primes: replica n answers with its own.
 PRIMES = (29, 541, 7919, 104729, 1299709, 15485863, 179424673, 2038074743)
 

@@ -52,7 +52,7 @@ def demo_dirs() -> set[Path]:
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("engine", ["podman", "processes"])
 def test_story_is_observed_and_everything_is_removed(engine: str) -> None:
-    result = run_demo("--engine", engine, "--duration", "35", timeout=120)
+    result = run_demo("--engine", engine, "--duration", "45", timeout=130)
     out = result.stdout
     assert result.returncode == 0, f"{out}\n{result.stderr}"
     assert ("Podman containers" if engine == "podman" else "local processes") in out
