@@ -1,0 +1,36 @@
+"""The companion: keep a Consul agent's registrations equal to the running containers and service files.
+
+Modules, from the pure core to the edges:
+
+* ``spec``     frozen ServiceSpec / CheckSpec and their Consul 1.8 registration bodies (owner marker, digest)
+* ``labels``   container labels and environment -> specs (registrator's conventions), with warnings
+* ``files``    service files (TOML / JSON) -> specs
+* ``plan``     desired specs vs. the agent's services -> what to register and deregister
+* ``agent``    the local agent's HTTP API (list, register, deregister, update a TTL check)
+* ``runner``   script and HEALTHCHECK checks the companion runs itself, reported to TTL checks
+* ``config``   the ``[consul]`` and ``[registrar]`` tables
+* ``daemon``   one TaskGroup: engine events, the services folder and a timer trigger reconciles
+* ``cli``      ``upstreams-registrar run|check``
+
+The container engine itself is reached through ``discovery.containers``.
+"""
+
+from .config import RegistrarConfig, load_config
+from .daemon import Registrar
+from .labels import HostSettings, services_for
+from .plan import Plan, make_plan
+from .spec import OWNER_KEY, CheckSpec, ServiceSpec, registration_body
+
+__all__ = [
+    "OWNER_KEY",
+    "CheckSpec",
+    "HostSettings",
+    "Plan",
+    "Registrar",
+    "RegistrarConfig",
+    "ServiceSpec",
+    "load_config",
+    "make_plan",
+    "registration_body",
+    "services_for",
+]
