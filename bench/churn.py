@@ -22,7 +22,7 @@ from typing import Any
 
 from .probe import Prober
 from .progress import Steps
-from .rig import ConsulAgent, NginxServer, SidecarProcess, front_nginx, wait_until, write_config
+from .rig import ConsulAgent, NginxServer, SidecarProcess, front_nginx, sidecar_config, wait_until
 from .traefik import Traefik
 
 __all__ = ["run"]
@@ -77,7 +77,7 @@ def run(
             steps.note(f"{system}: starting")
             if system == "ours":
                 (folder / "ours").mkdir(parents=True, exist_ok=True)
-                config = write_config(folder / "ours", consul, nginx, template=TEMPLATE, wait=("100ms", "1s"))
+                config = sidecar_config(folder / "ours", consul, nginx, TEMPLATE, wait=("100ms", "1s"))
                 sidecar = SidecarProcess(config)
                 try:
                     results[system] = _play(system, nginx.port, names, plan, seconds, consul, steps, nginx)

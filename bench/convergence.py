@@ -17,10 +17,12 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.support.sidecar import TEMPLATE
+
 from .floor import MinimalSidecar
 from .probe import Prober
 from .progress import Steps
-from .rig import ConsulAgent, SidecarProcess, front_nginx, wait_until, write_config
+from .rig import ConsulAgent, SidecarProcess, front_nginx, sidecar_config, wait_until
 from .traefik import Traefik
 
 __all__ = ["SYSTEMS", "run"]
@@ -79,6 +81,7 @@ def _rounds(system: str, port: int, consul: ConsulAgent, n: int, steps: Steps) -
     timeout = TIMEOUTS[system]
     with Prober(port, ("prime",), max_seconds=n * 2 * (timeout + 2) + 60) as prober:
         _wait_all(prober, timeout=60)
+        time.sleep(0.5)  # after nginx's first reload its old worker answers 502 for 100 ms more
         ready = time.monotonic()
         for i in range(n):
             victim = BACKENDS[i % len(BACKENDS)]
@@ -138,7 +141,7 @@ def _floor_parts(sidecar: MinimalSidecar, floor_result: dict[str, Any]) -> dict[
 @contextmanager
 def _ours(folder: Path, consul: ConsulAgent, nginx: Any) -> Iterator[tuple[int, MinimalSidecar | None]]:
     folder.mkdir(parents=True, exist_ok=True)
-    sidecar = SidecarProcess(write_config(folder, consul, nginx, wait=("0s", "0s")))
+    sidecar = SidecarProcess(sidecar_config(folder, consul, nginx, TEMPLATE))
     try:
         yield nginx.port, None
     finally:

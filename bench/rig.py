@@ -35,6 +35,7 @@ __all__ = [
     "front_nginx",
     "put",
     "register_many",
+    "sidecar_config",
     "wait_until",
     "workdir",
     "write_config",
@@ -68,6 +69,26 @@ def front_nginx(
         yield server
     finally:
         server.stop()
+
+
+def sidecar_config(
+    folder: Path, consul: ConsulAgent, nginx: NginxServer, template: str, wait: tuple[str, str] = ("0s", "0s")
+) -> Path:
+    """``write_config``'s config, with the template in a folder of its own.
+
+    The sidecar watches its templates' folder for edits, and ``SidecarProcess`` logs next to the config:
+    with both in one folder (as in the test suite), every log line looks like a template edit and
+    triggers a full re-render. Production logs go to the journal, so the benchmark keeps them apart.
+    """
+    templates = folder / "templates"
+    templates.mkdir(parents=True, exist_ok=True)
+    config = write_config(templates, consul, nginx, template=template, wait=wait)
+    moved = folder / "sidecar.toml"
+    moved.write_text(
+        config.read_text().replace('source = "upstreams.conf.j2"', 'source = "templates/upstreams.conf.j2"')
+    )
+    config.unlink()
+    return moved
 
 
 def put(consul: ConsulAgent, path: str, body: Any = None) -> None:

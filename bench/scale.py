@@ -38,8 +38,8 @@ from .rig import (
     front_nginx,
     put,
     register_many,
+    sidecar_config,
     wait_until,
-    write_config,
 )
 from .traefik import Traefik
 
@@ -155,7 +155,7 @@ def _ours(
 ) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     dest = nginx.conf_d / "upstreams.conf"
-    config = write_config(folder, consul, nginx, template=TEMPLATE)
+    config = sidecar_config(folder, consul, nginx, TEMPLATE)
     steps.note(f"{size}: upstreams first render")
     t0 = time.monotonic()
     sidecar = SidecarProcess(config)
