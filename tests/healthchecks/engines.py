@@ -165,8 +165,11 @@ class EngineDaemon:
                     ["podman", "rm", "-af", "-t", "0"], env=self.env, capture_output=True, timeout=60
                 )
             self._kill_leftovers()
-            subprocess.run(["umount", "-R", str(self.workdir / "storage" / "overlay")], capture_output=True)
-            subprocess.run(["umount", "-R", str(self.workdir / "exec")], capture_output=True)
+            # Both engines leave mounts behind (Podman its overlay folder, dockerd its data root bind-mounted
+            # on itself); unmount them so the folders can be deleted.
+            for mounted in ("storage/overlay", "storage", "run", "root", "exec"):
+                if (self.workdir / mounted).exists():
+                    subprocess.run(["umount", "-R", str(self.workdir / mounted)], capture_output=True)
 
     def _kill_leftovers(self) -> None:
         """conmon / containerd-shim processes of our own storage (found by our unique folder in argv)."""
