@@ -14,6 +14,7 @@ Third-party errors are translated at the edge with ``raise ... from exc``.
     ├── NginxError             nginx refused a config or a reload
     │   ├── NginxCheckFailed       the check command failed; the previous files were restored
     │   └── NginxReloadFailed      the reload could not be signalled or its command failed
+    │       └── NginxNotRunning        there is no nginx to reload (no pid file, or no such process)
     └── EngineError            the container engine cannot be reached or refused a request
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "EngineError",
     "NginxCheckFailed",
     "NginxError",
+    "NginxNotRunning",
     "NginxReloadFailed",
     "OutputError",
     "TemplateError",
@@ -73,6 +75,10 @@ class NginxCheckFailed(NginxError):
 
 class NginxReloadFailed(NginxError):
     """Raised when nginx cannot be told to reload (no pid file, dead master, failing command)."""
+
+
+class NginxNotRunning(NginxReloadFailed):
+    """Raised when there is no nginx to reload; the checked files are in place for when it starts."""
 
 
 class EngineError(UpstreamsError):

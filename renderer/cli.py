@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from discovery.errors import UpstreamsError
+from discovery.errors import ConfigError, TemplateError, UpstreamsError
 from discovery.logs import setup_logging
 from discovery.model import Snapshot
 
@@ -71,7 +71,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.debug:
             log.exception("Stopped.")
         print(f"upstreams: {exc}", file=sys.stderr)
-        return EXIT_USAGE if args.command == "check" else EXIT_ERROR
+        # Mistakes in what the user wrote (config, template) are usage errors for every command.
+        usage = args.command == "check" or isinstance(exc, (ConfigError, TemplateError))
+        return EXIT_USAGE if usage else EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK
 

@@ -21,6 +21,7 @@ from discovery.errors import (
     ConsulUnavailable,
     NginxCheckFailed,
     NginxError,
+    NginxNotRunning,
     NginxReloadFailed,
     OutputError,
     unwrap_group,
@@ -76,6 +77,8 @@ class Sidecar:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tg: asyncio.TaskGroup | None = None
         self.dry_output: list[str] | None = None
+        self._once = False
+        self._refused: frozenset[tuple[Path, str]] = frozenset()
 
     # Running -------------------------------------------------------------------------------------
 
@@ -84,6 +87,7 @@ class Sidecar:
         of the first complete render in ``dry_output`` instead of applying them (implies once)."""
         self.dry_output = [] if dry else None
         once = once or dry
+        self._once = once
         errors = self.templates.load()
         if errors:
             raise errors[0]
@@ -175,10 +179,27 @@ class Sidecar:
             return True
         by_source = {t.source: t for t in self.config.templates}
         pairs = [(by_source[r.source], r.text) for r in renders if r.source in by_source]
+        candidate = frozenset((t.destination, text) for t, text in pairs)
+        if candidate == self._refused:
+            # nginx refused exactly these bytes already: writing them again would only put a known-bad
+            # file on disk for another check. Wait for a change.
+            log.debug("Render unchanged since nginx refused it; not checking it again.")
+            return False
         try:
             outcome = await apply_renders(pairs, self.nginx)
+        except NginxNotRunning as exc:
+            # The files passed the check and wait for nginx: that is a success for `render` run
+            # before nginx starts, and readiness for systemd (nginx is ordered after us).
+            log.info("%s The checked files are in place for when it starts.", exc)
+            self._mark_ready()
+            if not self._once:
+                self._schedule_reload_retry()
+            return True
         except NginxReloadFailed as exc:
             self.metrics.reload_failures.inc()
+            if self._once:
+                self._fail(exc, "New files are in place but nginx did not reload")
+                return False
             self._fail(exc, "New files are in place but nginx did not reload; retrying")
             self._schedule_reload_retry()
             return False
@@ -187,10 +208,12 @@ class Sidecar:
             self.metrics.rollbacks.inc()
             if isinstance(exc, NginxCheckFailed):
                 self.metrics.check_failures.inc()
+                self._refused = candidate
             self._fail(exc, "Kept the last good files")
             return False
         finally:
             self.metrics.renders.inc()
+        self._refused = frozenset()
         if outcome is Outcome.RELOADED:
             self._reloaded()
         self.last_error = None
@@ -338,6 +361,7 @@ class Sidecar:
         return observer
 
     def _template_edited(self) -> None:
+        self._refused = frozenset()  # an edit is a reason to try again
         if not self._templates_changed:
             self._templates_changed = True
             assert self._loop is not None
@@ -363,6 +387,7 @@ class Sidecar:
         if isinstance(self.nginx, CommandNginx):
             self.nginx = CommandNginx(new.nginx)
         self._deps = {}
+        self._refused = frozenset()  # SIGHUP after fixing nginx: check the same render again
         log.info("Config reloaded from %s (%d templates).", new.path, len(new.templates))
         self._kick.set()
 

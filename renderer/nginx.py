@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from discovery.errors import NginxCheckFailed, NginxReloadFailed
+from discovery.errors import NginxCheckFailed, NginxNotRunning, NginxReloadFailed
 
 from .config import NginxConfig
 
@@ -66,7 +66,7 @@ def _signal_master(pid_file: Path) -> None:
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
-        raise NginxReloadFailed(f"nginx is not running: no process {pid} from pid file {pid_file}.") from None
+        raise NginxNotRunning(f"nginx is not running: no process {pid} from pid file {pid_file}.") from None
     except PermissionError:
         raise NginxReloadFailed(f"Not allowed to signal nginx (pid {pid} from {pid_file}).") from None
 
@@ -74,8 +74,13 @@ def _signal_master(pid_file: Path) -> None:
 def _read_pid(pid_file: Path) -> int:
     try:
         text = pid_file.read_text().strip()
+    except FileNotFoundError as exc:
+        raise NginxNotRunning(f"nginx is not running: its pid file {pid_file} does not exist.") from exc
     except OSError as exc:
         raise NginxReloadFailed(f"Cannot read nginx's pid file {pid_file}: {exc.strerror or exc}.") from exc
+    if not text:
+        # nginx leaves an empty pid file behind when it stops in some ways (and `nginx -t` may create one).
+        raise NginxNotRunning(f"nginx is not running: its pid file {pid_file} is empty.")
     if not text.isdigit() or int(text) <= 1:
         raise NginxReloadFailed(f"nginx's pid file {pid_file} does not hold a process id.")
     return int(text)

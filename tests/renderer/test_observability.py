@@ -98,7 +98,7 @@ def test_status_port_in_use_is_a_clear_start_up_error(
         out = subprocess.run(
             [UPSTREAMS, "watch", "--config", str(config)], capture_output=True, text=True, timeout=20
         )
-    assert out.returncode == 1
+    assert out.returncode == 2  # a config value that cannot be used: a usage error
     assert f"Cannot serve the status endpoint on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr
 

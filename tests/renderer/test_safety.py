@@ -211,3 +211,19 @@ def test_render_once_fails_clearly_when_nginx_refuses(
     assert "nginx rejected the new config" in out.stderr
     assert "Traceback" not in out.stderr
     assert (nginx.conf_d / "upstreams.conf").read_bytes() == before
+
+
+def test_render_before_nginx_starts_leaves_checked_files_for_it(
+    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer
+) -> None:
+    register_backend(consul, nginx, "b3")
+    nginx.stop()
+    nginx.pid_file.unlink(missing_ok=True)
+    config = write_config(tmp_path, consul, nginx)
+    out = subprocess.run(
+        [UPSTREAMS, "render", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert "checked files are in place" in out.stderr
+    nginx.start()  # as systemd would, after the render (ExecStartPre or ordering)
+    wait_until(lambda: nginx.answers() == {"b3"}, what="nginx starting with the rendered upstream")
