@@ -19,6 +19,7 @@ import asyncio
 import collections
 import logging
 import os.path
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -175,6 +176,7 @@ class Watcher:
         self.min_interval = min_interval
         self.updates: Latest[Snapshot] = Latest()
         self.reachable: bool | None = None
+        self.reconnected_at: float | None = None  # monotonic time Consul last came back after an outage
         self.last_error: str | None = None
         self._fetchers = fetchers
         self._wanted: frozenset[Dependency] = frozenset()
@@ -306,6 +308,7 @@ class Watcher:
         self.metrics.consul_up.set(1)
         if self.reachable is False:
             log.info("Consul is reachable again; resynchronising.")
+            self.reconnected_at = time.monotonic()
             for dc in self._dcs:
                 self._mark_dirty(dc, None)
         self.reachable, self.last_error = True, None

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 TEMPLATE_SETTLE = 0.05  # editors save in several steps; let them finish
 RELOAD_RETRY_MAX = 30.0
 TOKEN_RECHECK = 5.0
+RECONNECT_SETTLE = 2.0  # seconds after Consul returns from an outage before its answers are rendered
 
 
 class Sidecar:
@@ -135,8 +136,22 @@ class Sidecar:
             self._kick.clear()
             if self.ready.is_set():
                 await self._quiesce()
+                await self._settle(watcher)
             if await self._round(watcher) and once:
                 return
+
+    async def _settle(self, watcher: Watcher) -> None:
+        """Right after Consul returns from an outage, let it settle before trusting what it says.
+
+        A restarted Consul can answer for a moment with an incomplete catalog (seen: a service with no
+        instances for ~100 ms until anti-entropy re-synced). Rendering that would empty live upstreams.
+        """
+        if watcher.reconnected_at is None:
+            return
+        remaining = watcher.reconnected_at + RECONNECT_SETTLE - time.monotonic()
+        if remaining > 0:
+            log.info("Consul just came back; waiting %.1fs for it to settle before rendering.", remaining)
+            await asyncio.sleep(remaining)
 
     async def _quiesce(self) -> None:
         """Hold a data change back until Consul has been quiet for wait.min (at most wait.max)."""
