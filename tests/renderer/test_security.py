@@ -132,8 +132,10 @@ def https_config(config: Path, consul: ConsulAgent, keys: str) -> None:
     config.write_text(text)
 
 
-def test_mutual_tls_with_config_keys(
+@pytest.mark.parametrize("given_by", ["config-keys", "environment"])
+def test_mutual_tls(
     tmp_path: Path,
+    given_by: str,
     tls_consul: ConsulAgent,
     nginx: NginxServer,
     ca: trustme.CA,
@@ -142,34 +144,20 @@ def test_mutual_tls_with_config_keys(
     register_backend(tls_consul, nginx, "b1")
     files = client_files(tmp_path / "tls", ca)
     config = write_config(tmp_path, tls_consul, nginx)
-    https_config(
-        config,
-        tls_consul,
-        f'\nca_file = "{files["ca"]}"\ncert_file = "{files["cert"]}"\nkey_file = "{files["key"]}"',
-    )
-    start_sidecar(config)
-    wait_until(lambda: nginx.answers() == {"b1"}, what="rendered over mutual TLS")
-
-
-def test_mutual_tls_with_consul_environment_variables(
-    tmp_path: Path,
-    tls_consul: ConsulAgent,
-    nginx: NginxServer,
-    ca: trustme.CA,
-    start_sidecar: Callable[..., SidecarProcess],
-) -> None:
-    register_backend(tls_consul, nginx, "b2")
-    files = client_files(tmp_path / "tls", ca)
-    config = write_config(tmp_path, tls_consul, nginx)
-    config.write_text(config.read_text().replace(f'address = "{tls_consul.address}"\n', ""))
-    env = {
-        "CONSUL_HTTP_ADDR": f"https://127.0.0.1:{tls_consul.https_port}",
-        "CONSUL_CACERT": str(files["ca"]),
-        "CONSUL_CLIENT_CERT": str(files["cert"]),
-        "CONSUL_CLIENT_KEY": str(files["key"]),
-    }
+    env: dict[str, str] = {}
+    if given_by == "config-keys":
+        keys = f'\nca_file = "{files["ca"]}"\ncert_file = "{files["cert"]}"\nkey_file = "{files["key"]}"'
+        https_config(config, tls_consul, keys)
+    else:  # consul's own environment variables, as the Consul CLI reads them
+        config.write_text(config.read_text().replace(f'address = "{tls_consul.address}"\n', ""))
+        env = {
+            "CONSUL_HTTP_ADDR": f"https://127.0.0.1:{tls_consul.https_port}",
+            "CONSUL_CACERT": str(files["ca"]),
+            "CONSUL_CLIENT_CERT": str(files["cert"]),
+            "CONSUL_CLIENT_KEY": str(files["key"]),
+        }
     start_sidecar(config, env=env)
-    wait_until(lambda: nginx.answers() == {"b2"}, what="rendered over mutual TLS configured by environment")
+    wait_until(lambda: nginx.answers() == {"b1"}, what=f"rendered over mutual TLS ({given_by})")
 
 
 def test_a_wrong_ca_is_a_clear_error_and_nothing_is_rendered(

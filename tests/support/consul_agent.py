@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .ports import free_port
+from .processes import stop_process
 
 
 class ConsulAgent:
@@ -99,13 +100,7 @@ class ConsulAgent:
         raise TimeoutError(f"Consul at {self.address} has no leader after {timeout}s; see {self.log}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM)
         self.proc = None
 
     def kill(self) -> None:

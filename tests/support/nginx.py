@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from .ports import free_port, wait_port
+from .processes import stop_process
 
 NGINX = "/usr/sbin/nginx"
 
@@ -85,13 +86,7 @@ http {{
             time.sleep(0.01)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGQUIT)
         self.proc = None
 
     def reloads(self) -> int:
