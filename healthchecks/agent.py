@@ -40,6 +40,14 @@ class Agent:
             )
         return dict(found or {})
 
+    async def checks(self) -> dict[str, dict[str, Any]]:
+        """Return the agent's checks by ID (``GET /v1/agent/checks``)."""
+        async with consul_errors("the list of the agent's checks"):
+            found = await self.client.http.get(
+                consul.callback.CB.json(), "/v1/agent/checks", headers=self._headers()
+            )
+        return dict(found or {})
+
     async def register(self, body: dict[str, Any]) -> None:
         """Register (or replace) one service with its checks."""
         what = f"the registration of service {body['ID']!r}"

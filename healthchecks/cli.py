@@ -1,7 +1,8 @@
 """``upstreams-registrar``: run the companion, or check its configuration.
 
 Exit codes: 0 success (and a clean stop on SIGTERM/SIGINT), 1 an error (one sentence on stderr; the
-traceback only with ``--debug``), 2 a usage error.
+traceback only with ``--debug``), 2 a usage error, and for ``run`` a config it cannot use (an invalid
+file, the status port in use).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from discovery.consul import ConsulClient
 from discovery.containers import DockerEngine
-from discovery.errors import UpstreamsError
+from discovery.errors import ConfigError, UpstreamsError
+from discovery.logs import setup_logging
 
 from .agent import Agent
 from .config import RegistrarConfig, load_config
@@ -34,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="upstreams-registrar",
         description="Register containers and declared services with their health checks in Consul.",
     )
+    formats = ("human", "json")
+    parser.add_argument("--log-format", choices=formats, default="human", help="log line format")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("run", "Run until SIGTERM."),
@@ -42,31 +47,30 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", "-c", required=True, type=Path, help="the TOML config file")
         cmd.add_argument("--debug", action="store_true", help="log every decision; print tracebacks")
+        # SUPPRESS: given after the command it wins, else the value given before it stays.
+        cmd.add_argument("--log-format", choices=formats, default=argparse.SUPPRESS, help="log line format")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    environ = dict(os.environ if env is None else env)
+    setup_logging(debug=args.debug, fmt=args.log_format)
     if not args.debug:
         logging.getLogger("urllib3").setLevel(logging.WARNING)
         logging.getLogger("docker").setLevel(logging.WARNING)
-        logging.getLogger("watchdog").setLevel(logging.WARNING)
     try:
-        config = load_config(args.config, os.environ)
+        config = load_config(args.config, environ)
         if args.command == "check":
             return _check(config)
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, environ))
     except UpstreamsError as exc:
         if args.debug:
             traceback.print_exc()
         print(f"upstreams-registrar: {exc}", file=sys.stderr)
-        return 1
+        # `check` reports a bad config as its finding (1); `run` cannot start with one: a usage error.
+        return 2 if args.command == "run" and isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         pass
     return 0
@@ -86,7 +90,7 @@ def _check(config: RegistrarConfig) -> int:
     return 0
 
 
-async def _run(config: RegistrarConfig) -> None:
+async def _run(config: RegistrarConfig, env: Mapping[str, str]) -> None:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
@@ -101,7 +105,7 @@ async def _run(config: RegistrarConfig) -> None:
         f", containers from {config.engine}" if config.engine else "",
     )
     try:
-        await Registrar(config, Agent(client), engine).run()
+        await Registrar(config, Agent(client), engine, env=env).run()
     except asyncio.CancelledError:
         log.info("Stopped.")
     finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from discovery.consul import ConsulSettings
 from discovery.errors import ConfigError
+from discovery.status import parse_listen
 from discovery.table import Table, load_toml
 
 from .labels import HostSettings
@@ -21,6 +22,7 @@ from .labels import HostSettings
 __all__ = ["RegistrarConfig", "load_config"]
 
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
+DEFAULT_LISTEN = "127.0.0.1:9120"  # the sidecar's is 9119: both can run on one host
 _OWNER = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
@@ -37,6 +39,8 @@ class RegistrarConfig:
     deregister_on_stop: bool = True
     stop_timeout: float = 5.0
     check_output_limit: int = 4096
+    # Where /health, /metrics and /status are served; None: off (load_config defaults to DEFAULT_LISTEN).
+    status: tuple[str, int] | None = None
 
     @property
     def owner(self) -> str:
@@ -50,6 +54,7 @@ def load_config(path: Path, env: Mapping[str, str]) -> RegistrarConfig:
     base = path.parent
     consul = ConsulSettings.from_table(root.table("consul"), env, base)
     reg = root.table("registrar")
+    status = _status(root.table("status"))
     root.done()
     watch_containers = reg.boolean("containers", True)
     engine = reg.string("engine") or env.get("DOCKER_HOST") or DEFAULT_ENGINE
@@ -86,8 +91,15 @@ def load_config(path: Path, env: Mapping[str, str]) -> RegistrarConfig:
         deregister_on_stop=reg.boolean("deregister_on_stop", True),
         stop_timeout=reg.duration("stop_timeout", 5.0),
         check_output_limit=reg.integer("check_output_limit", 4096, 256, 1 << 20),
+        status=status,
     )
     reg.done()
     if config.engine is None and services_dir is None:
         raise ConfigError(f"{path} [registrar]: with containers = false, 'services_dir' is needed.")
     return config
+
+
+def _status(table: Table) -> tuple[str, int] | None:
+    listen = table.string("listen", DEFAULT_LISTEN)
+    table.done()
+    return parse_listen(listen or "", table.where)

@@ -13,19 +13,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from discovery.containers import CONNECTED, ContainerInfo, Engine, is_relevant
-from discovery.errors import ConsulError, ConsulUnavailable, EngineError
+from discovery.errors import ConsulError, ConsulUnavailable, EngineError, unwrap_group
+from discovery.status import StatusServer
+from discovery.systemd import notify
 
 from .agent import Agent
 from .config import RegistrarConfig
 from .files import ServiceFiles
 from .labels import services_for
+from .metrics import RegistrarMetrics
 from .plan import make_plan, owned_ids
 from .runner import Runners
 from .spec import ServiceSpec
+from .state import RegistrarState
 
 __all__ = ["Registrar"]
 
@@ -48,8 +53,16 @@ def backoff(attempt: int) -> float:
 class Registrar:
     """Keeps one Consul agent's registrations equal to the running containers and the service files."""
 
-    def __init__(self, config: RegistrarConfig, agent: Agent, engine: Engine | None) -> None:
+    def __init__(
+        self,
+        config: RegistrarConfig,
+        agent: Agent,
+        engine: Engine | None,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
+        self.env = dict(env or {})  # NOTIFY_SOCKET, passed in by the command line
         self.agent = agent
         self.engine = engine
         self.files = (
@@ -66,13 +79,18 @@ class Registrar:
         # Containers whose death the engine announced: a listing made at once may still show them running.
         self._dead: set[str] = set()
         self._settle: asyncio.TimerHandle | None = None
+        self.metrics = RegistrarMetrics()
+        self.state = RegistrarState(consul=config.consul.address, engine=config.engine)
+        self.ready = asyncio.Event()  # set after the first successful reconcile
 
     async def run(self) -> None:
         """Run until cancelled."""
         try:
             async with asyncio.TaskGroup() as tg:
+                if self.config.status is not None:
+                    tg.create_task(self._status_server(self.config.status).serve(), name="status")
                 self._runners = Runners(
-                    self.agent, self.engine, tg.create_task, self.config.check_output_limit
+                    self.agent, self.engine, tg.create_task, self.config.check_output_limit, self._reported
                 )
                 self.dirty.set()
                 tg.create_task(self._reconcile_loop(), name="reconcile")
@@ -81,6 +99,8 @@ class Registrar:
                     tg.create_task(self._event_loop(self.engine), name="engine-events")
                 if self.config.services_dir is not None:
                     tg.create_task(self._watch_dir(self.config.services_dir), name="services-dir")
+        except BaseExceptionGroup as group:
+            raise unwrap_group(group) from None  # one sentence (a status port in use), not a tree
         finally:
             if self._settle is not None:
                 self._settle.cancel()
@@ -98,11 +118,15 @@ class Registrar:
             self.dirty.set()
 
     async def _event_loop(self, engine: Engine) -> None:
-        failures = 0
+        failures, connections = 0, 0
         while True:
             try:
                 async for event in engine.events():
                     if event.action == CONNECTED:
+                        connections += 1
+                        if connections > 1:
+                            self.metrics.engine_reconnects.inc()
+                        self.state.engine_error = None
                         self._refresh = True
                         if failures:
                             log.info("Reconnected to the container engine; reconciling.")
@@ -124,6 +148,7 @@ class Registrar:
                             self._runners.poke(container_id=event.container_id)
             except EngineError as exc:
                 failures += 1
+                self.state.engine_error = str(exc)
                 if failures in (1, 2, 4) or failures % 20 == 0:
                     log.warning("%s Reconnecting (attempt %d).", exc, failures)
             await asyncio.sleep(backoff(max(failures, 1)))
@@ -158,13 +183,16 @@ class Registrar:
             self.dirty.clear()
             try:
                 await self.reconcile()
-                failures = 0
             except (EngineError, ConsulError) as exc:
+                self._failed(exc)
                 failures += 1
                 if failures in (1, 2, 4) or failures % 20 == 0:
                     log.warning("%s Retrying (attempt %d).", exc, failures)
                 await asyncio.sleep(backoff(failures))
                 self.dirty.set()
+            else:
+                failures = 0
+                self._mark_ready()
 
     async def reconcile(self) -> None:
         """Make the agent match the running containers and service files, once."""
@@ -173,9 +201,12 @@ class Registrar:
             try:
                 refresh, self._refresh = self._refresh, False
                 self._containers = await self.engine.running(refresh=refresh)
+                self.state.engine_error = None
             except EngineError as exc:
                 engine_error = exc  # keep the last listing: the containers may well still run
+                self.state.engine_error = str(exc)
                 self._refresh = True
+            self.metrics.watched_containers.set(len(self._containers))
         listed = {c.id for c in self._containers}
         self._dead &= listed
         desired = self._desired()
@@ -190,17 +221,23 @@ class Registrar:
             except ConsulUnavailable:
                 raise
             except ConsulError as exc:
+                self.metrics.consul_errors.inc()
                 self._warn_once(f"{exc} ({spec.origin})")
                 failed.add(spec.id)
             else:
+                self.metrics.registrations.inc()
                 log.info("Registered %s (%s).", spec.id, spec.origin)
         for sid in plan.deregister:
             await self.agent.deregister(sid)
+            self.metrics.deregistrations.inc()
             log.info("Deregistered %s.", sid)
+        active = [spec for spec in desired if spec.id not in failed]
         if self._runners is not None:
-            active = [spec for spec in desired if spec.id not in failed]
             self._runners.update(check for spec in active for check in spec.checks)
             self._runners.poke(check.check_id for spec, _ in plan.register for check in spec.checks)
+        self.state.reconcile_done(active, await self.agent.checks())
+        self.metrics.owned_services.set(len(active))
+        self.metrics.reconciles.inc()
         self.reconciled += 1
         if plan:
             log.debug("Reconciled: %d registered, %d deregistered.", len(plan.register), len(plan.deregister))
@@ -220,6 +257,41 @@ class Registrar:
             desired.extend(self.files.load())
         return desired
 
+    # Health, metrics and readiness -------------------------------------------------------------------
+
+    def _status_server(self, address: tuple[str, int]) -> StatusServer:
+        return StatusServer(
+            address, health=self.state.health, registry=self.metrics.registry, status=self.state.status
+        )
+
+    def _failed(self, exc: EngineError | ConsulError) -> None:
+        self.metrics.reconcile_failures.inc()
+        if isinstance(exc, ConsulError):
+            self.metrics.consul_errors.inc()
+            self.metrics.consul_up.set(0)
+            self.state.consul_error = str(exc)
+        else:  # the engine failed after Consul answered every call of the reconcile
+            self._consul_answered()
+
+    def _consul_answered(self) -> None:
+        self.metrics.consul_up.set(1)
+        self.state.consul_error = None
+
+    def _mark_ready(self) -> None:
+        self._consul_answered()
+        self.state.reconciled = True
+        if not self.ready.is_set():
+            self.ready.set()
+            self.metrics.ready.set(1)
+            notify(self.env, "READY=1\nSTATUS=The first reconcile succeeded.")
+
+    def _reported(self, check_id: str, status: str, delivered: bool) -> None:
+        self.metrics.check_results.labels(status).inc()
+        if delivered:
+            self.state.results[check_id] = status
+        else:
+            self.metrics.consul_errors.inc()
+
     def _warn_once(self, message: str, key: str = "") -> None:
         if (key, message) not in self._warned:
             if len(self._warned) > 10_000:
@@ -238,6 +310,7 @@ class Registrar:
 
         try:
             count = await asyncio.wait_for(all_owned(), self.config.stop_timeout)
+            self.metrics.deregistrations.inc(count)
             log.info("Deregistered %d services on stop.", count)
         except (ConsulError, TimeoutError) as exc:
             log.warning("Could not deregister on stop: %s", exc or "timed out")

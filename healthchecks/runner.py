@@ -26,10 +26,16 @@ from discovery.errors import ConsulError, EngineError
 from .agent import Agent
 from .spec import CheckSpec
 
-__all__ = ["Runners", "run_host_script", "status_for_exit"]
+__all__ = ["Report", "Runners", "run_host_script", "status_for_exit"]
 
 log = logging.getLogger(__name__)
 HEALTH = {"healthy": "passing", "starting": "critical", "unhealthy": "critical"}
+# Told of every result: (check ID, status, whether the agent accepted the update).
+Report = Callable[[str, str, bool], None]
+
+
+def _ignore(check_id: str, status: str, delivered: bool) -> None:
+    pass
 
 
 def status_for_exit(code: int) -> str:
@@ -83,11 +89,13 @@ class Runners:
         engine: Engine | None,
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
         limit: int = 4096,
+        report: Report = _ignore,
     ) -> None:
         self.agent = agent
         self.engine = engine
         self.spawn = spawn
         self.limit = limit
+        self.report = report
         self._tasks: dict[str, tuple[CheckSpec, asyncio.Task[None], asyncio.Event]] = {}
 
     def update(self, checks: Iterable[CheckSpec]) -> None:
@@ -129,6 +137,9 @@ class Runners:
                 last = (status, output)
             except ConsulError as exc:
                 log.warning("%s", exc)
+                self.report(check.check_id, status, False)
+            else:
+                self.report(check.check_id, status, True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), check.interval)
 
