@@ -3,7 +3,7 @@
 A private Podman API service (the test suite's ``EngineDaemon``) and the real ``upstreams-registrar run
 --config FILE``. One at a time, COUNT busybox containers labelled ``SERVICE_NAME=cweb`` are started and
 then killed. A thread reads the engine's event stream (``start``/``die``, timed on arrival) and another
-holds a blocking query on ``/v1/catalog/service/cweb``: *register* is the start event to the first
+reads ``/v1/catalog/service/cweb`` every 5 ms: *register* is the start event to the first
 answer that lists the container's service, *deregister* the die event to the first that no longer does.
 The floor: Consul's own path (an agent registration until the catalog query wakes with it) and the
 engine's (kill call until its die event arrives).
@@ -32,11 +32,12 @@ __all__ = ["run"]
 
 SERVICE = "cweb"
 HOST = "bench-host"
+POLL = 0.005
 REGISTRAR = str(Path(sys.executable).with_name("upstreams-registrar"))
 
 
 class CatalogWatch:
-    """A thread holding a blocking query on one service's catalog entry; records (time, IDs) answers."""
+    """A thread reading one service's catalog entry every POLL seconds; records (time, IDs) answers."""
 
     def __init__(self, consul: ConsulAgent, service: str) -> None:
         self.url = f"{consul.address}/v1/catalog/service/{service}"
@@ -53,20 +54,19 @@ class CatalogWatch:
         self._thread.join(5)
 
     def _run(self) -> None:
-        index = 0
         deadline = time.monotonic() + 1800
         while not self._stop.is_set() and time.monotonic() < deadline:
-            url = f"{self.url}?index={index}&wait=2s" if index else self.url
+            # Polled, not blocking: a blocking query on a service that has just lost its last instance
+            # was seen not to wake on its next registration until its wait ran out (about 2 s).
             try:
-                with urllib.request.urlopen(url, timeout=10) as resp:
+                with urllib.request.urlopen(self.url, timeout=10) as resp:
                     now = time.monotonic()
-                    index = max(1, int(resp.headers.get("X-Consul-Index", "1")))
                     ids = frozenset(e["ServiceID"] for e in json.loads(resp.read()))
             except OSError:
                 time.sleep(0.1)
-                index = 0
                 continue
             self.answers.append((now, ids))
+            time.sleep(POLL)
 
     def first(self, after: float, predicate: Any, timeout: float = 30.0) -> float | None:
         """The time of the first answer after ``after`` whose IDs satisfy ``predicate``."""

@@ -180,8 +180,8 @@ def _convergence(conv: dict[str, Any]) -> list[str]:
     if ours:
         rec, rem = summary(ours["recover"])["median"], summary(ours["remove"])["median"]
         out.append(
-            f"Targets: recover < 50 ms median: **{ms(rec)} ms, {verdict(rec < TARGETS['recover'])}**; "
-            f"remove < 150 ms median: **{ms(rem)} ms, {verdict(rem < TARGETS['remove'])}**"
+            f"Targets: recover < 50 ms median: {ms(rec)} ms, {verdict(rec < TARGETS['recover'])}; "
+            f"remove < 150 ms median: {ms(rem)} ms, {verdict(rem < TARGETS['remove'])}"
             + (" (see *Diagnosis* below)." if rec >= TARGETS["recover"] or rem >= TARGETS["remove"] else ".")
         )
         failed = {k: v.get("failed_requests", 0) for k, v in systems.items()}
@@ -263,7 +263,7 @@ def _scale(scale: dict[str, Any]) -> list[str]:
             ]
             out += [
                 "",
-                "Targets at 5,000: " + "; ".join(f"{name}: **{verdict(ok)}**" for name, ok in checks) + ".",
+                "Targets at 5,000: " + "; ".join(f"{name}: {verdict(ok)}" for name, ok in checks) + ".",
             ]
         out.append("")
     return out
@@ -314,8 +314,8 @@ def _churn(churn: dict[str, Any]) -> list[str]:
         allowed = int(churn["seconds"]) + 3
         out += [
             "",
-            f"Targets: zero failed requests: **{verdict(ours['failed'] == 0)}**; at most one reload per wait.max "
-            f"(≤ {allowed} in {churn['seconds']:g} s plus settling): **{ours['reloads']}, {verdict(ours['reloads'] <= allowed)}**.",
+            f"Targets: zero failed requests: {verdict(ours['failed'] == 0)}; at most one reload per wait.max "
+            f"(≤ {allowed} in {churn['seconds']:g} s plus settling): {ours['reloads']}, {verdict(ours['reloads'] <= allowed)}.",
         ]
     return [*out, ""]
 
@@ -345,8 +345,8 @@ def _companion(comp: dict[str, Any]) -> list[str]:
         f"(same Consul path) | {ratio(dereg['median'], fl_reg)} |",
         f"| (engine) kill call -> die event | | {_dist(floor.get('engine_die_event', []))} | |",
         "",
-        f"Targets (< 100 ms median each): register **{ms(reg['median'])} ms, {verdict(reg['median'] < 100)}**; "
-        f"deregister **{ms(dereg['median'])} ms, {verdict(dereg['median'] < 100)}**. (Floor of the engine itself: "
+        f"Targets (< 100 ms median each): register {ms(reg['median'])} ms, {verdict(reg['median'] < 100)}; "
+        f"deregister {ms(dereg['median'])} ms, {verdict(dereg['median'] < 100)}. (Floor of the engine itself: "
         f"{ms(fl_die)} ms from kill to its die event, before the companion can know.)",
         "",
     ]
