@@ -42,6 +42,7 @@ BIRTHS = frozenset({"start", "restart", "unpause"})
 SETTLE = 0.5
 BACKOFF_INITIAL = 0.2
 BACKOFF_MAX = 10.0
+AGENT_PROBE = 2.0  # seconds between looks at the agent (is it there; does it still hold our services?)
 
 
 def backoff(attempt: int) -> float:
@@ -95,6 +96,7 @@ class Registrar:
                 self.dirty.set()
                 tg.create_task(self._reconcile_loop(), name="reconcile")
                 tg.create_task(self._resync_loop(), name="resync")
+                tg.create_task(self._probe_agent(), name="agent-probe")
                 if self.engine is not None:
                     tg.create_task(self._event_loop(self.engine), name="engine-events")
                 if self.config.services_dir is not None:
@@ -116,6 +118,27 @@ class Registrar:
             await asyncio.sleep(self.config.resync)
             self._refresh = True
             self.dirty.set()
+
+    async def _probe_agent(self) -> None:
+        """Notice Consul going away, coming back, or coming back empty, and reconcile then.
+
+        A restarted agent (a -dev one, or one that lost its data) forgets every registration, and nothing
+        else would tell: no engine event comes, and the next resync may be minutes away.
+        """
+        while True:
+            await asyncio.sleep(AGENT_PROBE)
+            try:
+                services = await self.agent.services()
+                self.state.observe_checks(await self.agent.checks())  # fresh statuses for /status
+            except ConsulError as exc:
+                self.metrics.consul_errors.inc()
+                self.metrics.consul_up.set(0)
+                self.state.consul_error = str(exc)
+                continue
+            self.metrics.consul_up.set(1)
+            on_agent = set(owned_ids(services, self.config.owner))
+            if self.state.consul_error is not None or on_agent != set(self.state.owned):
+                self.dirty.set()
 
     async def _event_loop(self, engine: Engine) -> None:
         failures, connections = 0, 0

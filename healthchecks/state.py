@@ -19,7 +19,7 @@ class RegistrarState:
 
     consul: str  # Consul's address, for messages
     engine: str | None  # the engine's URL; None when containers are not watched
-    consul_error: str | None = None  # why the last reconcile could not talk to Consul
+    consul_error: str | None = None  # why the last call to Consul failed; cleared by a reconcile
     engine_error: str | None = None  # why the engine could not be listed or followed
     reconciled: bool = False  # a reconcile has succeeded once
     owned: dict[str, ServiceSpec] = field(default_factory=dict)
@@ -29,18 +29,27 @@ class RegistrarState:
     def reconcile_done(self, owned: Iterable[ServiceSpec], agent_checks: Mapping[str, Any]) -> None:
         """Record what this host owns after a reconcile, and its checks' statuses on the agent."""
         self.owned = {spec.id: spec for spec in owned}
-        wanted = {check.check_id for spec in self.owned.values() for check in spec.checks}
+        self.observe_checks(agent_checks)
+        wanted = self._check_ids()
+        self.results = {cid: status for cid, status in self.results.items() if cid in wanted}
+
+    def observe_checks(self, agent_checks: Mapping[str, Any]) -> None:
+        """Keep the agent's view of our checks (``GET /v1/agent/checks``)."""
+        wanted = self._check_ids()
         self.agent_checks = {
             cid: str(check.get("Status", "")) for cid, check in agent_checks.items() if cid in wanted
         }
-        self.results = {cid: status for cid, status in self.results.items() if cid in wanted}
+
+    def _check_ids(self) -> set[str]:
+        return {check.check_id for spec in self.owned.values() for check in spec.checks}
 
     def health(self) -> Health:
         """Healthy when Consul and the engine answer and the last reconcile succeeded."""
+        # Both errors are already sentences naming Consul or the engine and what was asked.
         if self.consul_error is not None:
-            return Health(False, f"The last reconcile failed: {self.consul_error}")
+            return Health(False, self.consul_error)
         if self.engine_error is not None:
-            return Health(False, f"The container engine is unreachable: {self.engine_error}")
+            return Health(False, self.engine_error)
         if not self.reconciled:
             return Health(False, "Waiting for the first reconcile.")
         return Health(True, "", {"services": len(self.owned)})
