@@ -8,8 +8,11 @@ Modules, from the pure core to the edges:
 * ``plan``     desired specs vs. the agent's services -> what to register and deregister
 * ``agent``    the local agent's HTTP API (list, register, deregister, update a TTL check)
 * ``runner``   script and HEALTHCHECK checks the companion runs itself, reported to TTL checks
-* ``config``   the ``[consul]`` and ``[registrar]`` tables
-* ``daemon``   one TaskGroup: engine events, the services folder and a timer trigger reconciles
+* ``config``   the ``[consul]``, ``[registrar]`` and ``[status]`` tables
+* ``state``    what the companion knows of itself, for ``/health`` and ``/status``
+* ``metrics``  its Prometheus metrics (``/metrics``)
+* ``daemon``   one TaskGroup: engine events, the services folder, a timer and an agent probe trigger
+  reconciles; the status endpoint; systemd readiness
 * ``cli``      ``upstreams-registrar run|check``
 
 The container engine itself is reached through ``discovery.containers``.

@@ -1,5 +1,6 @@
-"""The companion daemon: one TaskGroup; engine events, the services directory and a timer mark it dirty;
-one reconcile loop makes the agent match.
+"""The companion daemon: one TaskGroup; engine events, the services directory, a timer and a probe of the
+agent mark it dirty; one reconcile loop makes the agent match. The status endpoint runs in the same group;
+READY=1 goes to systemd after the first successful reconcile.
 
 Level-triggered: every reconcile lists the running containers and the service files again, so missed
 events, a restart of the companion and containers killed while it was down all heal. When the engine is
