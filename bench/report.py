@@ -263,7 +263,9 @@ def _scale(scale: dict[str, Any]) -> list[str]:
             ]
             out += [
                 "",
-                "Targets at 5,000: " + "; ".join(f"{name}: {verdict(ok)}" for name, ok in checks) + ".",
+                "Targets at 5,000: "
+                + "; ".join(f"{name}: {verdict(ok)}" for name, ok in checks)
+                + ("." if all(ok for _, ok in checks) else ". See *Diagnosis* below."),
             ]
         out.append("")
     return out
@@ -315,7 +317,8 @@ def _churn(churn: dict[str, Any]) -> list[str]:
         out += [
             "",
             f"Targets: zero failed requests: {verdict(ours['failed'] == 0)}; at most one reload per wait.max "
-            f"(≤ {allowed} in {churn['seconds']:g} s plus settling): {ours['reloads']}, {verdict(ours['reloads'] <= allowed)}.",
+            f"(≤ {allowed} in {churn['seconds']:g} s plus settling): {ours['reloads']}, {verdict(ours['reloads'] <= allowed)}"
+            + ("." if ours["failed"] == 0 and ours["reloads"] <= allowed else ". See *Diagnosis* below."),
         ]
     return [*out, ""]
 
@@ -334,8 +337,8 @@ def _companion(comp: dict[str, Any]) -> list[str]:
         "",
         f"{reg['n']} busybox containers labelled `SERVICE_NAME=cweb`, started and killed one at a time with",
         "`upstreams-registrar run` watching Podman's Docker-compatible API. Latency from the engine's event",
-        "(`start`, `die`) as a client of the same API receives it, to the blocking catalog query that shows",
-        "the change. No peer: Traefik does not register services.",
+        "(`start`, `die`) as a client of the same API receives it, to the first read of the catalog (polled",
+        "every 5 ms) that shows the change. No peer: Traefik does not register services.",
         "",
         "| step | upstreams-registrar (ms) | floor (ms) | ours / floor |",
         "|---|---|---|---|",
@@ -347,7 +350,8 @@ def _companion(comp: dict[str, Any]) -> list[str]:
         "",
         f"Targets (< 100 ms median each): register {ms(reg['median'])} ms, {verdict(reg['median'] < 100)}; "
         f"deregister {ms(dereg['median'])} ms, {verdict(dereg['median'] < 100)}. (Floor of the engine itself: "
-        f"{ms(fl_die)} ms from kill to its die event, before the companion can know.)",
+        f"{ms(fl_die)} ms from kill to its die event, before the companion can know.)"
+        + ("" if reg["median"] < 100 and dereg["median"] < 100 else " See *Diagnosis* below."),
         "",
     ]
 
