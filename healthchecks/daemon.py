@@ -132,6 +132,8 @@ class Registrar:
                 services = await self.agent.services()
                 self.state.observe_checks(await self.agent.checks())  # fresh statuses for /status
             except ConsulError as exc:
+                if self.state.consul_error is None:  # once per outage, not every probe
+                    log.warning("%s Registrations are checked again when it answers.", exc)
                 self.metrics.consul_errors.inc()
                 self.metrics.consul_up.set(0)
                 self.state.consul_error = str(exc)
@@ -139,6 +141,12 @@ class Registrar:
             self.metrics.consul_up.set(1)
             on_agent = set(owned_ids(services, self.config.owner))
             if self.state.consul_error is not None or on_agent != set(self.state.owned):
+                # DEBUG: a reconcile in progress also shows as a difference (harmless: one more pass).
+                log.debug(
+                    "The agent holds %d of the %d services this host owns; reconciling.",
+                    len(on_agent & set(self.state.owned)),
+                    len(self.state.owned),
+                )
                 self.dirty.set()
 
     async def _event_loop(self, engine: Engine) -> None:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from discovery.status import Health
+from healthchecks.spec import CheckSpec, ServiceSpec
+from healthchecks.state import RegistrarState
 from tests.healthchecks.conftest import REGISTRAR, Companion, owned, wait_for
 from tests.healthchecks.engines import EngineDaemon
 from tests.renderer.test_security import ACL_HCL, MANAGEMENT, token_with
@@ -190,3 +193,25 @@ def test_the_token_never_appears_in_logs_or_the_command_line(
     assert proc.wait(10) == 0
     assert owned(acl_consul, "obs") == {}  # deregistered on stop with the same token
     assert secret not in log.read_text()
+
+
+def _spec(sid: str) -> ServiceSpec:
+    check = CheckSpec(kind="script", check_id=f"{sid}:script", name="script", argv=("true",))
+    return ServiceSpec(id=sid, name="web", address="127.0.0.1", port=80, checks=(check,), origin="test")
+
+
+def test_health_names_the_first_problem_and_status_prefers_fresh_results() -> None:
+    state = RegistrarState(consul="http://127.0.0.1:8500", engine=None)
+    assert state.health() == Health(False, "Waiting for the first reconcile.")
+    state.reconciled = True
+    state.reconcile_done([_spec("a")], {"a:script": {"Status": "critical"}, "other:script": {}})
+    assert state.health().ok
+    assert state.status()["services"]["a"]["checks"] == {"a:script": "critical"}
+    state.results["a:script"] = "passing"  # a result the companion just reported
+    assert state.status()["services"]["a"]["checks"] == {"a:script": "passing"}
+    state.engine_error = "The container engine at x could not list running containers: down."
+    assert state.health().reason == state.engine_error
+    state.consul_error = "Consul is unreachable for the list of the agent's services: refused."
+    assert state.health() == Health(False, state.consul_error)  # Consul first: nothing can be registered
+    state.reconcile_done([], {})
+    assert state.results == {} and state.status()["services"] == {}
