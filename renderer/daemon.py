@@ -163,7 +163,7 @@ class Sidecar:
     async def _round(self, watcher: Watcher) -> bool:
         """Render everything once and apply it if complete; True when complete (applied or refused)."""
         snapshot = watcher.updates.value or Snapshot()
-        self.policy.fired()
+        self.policy.fired(self.clock())
         if self._templates_changed:
             self._templates_changed = False
             for error in self.templates.load():
@@ -355,6 +355,14 @@ class Sidecar:
     def _watch_template_files(self) -> Any:
         sidecar = self
         ignored = {t.destination for t in self.config.templates}
+        sources = {t.source for t in self.config.templates}
+        # Imported or included templates live beside the sources with the same kind of name; other
+        # files there (logs, rendered output) must not trigger renders, or a log line would loop.
+        suffixes = {t.source.suffix for t in self.config.templates if t.source.suffix} | {
+            ".j2",
+            ".jinja",
+            ".jinja2",
+        }
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
@@ -364,7 +372,7 @@ class Sidecar:
                     Path(str(event.src_path)),
                     Path(str(getattr(event, "dest_path", "") or event.src_path)),
                 }
-                relevant = [p for p in paths if p not in ignored and not _is_ours(p)]
+                relevant = [p for p in paths if _is_template(p, sources, suffixes) and p not in ignored]
                 if relevant and sidecar._loop is not None:
                     sidecar._loop.call_soon_threadsafe(sidecar._template_edited)
 
@@ -378,6 +386,7 @@ class Sidecar:
     def _template_edited(self) -> None:
         self._refused = frozenset()  # an edit is a reason to try again
         if not self._templates_changed:
+            log.info("Template files changed; loading and rendering them again.")
             self._templates_changed = True
             assert self._loop is not None
             self._loop.call_later(TEMPLATE_SETTLE, self._kick.set)
@@ -418,9 +427,11 @@ def _dry_text(render: Rendered, count: int) -> str:
     return render.text if count == 1 else f"# --- {render.source} ---\n{render.text}"
 
 
-def _is_ours(path: Path) -> bool:
-    """Temp files and backups the pipeline writes itself."""
-    return path.name.endswith((".tmp", ".bak")) or path.name.startswith(".")
+def _is_template(path: Path, sources: set[Path], suffixes: set[str]) -> bool:
+    """A template source, or a file a template may import (same suffix), but not our temp files."""
+    if path in sources:
+        return True
+    return path.suffix in suffixes and not path.name.startswith(".")
 
 
 def _log_changes(old: Snapshot, new: Snapshot) -> None:

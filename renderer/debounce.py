@@ -1,4 +1,5 @@
-"""The quiescence policy: after a change, fire when quiet for ``min``, never later than ``max``."""
+"""The quiescence policy: after a change, fire when quiet for ``min``, never later than ``max`` after it,
+and (when a wait is configured at all) never more often than once per ``max``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class Quiescence:
     max: float
     _first: float | None = None
     _last: float | None = None
+    _fired_at: float | None = None
 
     def change(self, now: float) -> None:
         """Record a change at ``now``."""
@@ -31,8 +33,14 @@ class Quiescence:
         if self._first is None or self._last is None or self.min <= 0:
             return 0.0
         due = min(self._last + self.min, self._first + self.max)
+        if self._fired_at is not None:
+            # At most one render per `max`: changes spaced just over `min` apart would otherwise each
+            # be "quiet enough" and reload nginx every time.
+            due = max(due, self._fired_at + self.max)
         return max(0.0, due - now)
 
-    def fired(self) -> None:
-        """Forget the pending change (it has been rendered)."""
+    def fired(self, now: float | None = None) -> None:
+        """Forget the pending change (it has been rendered at ``now``)."""
         self._first = self._last = None
+        if now is not None:
+            self._fired_at = now

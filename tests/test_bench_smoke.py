@@ -99,7 +99,6 @@ def test_convergence_and_scale_harness_measure_ours_and_the_floor(
 
 
 def test_chart_is_written_as_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     conv = {"systems": {"floor": {"remove": [0.11, 0.12], "recover": [0.01, None]}}, "labels": {}}
     report.chart(conv, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -122,3 +122,16 @@ def test_quiescence_zero_min_fires_at_once_and_fired_resets() -> None:
     q2.change(0.0)
     q2.fired()
     assert not q2.pending() and q2.delay(0.0) == 0.0
+
+
+def test_quiescence_renders_at_most_once_per_max() -> None:
+    q = Quiescence(min=0.1, max=1.0)
+    q.change(0.0)
+    assert q.delay(0.1) == 0.0
+    q.fired(0.1)
+    q.change(0.4)  # quiet for min at 0.5, but the last render was only 0.4s ago
+    assert q.delay(0.5) == pytest.approx(0.6)
+    assert q.delay(1.1) == 0.0
+    q.fired(1.1)
+    q.change(5.0)  # long after: only min applies
+    assert q.delay(5.0) == pytest.approx(0.1)

@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.renderer.conftest import register_backend
 from tests.support.consul_agent import ConsulAgent
 from tests.support.nginx import NginxServer
-from tests.support.sidecar import UPSTREAMS, SidecarProcess, write_config
+from tests.support.sidecar import TEMPLATE, UPSTREAMS, SidecarProcess, write_config
 from tests.support.waiting import wait_until
 
 BREAKS_NGINX_AT_THREE = """{% import "nginx.j2" as nginx %}
@@ -227,3 +227,17 @@ def test_render_before_nginx_starts_leaves_checked_files_for_it(
     assert "checked files are in place" in out.stderr
     nginx.start()  # as systemd would, after the render (ExecStartPre or ordering)
     wait_until(lambda: nginx.answers() == {"b3"}, what="nginx starting with the rendered upstream")
+
+
+def test_other_files_beside_the_template_do_not_trigger_renders(
+    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer, start_sidecar: Callable[..., SidecarProcess]
+) -> None:
+    register_backend(consul, nginx, "b1")
+    sidecar = start_sidecar(write_config(tmp_path, consul, nginx), "--debug")  # its log is in the same folder
+    wait_until(lambda: nginx.answers() == {"b1"}, what="b1 serving")
+    edited = "Template files changed"
+    (tmp_path / "notes.txt").write_text("not a template")
+    time.sleep(1)
+    assert edited not in sidecar.output()  # neither the note nor the sidecar's own log lines
+    (tmp_path / "upstreams.conf.j2").write_text(TEMPLATE)  # positive control: a template save does
+    wait_until(lambda: edited in sidecar.output(), what="the template save noticed")
