@@ -37,8 +37,12 @@ def get(url: str) -> tuple[int, str]:
 
 
 def with_status(companion: Companion, listen: str) -> Companion:
-    """Give the companion's config a [status] table (the fixture writes none)."""
-    companion.config.write_text(companion.config.read_text() + f'\n[status]\nlisten = "{listen}"\n')
+    """Set the companion's [status] listen address (replacing the fixture's, if it writes one)."""
+    text = companion.config.read_text()
+    head, found, tail = text.partition("\n[status]\n")
+    if found:  # drop the fixture's own listen line; ours goes first in the table
+        tail = "\n".join(line for line in tail.splitlines() if not line.startswith("listen"))
+    companion.config.write_text(f'{head}\n[status]\nlisten = "{listen}"\n{tail}\n')
     return companion
 
 
