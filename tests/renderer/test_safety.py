@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.renderer.conftest import register_backend
 from tests.support.consul_agent import ConsulAgent
 from tests.support.nginx import NginxServer
@@ -197,12 +199,21 @@ def test_render_once_applies_and_exits(tmp_path: Path, consul: ConsulAgent, ngin
     assert nginx.reloads() == 1
 
 
+BROKEN_INCLUDE = """{% import "nginx.j2" as nginx %}
+{{ nginx.upstream("primes", service("prime")) }}
+include /nonexistent/upstreams-extra.conf;
+"""
+
+
+@pytest.mark.parametrize(
+    "template", [BREAKS_NGINX_AT_THREE, BROKEN_INCLUDE], ids=["unknown-directive", "broken-include"]
+)
 def test_render_once_fails_clearly_when_nginx_refuses(
-    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer
+    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer, template: str
 ) -> None:
     for name in ("b1", "b2", "b3"):
         register_backend(consul, nginx, name)
-    config = write_config(tmp_path, consul, nginx, template=BREAKS_NGINX_AT_THREE)
+    config = write_config(tmp_path, consul, nginx, template=template)
     before = (nginx.conf_d / "upstreams.conf").read_bytes()
     out = subprocess.run(
         [UPSTREAMS, "render", "--config", str(config)], capture_output=True, text=True, timeout=30
