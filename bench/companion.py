@@ -138,6 +138,7 @@ def run(folder: Path, consul: ConsulAgent, *, count: int, steps: Steps) -> dict[
         config.write_text(
             f'[consul]\naddress = "{consul.address}"\n\n[registrar]\nhostname = "{HOST}"\n'
             f'advertise_address = "127.0.0.1"\nresync = "60s"\nderegister_on_stop = true\nengine = "{engine.url}"\n'
+            '[status]\nlisten = ""\n'
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "DOCKER_"))}
         with (folder / "registrar.log").open("ab") as log:

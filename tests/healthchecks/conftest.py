@@ -105,6 +105,8 @@ class Companion:
         settings.update(registrar)
         lines = ["[consul]", f'address = "{consul.address}"', "", "[registrar]"]
         lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+        # No status endpoint unless a test asks: several companions must not share the default port.
+        lines += ["", "[status]", 'listen = ""']
         self.config.write_text("\n".join(lines) + "\n")
         self.hostname = settings["hostname"]
 

@@ -88,7 +88,7 @@ def test_sigterm_stops_promptly_even_without_engine_or_consul(
     config = write(
         tmp_path / "r.toml",
         f'[consul]\naddress = "{private_consul.address}"\n[registrar]\nhostname = "h1"\n'
-        f'engine = "unix://{tmp_path}/no-engine.sock"\nservices_dir = "{services}"\n',
+        f'engine = "unix://{tmp_path}/no-engine.sock"\nservices_dir = "{services}"\n[status]\nlisten = ""\n',
     )
     log = (tmp_path / "log").open("wb")
     proc = subprocess.Popen([str(REGISTRAR), "run", "--config", str(config)], stdout=log, stderr=log)
