@@ -74,6 +74,9 @@ advertise_address = "127.0.0.1"
 {source}
 services_dir = {json.dumps(str(services_dir))}
 resync = "5s"
+
+[status]
+listen = ""  # the default port may be taken by a real companion on this host
 """
     )
     argv = [*_console_script("upstreams-registrar", "healthchecks.cli"), "run", "--config", str(config)]
