@@ -90,6 +90,7 @@ def _backup(changes: Sequence[_Change]) -> None:
         if change.template.backup and change.old is not None:
             bak = Path(f"{change.template.destination}.bak")
             try:
-                write_atomic(bak, change.old, change.template.perms)
+                # A convenience copy: atomic, but not worth an fsync on every change.
+                write_atomic(bak, change.old, change.template.perms, durable=False)
             except OutputError as exc:
                 log.warning("Could not keep a backup: %s", exc)

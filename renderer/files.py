@@ -22,11 +22,12 @@ def read_bytes(path: Path) -> bytes | None:
         raise OutputError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
 
 
-def write_atomic(path: Path, data: bytes, perms: int | None = None) -> None:
+def write_atomic(path: Path, data: bytes, perms: int | None = None, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
 
     The temp file is created with mode 0600 and gets ``perms`` (or the replaced file's mode, or 0644)
     only once complete. On any failure the temp file is removed and the old file is untouched.
+    ``durable=False`` skips the fsyncs (still atomic, not crash-proof): for copies nobody depends on.
     """
     mode = perms if perms is not None else _mode_of(path)
     try:
@@ -37,14 +38,16 @@ def write_atomic(path: Path, data: bytes, perms: int | None = None) -> None:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise OutputError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def remove(path: Path) -> None:
