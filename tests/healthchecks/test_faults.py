@@ -6,6 +6,8 @@ suite's summary: faults injected, registrations expected ("requests") and those 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,6 +78,15 @@ def test_a_restarted_consul_agent_gets_every_owned_registration_back(
 
 
 @pytest.mark.parametrize("engine_daemon", ["podman"], indirect=True)
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free loopback ports (all held open while choosing, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
 def test_fifty_containers_at_once_are_registered_then_deregistered(
     engine: EngineDaemon, consul: ConsulAgent, companion_factory
 ) -> None:
@@ -84,8 +95,12 @@ def test_fifty_containers_at_once_are_registered_then_deregistered(
     names = [f"burst{i:02d}" for i in range(BURST)]
     labels = {"SERVICE_NAME": "burst"}
 
+    # Distinct host ports chosen up front: Podman 4.3 picking "any" port for 50 containers at once can
+    # hand the same one to two of them ("address already in use").
+    ports = dict(zip(names, distinct_free_ports(BURST), strict=True))
+
     def start(name: str) -> object:
-        return engine.run(name, labels=labels, ports={"8080/tcp": None}, command=["sleep", "600"])
+        return engine.run(name, labels=labels, ports={"8080/tcp": ports[name]}, command=["sleep", "600"])
 
     failed = 0
     try:

@@ -103,8 +103,29 @@ http {{
         except urllib.error.HTTPError as exc:
             return exc.code, ""
 
+    def workers(self) -> int:
+        """How many worker processes the master has right now (two while a reload hands over)."""
+        if self.proc is None:
+            return 0
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            return 0
+        return len(children)
+
+    def wait_settled(self, timeout: float = 5.0) -> None:
+        """Wait until an ongoing reload has finished: after SIGHUP the old worker keeps accepting
+        connections with the old config for about 100 ms, so a sample taken then mixes both."""
+        deadline = time.monotonic() + timeout
+        while self.workers() > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def answers(self, requests: int = 12) -> set[str]:
-        """Which backends answered a few requests (round robin), or {'502'} style codes for errors."""
+        """Which backends answered a few requests (round robin), or {'502'} style codes for errors.
+
+        Sampled once any reload in progress has finished, so the answer is the live config's.
+        """
+        self.wait_settled()
         seen = set()
         for _ in range(requests):
             status, body = self.get()
