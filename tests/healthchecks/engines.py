@@ -21,6 +21,9 @@ from typing import Any
 
 import docker
 
+# The same private Podman set-up as the demo's (runc, cgroupfs, private storage).
+from renderer.demo.engine import CONTAINERS_CONF, STORAGE_CONF
+
 IMAGE = "localhost/upstreams-busybox:test"
 APPLETS = (
     "sh",
@@ -40,23 +43,6 @@ APPLETS = (
     "yes",
     "head",
 )
-
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runc"
-events_logger = "file"
-tmp_dir = "{tmp}"
-"""
-
-STORAGE_CONF = """\
-[storage]
-driver = "overlay"
-graphroot = "{root}"
-runroot = "{run}"
-"""
 
 
 def build_image_tar(folder: Path) -> Path:

@@ -7,8 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,19 +19,10 @@ from tests.healthchecks.conftest import REGISTRAR, Companion, owned, wait_for
 from tests.healthchecks.engines import EngineDaemon
 from tests.renderer.test_security import ACL_HCL, MANAGEMENT, token_with
 from tests.support.consul_agent import ConsulAgent
+from tests.support.http import get
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def with_status(companion: Companion, listen: str) -> Companion:

@@ -5,27 +5,16 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.renderer.conftest import register_backend
 from tests.support.consul_agent import ConsulAgent
+from tests.support.http import get
 from tests.support.nginx import NginxServer
 from tests.support.ports import free_port
 from tests.support.sidecar import UPSTREAMS, SidecarProcess, write_config
 from tests.support.waiting import wait_until
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def test_health_metrics_and_status_tell_the_operator_what_state_the_sidecar_is_in(
