@@ -311,4 +311,8 @@ class Watcher:
             self.reconnected_at = time.monotonic()
             for dc in self._dcs:
                 self._mark_dirty(dc, None)
+            self.reachable, self.last_error = True, None
+            if self.updates.value is not None:
+                # Wake the consumer even if nothing changed: it skipped renders while Consul was away.
+                self.updates.publish(self.updates.value)
         self.reachable, self.last_error = True, None

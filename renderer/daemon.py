@@ -137,6 +137,8 @@ class Sidecar:
             if self.ready.is_set():
                 await self._quiesce()
                 await self._settle(watcher)
+                if watcher.reachable is False:
+                    continue  # no render while Consul is away; its return will wake us again
             if await self._round(watcher) and once:
                 return
 
