@@ -45,9 +45,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("fault injection figures")
     for what, faults, requests, failed in FIGURES:
         terminalreporter.write_line(
-            f"{what:<32} faults {faults:>4}   requests {requests:>6}   failed {failed:>4}"
+            f"{what:<40} faults {faults:>4}   requests {requests:>6}   failed {failed:>4}"
         )
     total = [sum(f[i] for f in FIGURES) for i in (1, 2, 3)]
     terminalreporter.write_line(
-        f"{'total':<32} faults {total[0]:>4}   requests {total[1]:>6}   failed {total[2]:>4}"
+        f"{'total':<40} faults {total[0]:>4}   requests {total[1]:>6}   failed {total[2]:>4}"
     )
