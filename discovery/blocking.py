@@ -26,7 +26,7 @@ import tenacity
 
 from .errors import ConsulError
 
-__all__ = ["BlockingQuery", "next_index"]
+__all__ = ["BlockingQuery", "consul_retrying", "next_index"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +42,18 @@ def next_index(previous: int, returned: int | str | None) -> int:
         # Rule 3: went backwards; 0 would mean "start over", but rule 4 forbids sending it.
         value = 0
     return max(value, 1)  # rule 4
+
+
+def consul_retrying(
+    before_sleep: Callable[[tenacity.RetryCallState], None], initial: float = 0.25, cap: float = 10.0
+) -> tenacity.AsyncRetrying:
+    """Rule 6: retry ConsulErrors forever, backing off exponentially with jitter up to ``cap``."""
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(ConsulError),
+        wait=tenacity.wait_exponential_jitter(multiplier=initial, max=cap, jitter=initial),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
 
 
 @dataclass
@@ -80,15 +92,7 @@ class BlockingQuery(Generic[T]):
                 yield data
 
     async def _fetch_with_retry(self, index: int) -> tuple[int | str | None, T]:
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception_type(ConsulError),
-            wait=tenacity.wait_exponential_jitter(
-                multiplier=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_initial
-            ),
-            before_sleep=self._report,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in consul_retrying(self._report, self.backoff_initial, self.backoff_max):
             with attempt:
                 # Rule 1 (wait is only sent with an index; the first call answers at once); rule 7.
                 result = await self.fetch(index if attempt.retry_state.attempt_number == 1 else 0, self.wait)

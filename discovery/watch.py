@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os.path
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 import tenacity
 
-from .blocking import BlockingQuery
+from .blocking import BlockingQuery, consul_retrying
 from .catalog import check_fingerprints, parse_health, parse_services
 from .consul import ConsulClient, consul_errors
 from .errors import ConsulError
@@ -115,7 +116,7 @@ class _Datacenter:
         deadline = loop.time() + EXPLAIN_GRACE
         while self.health_index < idx and loop.time() < deadline:
             moved = self.health_moved
-            with _suppress_timeout():
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(moved.wait(), deadline - loop.time())
         return idx in self.health_changes
 
@@ -150,14 +151,6 @@ class _Datacenter:
                 self.watcher._store(KeyQuery(key, self.dc), value)
 
 
-class _suppress_timeout:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
-        return kind is TimeoutError
-
-
 class Watcher:
     """Keeps the data of the wanted dependencies current and publishes Snapshots on ``updates``."""
 
@@ -185,7 +178,6 @@ class Watcher:
         self._dirty: set[ServiceQuery] = set()
         self._dirty_event = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
-        self._started = asyncio.Event()
 
     async def run(self) -> None:
         """Run the watch until cancelled."""
@@ -193,7 +185,6 @@ class Watcher:
             self._tg = tg
             tg.create_task(self._fetch_loop())
             tg.create_task(self._resync_loop())
-            self._started.set()
             self.want(self._wanted, force=True)
             await asyncio.Future()  # run until cancelled
 
@@ -274,13 +265,12 @@ class Watcher:
                 self._publish()
 
     async def _fetch_one(self, query: ServiceQuery, limit: asyncio.Semaphore) -> None:
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception_type(ConsulError),
-            wait=tenacity.wait_exponential_jitter(multiplier=0.25, max=10.0, jitter=0.25),
-            before_sleep=lambda s: self._lost(s.outcome.exception()) if s.outcome else None,  # type: ignore[arg-type]
-            reraise=True,
-        )
-        async for attempt in retrying:
+        def report(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, ConsulError):
+                self._lost(exc)
+
+        async for attempt in consul_retrying(report):
             with attempt:
                 async with limit, consul_errors(f"the health of service '{query.name}'"):
                     with self.metrics.fetch_seconds.time():
@@ -311,7 +301,6 @@ class Watcher:
             self.reconnected_at = time.monotonic()
             for dc in self._dcs:
                 self._mark_dirty(dc, None)
-            self.reachable, self.last_error = True, None
             if self.updates.value is not None:
                 # Wake the consumer even if nothing changed: it skipped renders while Consul was away.
                 self.updates.publish(self.updates.value)

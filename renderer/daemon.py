@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -65,11 +66,11 @@ class Sidecar:
         self.templates = TemplateSet(t.source for t in config.templates)
         self.policy = Quiescence(config.wait.min, config.wait.max)
         self.applied = 0  # successful applies that reloaded nginx
-        self.failures = 0  # renders refused by the check or unwritable
         self.last_error: str | None = None
         self.ready = asyncio.Event()  # set after the first complete, successful apply
         self.metrics = SidecarMetrics()
-        self.token_problem: str | None = "the ACL token has not been checked yet"
+        self.token_problem: str | None = None  # a sentence while the ACL token cannot read services
+        self._token_checked = False
         self._kick = asyncio.Event()
         self._templates_changed = False
         self._deps: dict[Path, frozenset[Dependency]] = {}
@@ -87,16 +88,15 @@ class Sidecar:
         """Run until cancelled; ``once``: return after the first complete apply; ``dry``: keep the texts
         of the first complete render in ``dry_output`` instead of applying them (implies once)."""
         self.dry_output = [] if dry else None
-        once = once or dry
-        self._once = once
+        self._once = once or dry
         errors = self.templates.load()
         if errors:
             raise errors[0]
         self._loop = asyncio.get_running_loop()
         client = ConsulClient(self.config.consul)
-        observer = None if once else self._watch_template_files()
+        observer = None if self._once else self._watch_template_files()
         try:
-            await self._run_tasks(client, once)
+            await self._run_tasks(client)
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
         finally:
@@ -105,11 +105,11 @@ class Sidecar:
                 observer.join(timeout=5)
             await client.close()
 
-    async def _run_tasks(self, client: ConsulClient, once: bool) -> None:
+    async def _run_tasks(self, client: ConsulClient) -> None:
         """The daemon's one TaskGroup: watcher, follower, token guard, status endpoint, main loop."""
         wait = format_duration(self.config.consul.block_query_wait)
         self._watcher = watcher = Watcher(client, wait=wait, metrics=self.metrics)
-        self._discover(Snapshot())
+        self._discover()
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             background = [
@@ -117,7 +117,7 @@ class Sidecar:
                 tg.create_task(self._follow(watcher)),
                 tg.create_task(self._guard_token(client)),
             ]
-            if self.config.status.listen and not once:
+            if self.config.status.listen and not self._once:
                 server = StatusServer(
                     self.config.status.listen,
                     health=self.health,
@@ -125,12 +125,12 @@ class Sidecar:
                     status=self.status,
                 )
                 background.append(tg.create_task(server.serve()))
-            await self._main(watcher, once)
+            await self._main(watcher)
             for task in background:
                 task.cancel()
             self._tg = None
 
-    async def _main(self, watcher: Watcher, once: bool) -> None:
+    async def _main(self, watcher: Watcher) -> None:
         while True:
             await self._kick.wait()
             self._kick.clear()
@@ -139,7 +139,7 @@ class Sidecar:
                 await self._settle(watcher)
                 if watcher.reachable is False:
                     continue  # no render while Consul is away; its return will wake us again
-            if await self._round(watcher) and once:
+            if await self._round(watcher) and self._once:
                 return
 
     async def _settle(self, watcher: Watcher) -> None:
@@ -179,7 +179,7 @@ class Sidecar:
             self._deps[r.source] = r.dependencies
         watcher.want(frozenset().union(*self._deps.values()))
         missing = frozenset().union(*(r.missing for r in renders))
-        if self.token_problem is not None:
+        if not self._token_checked or self.token_problem is not None:
             return False  # never render what an unreadable catalog looks like: empty upstreams
         if missing:
             # Never a half-empty render: wait for every dependency to answer once.
@@ -221,7 +221,6 @@ class Sidecar:
             self._schedule_reload_retry()
             return False
         except (NginxError, OutputError) as exc:
-            self.failures += 1
             self.metrics.rollbacks.inc()
             if isinstance(exc, NginxCheckFailed):
                 self.metrics.check_failures.inc()
@@ -253,13 +252,12 @@ class Sidecar:
         self.last_error = str(exc)
         log.error("%s: %s", what, exc)
 
-    def _discover(self, snapshot: Snapshot) -> None:
+    def _discover(self) -> None:
         """Learn what the templates read, from a render against an empty snapshot."""
-        renders, _ = self.templates.render_all(snapshot)
+        renders, _ = self.templates.render_all(Snapshot())
         assert self._watcher is not None
-        deps = frozenset().union(*(r.dependencies for r in renders))
         self._deps = {r.source: r.dependencies for r in renders}
-        self._watcher.want(deps)
+        self._watcher.want(frozenset().union(*self._deps.values()))
 
     async def _follow(self, watcher: Watcher) -> None:
         version, previous = 0, Snapshot()
@@ -282,9 +280,8 @@ class Sidecar:
                 await asyncio.sleep(TOKEN_RECHECK)  # the watcher reports Consul's absence itself
                 continue
             if problem is None:
-                if self.token_problem is not None:
-                    self.token_problem = None
-                    self._kick.set()
+                self.token_problem, self._token_checked = None, True
+                self._kick.set()  # rounds were skipped until now
                 return
             self.token_problem = problem
             if problem != reported:
@@ -297,7 +294,7 @@ class Sidecar:
         watcher = self._watcher
         if watcher is not None and watcher.reachable is False:
             return Health(False, f"Consul is unreachable: {watcher.last_error}")
-        if self.token_problem is not None and self.token_problem != "the ACL token has not been checked yet":
+        if self.token_problem is not None:
             return Health(False, self.token_problem)
         if self.last_error is not None:
             return Health(False, f"The last change was not applied: {self.last_error}")
@@ -419,8 +416,6 @@ class Sidecar:
 
 
 def _replace_consul(new: SidecarConfig, old: SidecarConfig) -> SidecarConfig:
-    import dataclasses
-
     return dataclasses.replace(new, consul=old.consul)
 
 

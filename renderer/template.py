@@ -280,7 +280,7 @@ class TemplateSet:
 
 def _check_names(env: jinja2.Environment, ast: jinja2.nodes.Template, source: Path) -> None:
     """Refuse names that are neither defined by the template nor one of our functions and filters."""
-    known = set(env.globals) | set(FUNCTIONS)
+    known = set(env.globals)  # includes service(), services() and key()
     for name in sorted(jinja2.meta.find_undeclared_variables(ast) - known):
         node = next((n for n in ast.find_all(jinja2.nodes.Name) if n.name == name), None)
         line = node.lineno if node else 1
