@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
@@ -95,7 +95,6 @@ class Snapshot:
     services: tuple[tuple[ServiceQuery, tuple[Instance, ...]], ...] = ()
     catalogs: tuple[tuple[CatalogQuery, tuple[ServiceSummary, ...]], ...] = ()
     keys: tuple[tuple[KeyQuery, str | None], ...] = ()
-    _index: dict[Dependency, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -111,22 +110,19 @@ class Snapshot:
             keys=tuple(sorted(keys.items())),
         )
 
+    @cached_property
     def _lookup(self) -> dict[Dependency, object]:
-        if not self._index:
-            self._index.update(self.services)
-            self._index.update(self.catalogs)
-            self._index.update(self.keys)
-        return self._index
+        return {**dict(self.services), **dict(self.catalogs), **dict(self.keys)}
 
     def has(self, dep: Dependency) -> bool:
         """Whether this snapshot holds an answer for a dependency."""
-        return dep in self._lookup()
+        return dep in self._lookup
 
     def get(self, dep: Dependency) -> object:
         """The answer for a dependency; KeyError when Consul has not answered it yet."""
-        return self._lookup()[dep]
+        return self._lookup[dep]
 
     @property
     def dependencies(self) -> frozenset[Dependency]:
         """Every dependency this snapshot answers."""
-        return frozenset(self._lookup())
+        return frozenset(self._lookup)
