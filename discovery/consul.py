@@ -7,7 +7,6 @@ token only as the ``X-Consul-Token`` header. Library errors become our ``ConsulE
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 import urllib.parse
@@ -246,11 +245,7 @@ async def consul_errors(what: str) -> AsyncIterator[None]:
     except (consul.ConsulException, consul.Timeout) as exc:
         raise ConsulUnavailable(f"Consul could not answer {what}: {_first_line(exc)}.") from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise ConsulUnavailable(
-            f"Consul is unreachable for {what}: {_first_line(exc) or type(exc).__name__}."
-        ) from exc
-    except asyncio.CancelledError:
-        raise
+        raise ConsulUnavailable(f"Consul is unreachable for {what}: {_first_line(exc)}.") from exc
 
 
 def _first_line(exc: BaseException) -> str:
