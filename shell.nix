@@ -12,11 +12,15 @@ let
       jinja2
       watchdog
       tenacity
+      prometheus-client
       docker
+      rich
       setuptools
       pytest
       pytest-timeout
       hypothesis
+      trustme
+      matplotlib # tests/test_bench_smoke.py draws the benchmark chart
       mypy
     ]
   );

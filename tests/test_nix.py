@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,8 @@ def test_the_nix_files_we_ship_are_all_found() -> None:
         "nix/lib/sidecar-config.nix",
         "nix/lib/registrar-config.nix",
         "nix/lib/service-files.nix",
+        "nix/lib/attrs.nix",
+        "nix/lib/hardening.nix",
     }
     assert expected <= names
 
@@ -268,10 +271,10 @@ def test_generated_sidecar_config_is_accepted_by_the_sidecar(tmp_path: Path) -> 
             '{ nginx = { reloadCommand = [ "x" ]; pidFile = "/run/nginx.pid"; }; templates = [ { source = "s"; destination = "d"; } ]; }',
             "give either nginx.reloadCommand or nginx.pidFile, not both",
         ),
-        ("{ }", "no template is configured"),
+        ("{ }", "templates is empty, so there is nothing to render"),
         (
             '{ templates = [ { source = "a"; destination = "/run/upstreams/x"; } { source = "b"; destination = "/run/upstreams/x"; } ]; }',
-            "two templates render to /run/upstreams/x",
+            "two templates have the same destination, /run/upstreams/x",
         ),
     ],
     ids=["reload-and-pid", "no-template", "same-destination"],
@@ -380,7 +383,37 @@ def test_service_file_mistakes_fail_evaluation(
 
 def test_registrar_without_engine_or_services_fails_evaluation(tmp_path: Path) -> None:
     err = nix_eval_error("(import ./nix/lib/registrar-config.nix { }).text", tmp_path)
-    assert "with no container engine, declare at least one service" in err
+    assert "with no container engine (engine.type = null), declare at least one service in services" in err
+
+
+def test_hardening_is_plain_service_config(tmp_path: Path) -> None:
+    hardening = nix_eval("import ./nix/lib/hardening.nix", tmp_path)
+    assert (hardening["CapabilityBoundingSet"], hardening["NoNewPrivileges"]) == ("", True)
+    assert hardening["ProtectSystem"] == "strict"
+
+
+# --- the package and the dev shell -------------------------------------------------------------------
+
+# pyproject names (with extras) whose nixpkgs attributes differ: py-consul is `consul`, its asyncio extra
+# is aiohttp.
+NIXPKGS_NAMES = {"py-consul": ["consul"], "py-consul[asyncio]": ["consul", "aiohttp"]}
+
+
+def _nix_list(path: Path, opening: str) -> set[str]:
+    """The attribute names in the Nix list that starts with ``opening`` (comments dropped)."""
+    text = path.read_text()
+    body = text[text.index(opening) + len(opening) :].split("]", 1)[0]
+    return {line.split("#", 1)[0].strip() for line in body.splitlines()} - {""}
+
+
+def test_package_and_dev_shell_carry_every_runtime_dependency() -> None:
+    wanted: set[str] = set()
+    for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        name = re.match(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?", spec)
+        assert name is not None, spec
+        wanted.update(NIXPKGS_NAMES.get(name.group(0), [name.group(0)]))
+    assert wanted <= _nix_list(NIX / "package.nix", "dependencies = with python3Packages; [")
+    assert wanted <= _nix_list(ROOT / "shell.nix", "ps: with ps; [")
 
 
 # --- nginx check script ------------------------------------------------------------------------------

@@ -126,10 +126,10 @@ job "edge" {
       }
 
       template {
-        destination = "local/web.conf.j2"
+        destination     = "local/web.conf.j2"
         left_delimiter  = "[["
         right_delimiter = "]]"
-        data        = <<-EOT
+        data            = <<-EOT
           {% import "nginx.j2" as nginx %}
           {{ nginx.upstream("web", service("web")) }}
         EOT

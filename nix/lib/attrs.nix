@@ -11,4 +11,12 @@ rec {
 
   # Drop keys whose value is null, at the top level only.
   withoutNulls = attrs: builtins.removeAttrs attrs (builtins.filter (k: attrs.${k} == null) (builtins.attrNames attrs));
+
+  # The [consul] table both daemons read: address and token_file, each left out when not given.
+  consulTable =
+    consul:
+    withoutNulls {
+      address = consul.address or null;
+      token_file = consul.tokenFile or null;
+    };
 }

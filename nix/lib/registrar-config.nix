@@ -16,18 +16,15 @@
   extraSettings ? { },
 }:
 let
-  inherit (import ./attrs.nix) recursiveUpdate withoutNulls;
+  inherit (import ./attrs.nix) consulTable recursiveUpdate withoutNulls;
   settings =
     if engine == null && servicesDir == null then
-      throw "services.upstreams-registrar: with no container engine, declare at least one service"
+      throw "services.upstreams-registrar: with no container engine (engine.type = null), declare at least one service in services"
     else if engine != null && builtins.match "(unix|tcp|https?)://.+" engine == null then
-      throw "services.upstreams-registrar: engine must be unix:///path or tcp://host:port, not '${engine}'"
+      throw "services.upstreams-registrar: the engine address '${engine}' (from engine.socket) is not unix:///path or tcp://host:port"
     else
       recursiveUpdate {
-        consul = withoutNulls {
-          address = consul.address or null;
-          token_file = consul.tokenFile or null;
-        };
+        consul = consulTable consul;
         registrar = withoutNulls {
           inherit
             engine

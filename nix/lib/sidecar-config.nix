@@ -18,7 +18,7 @@
   extraSettings ? { },
 }:
 let
-  inherit (import ./attrs.nix) recursiveUpdate withoutNulls;
+  inherit (import ./attrs.nix) consulTable recursiveUpdate withoutNulls;
   toml = import ./toml.nix;
 
   fail = msg: throw "services.upstreams: ${msg}";
@@ -55,15 +55,12 @@ let
 
   settings =
     if templates == [ ] then
-      fail "no template is configured; there is nothing to render"
+      fail "templates is empty, so there is nothing to render"
     else if duplicates != [ ] then
-      fail "two templates render to ${builtins.head duplicates}"
+      fail "two templates have the same destination, ${builtins.head duplicates}"
     else
       recursiveUpdate {
-        consul = withoutNulls {
-          address = consul.address or null;
-          token_file = consul.tokenFile or null;
-        };
+        consul = consulTable consul;
         wait = withoutNulls {
           min = wait.min or null;
           max = wait.max or null;

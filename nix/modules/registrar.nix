@@ -45,6 +45,7 @@ let
   };
   engine = if cfg.engine.type == null then null else engines.${cfg.engine.type};
 
+  # Options left unset are null; the generator leaves null keys out.
   serviceFiles = import ../lib/service-files.nix cfg.services;
 
   registrarConfig = import ../lib/registrar-config.nix {
@@ -95,8 +96,16 @@ let
     }
   );
 
-  # Module values carry every option (null when unset); the generator wants only what was given.
-  clean = s: lib.filterAttrs (_: v: v != null) (s // { checks = map (lib.filterAttrs (_: v: v != null)) s.checks; });
+  # A companion setting left out of the TOML (so the companion's default applies) unless given.
+  optionalSetting =
+    type: args:
+    mkOption (
+      {
+        type = types.nullOr type;
+        default = null;
+      }
+      // args
+    );
 in
 {
   options.services.upstreams-registrar = {
@@ -149,9 +158,7 @@ in
       };
     };
 
-    hostname = mkOption {
-      type = types.nullOr types.str;
-      default = null;
+    hostname = optionalSetting types.str {
       description = "The owner mark on this host's registrations (default: the host name).";
     };
     advertiseAddress = mkOption {
@@ -160,25 +167,17 @@ in
       example = "192.168.1.10";
       description = "The address registered for services that name none (reachable from the load balancer).";
     };
-    internal = mkOption {
-      type = types.nullOr types.bool;
-      default = null;
+    internal = optionalSetting types.bool {
       description = "Register containers' internal addresses and ports instead of published ones.";
     };
-    explicit = mkOption {
-      type = types.nullOr types.bool;
-      default = null;
+    explicit = optionalSetting types.bool {
       description = "Register only containers that name their service (SERVICE_NAME label or env).";
     };
-    resync = mkOption {
-      type = types.nullOr types.str;
-      default = null;
+    resync = optionalSetting types.str {
       example = "30s";
       description = "How often everything is compared with the agent again.";
     };
-    deregisterOnStop = mkOption {
-      type = types.nullOr types.bool;
-      default = null;
+    deregisterOnStop = optionalSetting types.bool {
       description = "Deregister this host's services when the companion stops.";
     };
 
@@ -205,7 +204,7 @@ in
   config = mkIf cfg.enable {
     environment.etc = lib.mapAttrs' (
       file: text: lib.nameValuePair "${servicesDirName}/${file}" { inherit text; }
-    ) (import ../lib/service-files.nix (lib.mapAttrs (_: clean) cfg.services));
+    ) serviceFiles;
 
     systemd.services.upstreams-registrar = {
       description = "Register containers and declared services in Consul";
@@ -215,10 +214,10 @@ in
         "network-online.target"
         "consul.service"
       ] ++ lib.optionals (engine != null) engine.units;
-      requires = lib.optionals (engine != null && cfg.engine.type == "podman") [ "podman.socket" ];
+      requires = lib.optional (cfg.engine.type == "podman") "podman.socket";
       restartTriggers = [ configFile ] ++ lib.attrValues serviceFiles;
 
-      serviceConfig = {
+      serviceConfig = import ../lib/hardening.nix // {
         ExecStart = "${lib.getExe' cfg.package "upstreams-registrar"} run --config ${configFile}";
         Restart = "on-failure";
         RestartSec = "2s";
@@ -227,38 +226,6 @@ in
 
         DynamicUser = true;
         SupplementaryGroups = lib.optional (cfg.engine.group != null) cfg.engine.group;
-
-        CapabilityBoundingSet = "";
-        AmbientCapabilities = "";
-        NoNewPrivileges = true;
-        PrivateTmp = true;
-        PrivateDevices = true;
-        ProtectSystem = "strict";
-        ProtectHome = true;
-        ProtectHostname = true;
-        ProtectClock = true;
-        ProtectKernelTunables = true;
-        ProtectKernelModules = true;
-        ProtectKernelLogs = true;
-        ProtectControlGroups = true;
-        ProtectProc = "invisible";
-        RestrictAddressFamilies = [
-          "AF_UNIX"
-          "AF_INET"
-          "AF_INET6"
-        ];
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
-        MemoryDenyWriteExecute = true;
-        RemoveIPC = true;
-        SystemCallArchitectures = "native";
-        SystemCallFilter = [
-          "@system-service"
-          "~@privileged"
-          "~@resources"
-        ];
       };
     };
   };

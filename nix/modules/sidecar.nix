@@ -214,14 +214,14 @@ in
     lib.mkMerge [
       {
         assertions =
-          map (d: {
-            assertion = lib.hasPrefix "${runtimeDir}/" d && !(lib.hasInfix "/../" d);
-            message = "services.upstreams: template destination ${d} must be inside ${runtimeDir}/.";
-          }) destinations
+          lib.mapAttrsToList (name: t: {
+            assertion = lib.hasPrefix "${runtimeDir}/" t.destination && !(lib.hasInfix "/../" t.destination);
+            message = "services.upstreams.templates.\"${name}\".destination (${t.destination}) must be inside ${runtimeDir}/.";
+          }) cfg.templates
           ++ [
             {
               assertion = cfg.templates != { };
-              message = "services.upstreams: no template is configured; there is nothing to render.";
+              message = "services.upstreams.templates is empty, so there is nothing to render.";
             }
             {
               assertion = !cfg.nginx.enable || nginxCfg.enable;
@@ -230,7 +230,7 @@ in
             {
               assertion =
                 !cfg.nginx.enable || cfg.nginx.configFile != "/etc/nginx/nginx.conf" || nginxCfg.enableReload;
-              message = "services.upstreams checks /etc/nginx/nginx.conf, which exists only with services.nginx.enableReload.";
+              message = "services.upstreams.nginx.configFile is /etc/nginx/nginx.conf, which exists only with services.nginx.enableReload = true.";
             }
           ];
 
@@ -245,7 +245,7 @@ in
           before = lib.optional cfg.nginx.enable "nginx.service";
           restartTriggers = [ configFile ];
 
-          serviceConfig = {
+          serviceConfig = import ../lib/hardening.nix // {
             Type = "exec";
             ExecStart = "${lib.getExe' cfg.package "upstreams"} watch --config ${configFile}";
             # The unit is "started" once every template has been rendered (consul-template's -once is
@@ -269,38 +269,7 @@ in
             RuntimeDirectoryPreserve = true; # nginx keeps its includes while the sidecar restarts
             UMask = "0022";
 
-            CapabilityBoundingSet = "";
-            AmbientCapabilities = "";
-            NoNewPrivileges = true;
-            PrivateTmp = true;
-            PrivateDevices = true;
-            ProtectSystem = "strict";
-            ProtectHome = true;
-            ProtectHostname = true;
-            ProtectClock = true;
-            ProtectKernelTunables = true;
-            ProtectKernelModules = true;
-            ProtectKernelLogs = true;
-            ProtectControlGroups = true;
-            ProtectProc = "invisible";
-            ProcSubset = "pid";
-            RestrictAddressFamilies = [
-              "AF_UNIX"
-              "AF_INET"
-              "AF_INET6"
-            ];
-            RestrictNamespaces = true;
-            RestrictRealtime = true;
-            RestrictSUIDSGID = true;
-            LockPersonality = true;
-            MemoryDenyWriteExecute = true;
-            RemoveIPC = true;
-            SystemCallArchitectures = "native";
-            SystemCallFilter = [
-              "@system-service"
-              "~@privileged"
-              "~@resources"
-            ];
+            ProcSubset = "pid"; # on top of ../lib/hardening.nix, which both modules share
           };
         };
       }
