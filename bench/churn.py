@@ -87,9 +87,7 @@ def run(
                 with Traefik(folder / "traefik", consul.address, "1s") as traefik:
                     results[system] = _play(system, traefik.port, names, plan, seconds, consul, steps, None)
             elif system == "floor":
-                results[system] = _play(
-                    system, nginx.port, names, plan, seconds, consul, steps, nginx, direct=True
-                )
+                results[system] = _play(system, nginx.port, names, plan, seconds, consul, steps, nginx)
         for i in range(services):
             for b in NODES:
                 consul.deregister(sid(i, b))
@@ -105,8 +103,9 @@ def _play(
     consul: ConsulAgent,
     steps: Steps,
     nginx: NginxServer | None,
-    direct: bool = False,
 ) -> dict[str, Any]:
+    """Play ``plan`` through Consul, or (the floor) by writing nginx's upstreams and reloading it directly."""
+    direct = system == "floor"
     if direct:
         assert nginx is not None
         down: dict[int, str] = {}
@@ -142,7 +141,7 @@ def _play(
         end = time.monotonic()
         failed = [r for r in prober.since(start) if r.start <= end and not r.ok]
         total = sum(1 for r in prober.since(start) if r.start <= end)
-    reloads = (nginx.reloads() - reloads_before) if nginx and system != "traefik-1s" else None
+    reloads = (nginx.reloads() - reloads_before) if nginx else None
     kinds: dict[str, int] = {}
     for r in failed:
         kinds[r.label] = kinds.get(r.label, 0) + 1

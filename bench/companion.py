@@ -12,21 +12,21 @@ engine's (kill call until its die event arrives).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tests.healthchecks.engines import EngineDaemon, build_image_tar
 from tests.support.ports import free_port
+from tests.support.processes import stop_process
 
 from .progress import Steps
-from .rig import ConsulAgent, wait_until
+from .rig import ConsulAgent, Poller, wait_until
 
 __all__ = ["run"]
 
@@ -36,37 +36,28 @@ POLL = 0.005
 REGISTRAR = str(Path(sys.executable).with_name("upstreams-registrar"))
 
 
-class CatalogWatch:
+class CatalogWatch(Poller):
     """A thread reading one service's catalog entry every POLL seconds; records (time, IDs) answers."""
 
+    interval = POLL
+
     def __init__(self, consul: ConsulAgent, service: str) -> None:
+        super().__init__()
         self.url = f"{consul.address}/v1/catalog/service/{service}"
         self.answers: list[tuple[float, frozenset[str]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> CatalogWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 1800
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            # Polled, not blocking: a blocking query on a service that has just lost its last instance
-            # was seen not to wake on its next registration until its wait ran out (about 2 s).
-            try:
-                with urllib.request.urlopen(self.url, timeout=10) as resp:
-                    now = time.monotonic()
-                    ids = frozenset(e["ServiceID"] for e in json.loads(resp.read()))
-            except OSError:
-                time.sleep(0.1)
-                continue
-            self.answers.append((now, ids))
-            time.sleep(POLL)
+    def poll(self) -> bool:
+        # Polled, not blocking: a blocking query on a service that has just lost its last instance
+        # was seen not to wake on its next registration until its wait ran out (about 2 s).
+        try:
+            with urllib.request.urlopen(self.url, timeout=10) as resp:
+                now = time.monotonic()
+                ids = frozenset(e["ServiceID"] for e in json.loads(resp.read()))
+        except OSError:
+            self._stop.wait(0.1)
+            return True
+        self.answers.append((now, ids))
+        return True
 
     def first(self, after: float, predicate: Any, timeout: float = 30.0) -> float | None:
         """The time of the first answer after ``after`` whose IDs satisfy ``predicate``."""
@@ -124,8 +115,13 @@ class EventWatch:
             return None
 
 
-def run(folder: Path, consul: ConsulAgent, *, count: int, steps: Steps) -> dict[str, Any]:
-    """Start and kill ``count`` containers one by one with the companion running; samples in seconds."""
+def run(
+    folder: Path, consul: ConsulAgent, *, count: int, steps: Steps, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """Start and kill ``count`` containers one by one with the companion running; samples in seconds.
+
+    The companion runs with ``env`` less its Consul and Docker settings (it must use this run's parts).
+    """
     root = folder / "podman"
     root.mkdir(parents=True, exist_ok=True)
     engine = EngineDaemon("podman", root, build_image_tar(root))
@@ -140,10 +136,10 @@ def run(folder: Path, consul: ConsulAgent, *, count: int, steps: Steps) -> dict[
             f'advertise_address = "127.0.0.1"\nresync = "60s"\nderegister_on_stop = true\nengine = "{engine.url}"\n'
             '[status]\nlisten = ""\n'
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "DOCKER_"))}
+        own_env = {k: v for k, v in env.items() if not k.startswith(("CONSUL_", "DOCKER_"))}
         with (folder / "registrar.log").open("ab") as log:
             proc = subprocess.Popen(
-                [REGISTRAR, "run", "--config", str(config)], stdout=log, stderr=log, env=env
+                [REGISTRAR, "run", "--config", str(config)], stdout=log, stderr=log, env=own_env
             )
         try:
             time.sleep(1.0)
@@ -153,12 +149,7 @@ def run(folder: Path, consul: ConsulAgent, *, count: int, steps: Steps) -> dict[
                 )
             result = _containers(engine, consul, count, steps)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=20)
         result["floor"] = _floor(engine, consul, count, steps)
         return result
     finally:

@@ -22,7 +22,7 @@ from tests.support.sidecar import TEMPLATE
 from .floor import MinimalSidecar
 from .probe import Prober
 from .progress import Steps
-from .rig import ConsulAgent, SidecarProcess, front_nginx, sidecar_config, wait_until
+from .rig import ConsulAgent, NginxServer, SidecarProcess, front_nginx, sidecar_config, wait_until
 from .traefik import Traefik
 
 __all__ = ["SYSTEMS", "run"]
@@ -139,7 +139,9 @@ def _floor_parts(sidecar: MinimalSidecar, floor_result: dict[str, Any]) -> dict[
 
 
 @contextmanager
-def _ours(folder: Path, consul: ConsulAgent, nginx: Any) -> Iterator[tuple[int, MinimalSidecar | None]]:
+def _ours(
+    folder: Path, consul: ConsulAgent, nginx: NginxServer
+) -> Iterator[tuple[int, MinimalSidecar | None]]:
     folder.mkdir(parents=True, exist_ok=True)
     sidecar = SidecarProcess(sidecar_config(folder, consul, nginx, TEMPLATE))
     try:

@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.support.consul_agent import ConsulAgent
 from tests.support.nginx import NginxServer
@@ -29,21 +30,52 @@ from tests.support.waiting import wait_until
 __all__ = [
     "ConsulAgent",
     "NginxServer",
+    "Poller",
     "ProcStats",
     "SidecarProcess",
-    "connections_to",
     "front_nginx",
     "put",
     "register_many",
     "sidecar_config",
     "wait_until",
     "workdir",
-    "write_config",
 ]
 
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 EMPTY_UPSTREAM = "upstream primes { server 127.0.0.1:1 down; }\n"
+POLL_LIMIT = 1800.0  # a poller thread ends after this many seconds, whatever its owner does
+
+
+class Poller:
+    """A daemon thread calling ``poll()`` every ``interval`` seconds while the ``with`` block runs.
+
+    ``poll`` returns False to end the thread early.
+    """
+
+    interval = 0.2
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + POLL_LIMIT
+        while not self._stop.wait(self.interval) and time.monotonic() < deadline:
+            if not self.poll():
+                return
+
+    def poll(self) -> bool:
+        """One round; False ends the thread."""
+        raise NotImplementedError
 
 
 @contextlib.contextmanager

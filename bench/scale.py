@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from .rig import (
     ConsulAgent,
     CpuMeter,
     NginxServer,
+    Poller,
     ProcStats,
     SidecarProcess,
     front_nginx,
@@ -228,7 +230,7 @@ def _measure(
     steps: Steps,
     size: int,
     plan: Plan,
-    reloads: Any = None,
+    reloads: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     remove: list[float | None] = []
     recover: list[float | None] = []
@@ -292,32 +294,22 @@ def _churn(flipper: Flipper, size: int, probe: int, rate: float, seconds: float)
             flipper.set(i, random.randint(1, NODES), "critical")
 
 
-class _PeakSampler:
+class _PeakSampler(Poller):
     """Samples connections to Consul and RSS five times a second in a thread; keeps the peaks."""
 
     def __init__(self, stats: ProcStats, port: int) -> None:
+        super().__init__()
         self.stats, self.port = stats, port
         self.connections = 0
         self.rss = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> _PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 1800
-        while not self._stop.wait(0.2) and time.monotonic() < deadline:
-            try:
-                self.connections = max(self.connections, self.stats.connections(self.port))
-                self.rss = max(self.rss, self.stats.rss_mb())
-            except OSError:
-                return
+    def poll(self) -> bool:
+        try:
+            self.connections = max(self.connections, self.stats.connections(self.port))
+            self.rss = max(self.rss, self.stats.rss_mb())
+        except OSError:
+            return False  # the process has gone
+        return True
 
 
 def _floor(

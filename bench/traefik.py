@@ -7,12 +7,12 @@ Host header. Version checks and anonymous usage reports are off, so nothing leav
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.support.ports import free_port
+from tests.support.processes import stop_process
 
 __all__ = ["Traefik", "traefik_binary"]
 
@@ -30,7 +30,6 @@ class Traefik:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = free_port()
-        self.refresh = refresh
         self.config = folder / "traefik.yml"
         self.log = folder / "traefik.log"
         endpoint = consul_address.removeprefix("http://")
@@ -52,10 +51,6 @@ class Traefik:
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def label(self) -> str:
-        return f"Traefik (refreshInterval {self.refresh})" if self.refresh else "Traefik (defaults)"
-
     def start(self) -> None:
         binary = traefik_binary()
         if binary is None:
@@ -66,13 +61,7 @@ class Traefik:
             )
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=15)
         self.proc = None
 
     def __enter__(self) -> Traefik:

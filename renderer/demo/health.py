@@ -9,25 +9,15 @@ from typing import Any
 import aiohttp
 
 from discovery.blocking import BlockingQuery
+from discovery.catalog import parse_health
 from discovery.errors import ConsulUnavailable
 
 from .board import Board
 from .replicas import SERVICE
 
-__all__ = ["watch_health", "worst_by_port"]
+__all__ = ["watch_health"]
 
 WAIT = "30s"
-ORDER = ("passing", "warning", "critical")
-
-
-def worst_by_port(entries: list[dict[str, Any]]) -> dict[int, str]:
-    """Port -> the worst status of each instance's checks (node checks included), as the sidecar sees it."""
-    out: dict[int, str] = {}
-    for entry in entries:
-        statuses = [c.get("Status", "critical") for c in entry.get("Checks") or ()]
-        worst = max(statuses, key=lambda s: ORDER.index(s) if s in ORDER else 2, default="passing")
-        out[int(entry["Service"]["Port"])] = worst
-    return out
 
 
 async def watch_health(address: str, token: str | None, board: Board) -> None:
@@ -47,7 +37,8 @@ async def watch_health(address: str, token: str | None, board: Board) -> None:
         # min_interval 0: the change's timestamp must be when Consul reported it, not when a rate limit ran.
         query = BlockingQuery(name=SERVICE, fetch=fetch, wait=WAIT, min_interval=0.0)
         async for entries in query.changes():
-            _apply(board, worst_by_port(entries), time.monotonic())
+            # Each instance's worst check (node checks included), parsed as the sidecar parses it.
+            _apply(board, {i.port: i.status for i in parse_health(entries)}, time.monotonic())
 
 
 def _apply(board: Board, statuses: dict[int, str], at: float) -> None:

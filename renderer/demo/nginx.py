@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .board import Board
+from .ports import accepts
 from .process import Child, PartFailed
 
 __all__ = ["NginxPaths", "first_render", "follow_reloads", "nginx_paths", "start_nginx"]
@@ -101,19 +102,10 @@ async def start_nginx(paths: NginxPaths, port: int, env: Mapping[str, str], stac
             if "Address already in use" in child.last_line():
                 raise PartFailed(f"nginx cannot listen on 127.0.0.1:{port}: the port is in use.")
             raise child.failure("exited at start-up")
-        if paths.pid_file.exists() and await _answers(port):
+        if paths.pid_file.exists() and await accepts(port):
             return child
         await asyncio.sleep(0.05)
     raise PartFailed(f"nginx did not listen on 127.0.0.1:{port} within {START_TIMEOUT:g}s.")
-
-
-async def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError):
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.close()
-        await writer.wait_closed()
-        return True
-    return False
 
 
 async def follow_reloads(paths: NginxPaths, board: Board) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import socket
 
 from .process import PartFailed
 
-__all__ = ["free_port", "reserve_check"]
+__all__ = ["accepts", "free_port", "reserve_check"]
 
 
 def free_port() -> int:
@@ -15,6 +17,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def accepts(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port right now."""
+    with contextlib.suppress(OSError):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+        return True
+    return False
 
 
 def reserve_check(part: str, port: int) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import docker.errors
 
 from .engine import IMAGE, Podman
-from .ports import free_port
+from .ports import accepts, free_port
 from .process import Child, PartFailed
 
 __all__ = ["ContainerReplicas", "ProcessReplicas", "Replica", "ReplicaSet", "prime_for"]
@@ -37,10 +37,9 @@ def prime_for(number: int) -> int:
 
 @dataclass(frozen=True)
 class Replica:
-    """One replica: its name (``prime-N``), the host port it answers on, and what runs it."""
+    """One replica: its name (``prime-N``) and the host port it answers on."""
 
     name: str
-    number: int
     port: int
 
 
@@ -75,7 +74,7 @@ class ContainerReplicas:
         self._containers: dict[str, Any] = {}
 
     async def start(self, number: int) -> Replica:
-        replica = Replica(f"prime-{number}", number, free_port())
+        replica = Replica(f"prime-{number}", free_port())
         script = (
             f"echo {replica.name} {prime_for(number)} > /prime/index.html && exec httpd -f -p 8080 -h /prime"
         )
@@ -138,7 +137,7 @@ class ProcessReplicas:
         return self.workdir / "replicas" / replica.name
 
     async def start(self, number: int) -> Replica:
-        replica = Replica(f"prime-{number}", number, free_port())
+        replica = Replica(f"prime-{number}", free_port())
         www = self._folder(replica)
         www.mkdir(parents=True)
         (www / "index.html").write_text(f"{replica.name} {prime_for(number)}\n")
@@ -186,10 +185,7 @@ async def _listening(port: int, child: Child, timeout: float = 10.0) -> None:
     while time.monotonic() < deadline:
         if not child.running:
             raise child.failure("exited at start-up")
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            await writer.wait_closed()
+        if await accepts(port):
             return
         await asyncio.sleep(0.02)
     raise PartFailed(f"{child.part} did not listen on 127.0.0.1:{port} within {timeout:g}s.")

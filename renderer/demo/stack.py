@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from discovery.errors import UpstreamsError
+from discovery.errors import unwrap_group
 
 from .actions import Actions
 from .board import Board
@@ -85,7 +85,7 @@ async def _demo(options: DemoOptions, env: Mapping[str, str]) -> int:
             _summary(board)
             return 0
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            raise unwrap_group(group) from None
     raise AssertionError("unreachable")  # pragma: no cover - AsyncExitStack does not swallow returns
 
 
@@ -227,13 +227,3 @@ def _summary(board: Board) -> None:
 def _goodbye(workdir: Path) -> None:
     gone = "removed" if not workdir.exists() else "could NOT be removed completely"
     print(f"upstreams demo: stopped everything it started; {workdir} {gone}.", flush=True)
-
-
-def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The first of our own errors in a task group's failure (else the group itself)."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            exc = _first_error(exc)
-        if isinstance(exc, UpstreamsError):
-            return exc
-    return group

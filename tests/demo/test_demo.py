@@ -19,10 +19,14 @@ UPSTREAMS = str(Path(sys.executable).with_name("upstreams"))
 STEPS = 5
 
 
+def demo_env() -> dict[str, str]:
+    """The environment without Consul and Docker settings of the host, which the demo must not pick up."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_HTTP", "DOCKER_"))}
+
+
 def run_demo(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_HTTP", "DOCKER_"))}
     return subprocess.run(
-        [UPSTREAMS, "demo", "--plain", *args], capture_output=True, text=True, timeout=timeout, env=env
+        [UPSTREAMS, "demo", "--plain", *args], capture_output=True, text=True, timeout=timeout, env=demo_env()
     )
 
 
@@ -96,9 +100,11 @@ def test_port_in_use_is_one_clear_line_and_leaves_nothing() -> None:
 
 @pytest.mark.timeout(90)
 def test_sigterm_mid_story_stops_and_removes_everything() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_HTTP", "DOCKER_"))}
     with subprocess.Popen(
-        [UPSTREAMS, "demo", "--plain", "--engine", "podman"], stdout=subprocess.PIPE, text=True, env=env
+        [UPSTREAMS, "demo", "--plain", "--engine", "podman"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=demo_env(),
     ) as proc:
         assert proc.stdout is not None
         seen = []
