@@ -3,6 +3,8 @@ upstream, and static backends (also nginx servers) that answer with their own na
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import time
@@ -13,7 +15,8 @@ from pathlib import Path
 from .ports import free_port, wait_port
 from .processes import stop_process
 
-NGINX = "/usr/sbin/nginx"
+# NGINX_BIN lets the suite run against another nginx (a Nix dev shell, say), as CONSUL_BIN does for Consul.
+NGINX = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 class NginxServer:
