@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
+from pathlib import Path
+
+from discovery.consul import ConsulSettings
+from discovery.errors import ConfigError
+from discovery.table import Table
 
 __all__ = ["ENGINES", "DemoOptions", "add_parser"]
 
@@ -28,6 +33,17 @@ class DemoOptions:
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
 
+def consul_address(value: str) -> str:
+    """``--consul-address``, checked as the sidecar checks its own: a malformed one fails at once."""
+    try:
+        settings = ConsulSettings.from_table(Table({"address": value}, "--consul-address"), {}, Path("/"))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if settings.unix_socket:
+        raise argparse.ArgumentTypeError("the demo needs an http(s)://host:port address, not a unix socket")
+    return settings.address
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``demo`` subcommand to the ``upstreams`` command line."""
     demo = sub.add_parser(
@@ -37,7 +53,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--replicas", type=int, default=4, choices=range(2, 9), metavar="{2..8}", help="default 4"
     )
     demo.add_argument("--port", type=int, help="nginx's port on 127.0.0.1 (default: a free one)")
-    demo.add_argument("--consul-address", help="use this Consul agent instead of starting a dev agent")
+    demo.add_argument(
+        "--consul-address", type=consul_address, help="use this Consul agent instead of starting a dev agent"
+    )
     demo.add_argument("--duration", type=float, help="stop after this many seconds (default: at q or Ctrl-C)")
     demo.add_argument(
         "--interactive", action="store_true", help="drive the replicas with keys, not the story"

@@ -155,9 +155,7 @@ async def _consul(
     board: Board,
 ) -> str:
     if options.consul_address:
-        address = options.consul_address.rstrip("/")
-        if "://" not in address:
-            address = f"http://{address}"
+        address = options.consul_address  # already a URL: see options.consul_address
         await wait_for_leader(address)
         board.say(f"Consul: using {address} (given with --consul-address)")
         return address

@@ -72,3 +72,9 @@ def test_render_gives_up_clearly_when_consul_never_answers(tmp_path: Path) -> No
     out = run("render", "--timeout", "1", "--config", str(path))
     assert out.returncode == 1
     assert "did not complete within 1s" in out.stderr and "127.0.0.1:1" in out.stderr
+
+
+def test_demo_refuses_a_malformed_consul_address_at_once() -> None:
+    out = run("demo", "--consul-address", "ftp://x:1", "--plain", "--duration", "1")
+    assert out.returncode == 2
+    assert "Consul address 'ftp://x:1' is not host:port" in out.stderr.splitlines()[-1]
