@@ -42,9 +42,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CONNECTED = (
-    "connected"  # not the engine's: yielded once the event stream is open (events may have been missed)
-)
+# Not the engine's: yielded once the event stream is open (events may have been missed before it).
+CONNECTED = "connected"
 
 # Actions after which the set of running containers (or their health) may have changed.
 RELEVANT_ACTIONS = frozenset(
@@ -332,12 +331,16 @@ class DockerEngine:
         reader = asyncio.ensure_future(asyncio.to_thread(read))
         timed_out = False
         try:
-            await asyncio.wait_for(asyncio.shield(reader), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives
+            # just as the reader finishes, and the check's runner would then never stop.
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(reader)
         except TimeoutError:
             timed_out = True
             await self._kill_exec(exec_id)
             with contextlib.suppress(TimeoutError, EngineError):
-                await asyncio.wait_for(asyncio.shield(reader), 2.0)
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(reader)
         except asyncio.CancelledError:
             await asyncio.shield(self._kill_exec(exec_id))
             raise

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from discovery.containers import CONNECTED, ContainerInfo, Engine, is_relevant
+from discovery.containers import CONNECTED, ContainerEvent, ContainerInfo, Engine, is_relevant
 from discovery.errors import ConsulError, ConsulUnavailable, EngineError, unwrap_group
 from discovery.status import StatusServer
 from discovery.systemd import notify
@@ -163,27 +163,30 @@ class Registrar:
                         if failures:
                             log.info("Reconnected to the container engine; reconciling.")
                         failures = 0
-                    base = event.action.split(":", 1)[0]
-                    if base in DEATHS:
-                        self._dead.add(event.container_id)
-                    elif base in BIRTHS:
-                        self._dead.discard(event.container_id)
-                    if is_relevant(event):
-                        log.debug(
-                            "Engine event %s for %s.", event.action, event.name or event.container_id[:12]
-                        )
-                        self.dirty.set()
-                        if self._settle is not None:
-                            self._settle.cancel()
-                        self._settle = asyncio.get_running_loop().call_later(SETTLE, self.dirty.set)
-                        if event.action.startswith("health_status") and self._runners is not None:
-                            self._runners.poke(container_id=event.container_id)
+                    self._on_event(event)
             except EngineError as exc:
                 failures += 1
                 self.state.engine_error = str(exc)
                 if failures in (1, 2, 4) or failures % 20 == 0:
                     log.warning("%s Reconnecting (attempt %d).", exc, failures)
             await asyncio.sleep(backoff(max(failures, 1)))
+
+    def _on_event(self, event: ContainerEvent) -> None:
+        """Note deaths and births; reconcile now and once more after SETTLE; rerun a changed health check."""
+        base = event.action.split(":", 1)[0]
+        if base in DEATHS:
+            self._dead.add(event.container_id)
+        elif base in BIRTHS:
+            self._dead.discard(event.container_id)
+        if not is_relevant(event):
+            return
+        log.debug("Engine event %s for %s.", event.action, event.name or event.container_id[:12])
+        self.dirty.set()
+        if self._settle is not None:
+            self._settle.cancel()
+        self._settle = asyncio.get_running_loop().call_later(SETTLE, self.dirty.set)
+        if event.action.startswith("health_status") and self._runners is not None:
+            self._runners.poke(container_id=event.container_id)
 
     async def _watch_dir(self, directory: Path) -> None:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -345,4 +348,8 @@ class Registrar:
             self.metrics.deregistrations.inc(count)
             log.info("Deregistered %d services on stop.", count)
         except (ConsulError, TimeoutError) as exc:
-            log.warning("Could not deregister on stop: %s", exc or "timed out")
+            # str(TimeoutError()) is empty: say what happened instead.
+            log.warning(
+                "Could not deregister on stop: %s",
+                str(exc) or f"timed out after {self.config.stop_timeout:g}s",
+            )

@@ -10,7 +10,8 @@ See docs/labels.md.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Any
 
 from discovery.containers import ContainerInfo, PortBinding
@@ -153,16 +154,21 @@ def _service(
 
 
 def _unique_ids(specs: list[ServiceSpec], where: str, warnings: list[str]) -> list[ServiceSpec]:
-    """SERVICE_ID given for a container with several ports: suffix the port so IDs stay unique."""
-    seen: dict[str, int] = {}
-    for spec in specs:
-        seen[spec.id] = seen.get(spec.id, 0) + 1
+    """SERVICE_ID given for a container with several ports: suffix the port so IDs stay unique.
+
+    Check IDs start with the service ID and are unique per agent too, so they follow it.
+    """
+    seen = Counter(spec.id for spec in specs)
     out = []
     for spec in specs:
         if seen[spec.id] > 1:
             new_id = f"{spec.id}:{spec.port}"
             warnings.append(f"{where}: service ID {spec.id!r} is used by several ports; using {new_id!r}")
-            spec = ServiceSpec(**{**spec.__dict__, "id": new_id})
+            checks = tuple(
+                replace(check, check_id=new_id + check.check_id.removeprefix(spec.id))
+                for check in spec.checks
+            )
+            spec = replace(spec, id=new_id, checks=checks)
         out.append(spec)
     return out
 

@@ -7,7 +7,9 @@
   critical), read again on each run and whenever a ``health_status`` event pokes it.
 
 Output is bounded (``limit`` bytes). One asyncio task per check; ``Runners.update`` starts and cancels
-them so they always match the registered specs.
+them so they always match the registered specs. Timeouts use ``asyncio.timeout``, not ``wait_for``: on
+Python 3.11, ``wait_for`` swallows a cancellation that arrives as its awaitable finishes, and a runner
+that missed its one cancellation would keep the daemon from stopping.
 """
 
 from __future__ import annotations
@@ -32,10 +34,6 @@ log = logging.getLogger(__name__)
 HEALTH = {"healthy": "passing", "starting": "critical", "unhealthy": "critical"}
 # Told of every result: (check ID, status, whether the agent accepted the update).
 Report = Callable[[str, str, bool], None]
-
-
-def _ignore(check_id: str, status: str, delivered: bool) -> None:
-    pass
 
 
 def status_for_exit(code: int) -> str:
@@ -67,7 +65,8 @@ async def run_host_script(argv: tuple[str, ...], timeout: float, limit: int) -> 
 
     timed_out = False
     try:
-        await asyncio.wait_for(drain(), timeout)
+        async with asyncio.timeout(timeout):
+            await drain()
     except TimeoutError:
         timed_out = True
     finally:
@@ -88,8 +87,8 @@ class Runners:
         agent: Agent,
         engine: Engine | None,
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
-        limit: int = 4096,
-        report: Report = _ignore,
+        limit: int,
+        report: Report,
     ) -> None:
         self.agent = agent
         self.engine = engine
@@ -141,7 +140,8 @@ class Runners:
             else:
                 self.report(check.check_id, status, True)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), check.interval)
+                async with asyncio.timeout(check.interval):
+                    await wake.wait()
 
     async def probe(self, check: CheckSpec) -> tuple[str, str]:
         """Run one check once; return (status, output)."""

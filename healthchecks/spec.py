@@ -17,7 +17,6 @@ from typing import Any, Literal
 from discovery.duration import format_duration
 
 __all__ = [
-    "CHECK_KINDS",
     "DIGEST_KEY",
     "MAX_META",
     "OWNER_KEY",
@@ -36,7 +35,6 @@ MAX_META_KEY = 128
 MAX_META_VALUE = 512
 STATUSES = ("passing", "warning", "critical")
 CheckKind = Literal["http", "tcp", "ttl", "script", "health"]
-CHECK_KINDS: tuple[CheckKind, ...] = ("http", "tcp", "ttl", "script", "health")
 
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -105,11 +103,9 @@ def check_ttl(check: CheckSpec) -> float:
 
 def _check_body(check: CheckSpec) -> dict[str, Any]:
     body: dict[str, Any] = {"CheckID": check.check_id, "Name": check.name}
-    if check.kind == "http":
-        body.update(HTTP=check.target, Interval=format_duration(check.interval))
-        body["Timeout"] = format_duration(check.timeout)
-    elif check.kind == "tcp":
-        body.update(TCP=check.target, Interval=format_duration(check.interval))
+    if check.kind in ("http", "tcp"):  # run by the agent: "HTTP" or "TCP" names the target
+        body[check.kind.upper()] = check.target
+        body["Interval"] = format_duration(check.interval)
         body["Timeout"] = format_duration(check.timeout)
     elif check.kind == "ttl":
         body["TTL"] = format_duration(check.ttl or check.interval)

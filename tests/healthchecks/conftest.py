@@ -10,31 +10,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.healthchecks.engines import EngineDaemon, build_image_tar
 from tests.support.consul_agent import ConsulAgent
 
-T = TypeVar("T")
 REGISTRAR = Path(sys.executable).parent / "upstreams-registrar"
 ENGINES = ("podman", "docker")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
-    """Poll until predicate() is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 @pytest.fixture(scope="session")
@@ -83,10 +69,19 @@ def engine(engine_daemon: EngineDaemon) -> Iterator[EngineDaemon]:
 
 
 class Companion:
-    """The real console script, run with a config file written by the test."""
+    """The real console script, run with a config file written by the test.
+
+    No status endpoint unless ``listen`` says where: several companions must not share the default port.
+    """
 
     def __init__(
-        self, workdir: Path, consul: ConsulAgent, engine: EngineDaemon | None, **registrar: Any
+        self,
+        workdir: Path,
+        consul: ConsulAgent,
+        engine: EngineDaemon | None,
+        *,
+        listen: str = "",
+        **registrar: Any,
     ) -> None:
         self.workdir = workdir
         self.config = workdir / "registrar.toml"
@@ -105,8 +100,7 @@ class Companion:
         settings.update(registrar)
         lines = ["[consul]", f'address = "{consul.address}"', "", "[registrar]"]
         lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
-        # No status endpoint unless a test asks: several companions must not share the default port.
-        lines += ["", "[status]", 'listen = ""']
+        lines += ["", "[status]", f"listen = {json.dumps(listen)}"]
         self.config.write_text("\n".join(lines) + "\n")
         self.hostname = settings["hostname"]
 

@@ -23,6 +23,7 @@ import docker
 
 # The same private Podman set-up as the demo's (runc, cgroupfs, private storage).
 from renderer.demo.engine import CONTAINERS_CONF, STORAGE_CONF
+from tests.support.processes import stop_process
 
 IMAGE = "localhost/upstreams-busybox:test"
 APPLETS = (
@@ -130,13 +131,7 @@ class EngineDaemon:
         if self._client is not None:
             self._client.close()
             self._client = None
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM, timeout=30)
         self.proc = None
 
     def stop(self) -> None:

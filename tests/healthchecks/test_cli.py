@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.healthchecks.conftest import REGISTRAR, owned, wait_for
+from tests.healthchecks.conftest import REGISTRAR, owned
 from tests.support.consul_agent import ConsulAgent
+from tests.support.waiting import wait_until
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -93,12 +94,14 @@ def test_sigterm_stops_promptly_even_without_engine_or_consul(
     log = (tmp_path / "log").open("wb")
     proc = subprocess.Popen([str(REGISTRAR), "run", "--config", str(config)], stdout=log, stderr=log)
     try:
-        wait_for(lambda: "h1:file:svc" in owned(private_consul, "h1"), 15, "file service registered")
+        wait_until(lambda: "h1:file:svc" in owned(private_consul, "h1"), 15, what="file service registered")
         private_consul.stop()
         time.sleep(1.0)
         assert proc.poll() is None
         private_consul.start()
-        wait_for(lambda: "h1:file:svc" in owned(private_consul, "h1"), 20, "re-registered on the fresh agent")
+        wait_until(
+            lambda: "h1:file:svc" in owned(private_consul, "h1"), 20, what="re-registered on the fresh agent"
+        )
         started = time.monotonic()
         proc.terminate()
         assert proc.wait(10) == 0
@@ -110,4 +113,4 @@ def test_sigterm_stops_promptly_even_without_engine_or_consul(
             proc.wait()
         log.close()
     text = (tmp_path / "log").read_text()
-    assert "could not list running containers" in text or "could not" in text
+    assert "could not list running containers" in text

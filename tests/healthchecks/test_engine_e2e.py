@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.healthchecks.conftest import checks_of, owned, wait_for
+from tests.healthchecks.conftest import checks_of, owned
 from tests.healthchecks.engines import EngineDaemon
 from tests.support.consul_agent import ConsulAgent
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,7 @@ def test_three_labelled_containers_become_three_passing_services(
         start_web(engine, f"web{i}")
     host = companion.hostname
     expected = [f"{host}:web{i}:8080" for i in range(3)]
-    wait_for(lambda: passing(consul, "web") == expected, 20, "3 passing web services")
+    wait_until(lambda: passing(consul, "web") == expected, 20, what="3 passing web services")
     service = owned(consul, host)[expected[0]]
     assert service["Service"] == "web"
     assert service["Tags"] == ["a", "b"]
@@ -56,14 +57,20 @@ def test_failing_script_check_turns_critical_and_back(
     script = 'sh -c "cat /www/index.html || exit 2"'
     container = start_web(engine, "flaky", SERVICE_CHECK_HTTP="", SERVICE_CHECK_SCRIPT=script)
     sid = f"test-host-{engine.kind}:flaky:8080"
-    wait_for(lambda: checks_of(consul, sid).get(f"{sid}:script") == "passing", 20, "script check passing")
+    wait_until(
+        lambda: checks_of(consul, sid).get(f"{sid}:script") == "passing", 20, what="script check passing"
+    )
     container.exec_run(["rm", "/www/index.html"])  # type: ignore[attr-defined]
-    wait_for(lambda: checks_of(consul, sid).get(f"{sid}:script") == "critical", 10, "script check critical")
+    wait_until(
+        lambda: checks_of(consul, sid).get(f"{sid}:script") == "critical", 10, what="script check critical"
+    )
     output = consul.api("GET", "/v1/agent/checks")[f"{sid}:script"]["Output"]
     assert "index.html" in output  # cat's own error message, reported as the check's output
     container.exec_run(["sh", "-c", "echo back > /www/index.html"])  # type: ignore[attr-defined]
-    wait_for(
-        lambda: checks_of(consul, sid).get(f"{sid}:script") == "passing", 10, "script check passing again"
+    wait_until(
+        lambda: checks_of(consul, sid).get(f"{sid}:script") == "passing",
+        10,
+        what="script check passing again",
     )
 
 
@@ -73,7 +80,7 @@ def test_stopped_killed_and_removed_containers_are_deregistered(
     companion = companion_factory(engine).start()
     containers = {name: start_web(engine, name) for name in ("stopped", "killed", "removed", "kept")}
     host = companion.hostname
-    wait_for(lambda: len(owned(consul, host)) == 4, 20, "4 services")
+    wait_until(lambda: len(owned(consul, host)) == 4, 20, what="4 services")
     actions = [
         lambda: containers["stopped"].stop(timeout=1),  # type: ignore[attr-defined]
         lambda: containers["killed"].kill(),  # type: ignore[attr-defined]
@@ -81,7 +88,9 @@ def test_stopped_killed_and_removed_containers_are_deregistered(
     ]
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda action: action(), actions))
-    wait_for(lambda: sorted(owned(consul, host)) == [f"{host}:kept:8080"], 20, "only 'kept' registered")
+    wait_until(
+        lambda: sorted(owned(consul, host)) == [f"{host}:kept:8080"], 20, what="only 'kept' registered"
+    )
 
 
 def test_restarted_companion_converges_to_the_containers_changed_while_it_was_down(
@@ -91,14 +100,16 @@ def test_restarted_companion_converges_to_the_containers_changed_while_it_was_do
     host = first.hostname
     a = start_web(engine, "aa")
     start_web(engine, "bb")
-    wait_for(lambda: len(owned(consul, host)) == 2, 20, "a and b registered")
+    wait_until(lambda: len(owned(consul, host)) == 2, 20, what="a and b registered")
     assert first.stop() == 0
     assert len(owned(consul, host)) == 2  # deregister_on_stop = false keeps them
     a.remove(force=True)  # type: ignore[attr-defined]
     start_web(engine, "cc")
     companion_factory(engine).start()
-    wait_for(
-        lambda: sorted(owned(consul, host)) == [f"{host}:bb:8080", f"{host}:cc:8080"], 20, "bb and cc only"
+    wait_until(
+        lambda: sorted(owned(consul, host)) == [f"{host}:bb:8080", f"{host}:cc:8080"],
+        20,
+        what="bb and cc only",
     )
 
 
@@ -113,9 +124,11 @@ def test_foreign_services_on_the_same_agent_are_never_touched(
     companion = companion_factory(engine).start()
     start_web(engine, "clash")
     start_web(engine, "mine")
-    wait_for(lambda: f"{host}:mine:8080" in owned(consul, host), 20, "own service registered")
-    wait_for(
-        lambda: "already registered on the agent by someone else" in companion.output(), 10, "clash warning"
+    wait_until(lambda: f"{host}:mine:8080" in owned(consul, host), 20, what="own service registered")
+    wait_until(
+        lambda: "already registered on the agent by someone else" in companion.output(),
+        10,
+        what="clash warning",
     )
     assert companion.stop() == 0
     services = consul.services()
@@ -131,7 +144,7 @@ def test_engine_service_restart_reconnects_and_reconciles(
     host = companion.hostname
     start_web(engine, "before")
     gone = start_web(engine, "gone")
-    wait_for(lambda: len(owned(consul, host)) == 2, 20, "2 services")
+    wait_until(lambda: len(owned(consul, host)) == 2, 20, what="2 services")
     engine.stop_service()
     if engine.kind == "podman":
         engine.cli("rm", "-f", "-t", "0", "gone")  # changed while the API service is away
@@ -142,10 +155,10 @@ def test_engine_service_restart_reconnects_and_reconciles(
     if engine.kind == "docker":
         engine.client.containers.get(gone_id).remove(force=True)
     start_web(engine, "after")
-    wait_for(
+    wait_until(
         lambda: sorted(owned(consul, host)) == [f"{host}:after:8080", f"{host}:before:8080"],
         30,
-        "registrations matching the engine after its restart",
+        what="registrations matching the engine after its restart",
     )
     assert "Reconnected to the container engine" in companion.output()
 
@@ -169,7 +182,9 @@ def test_hostile_labels_are_skipped_per_key_with_warnings(
     container = engine.run("hostile", labels=labels, ports={"8080/tcp": free_port()})
     engine.run("badname", labels={"SERVICE_NAME": "web; rm -rf / #"}, ports={"8080/tcp": free_port()})
     sid = f"{host}:hostile:8080"
-    wait_for(lambda: checks_of(consul, sid).get(f"{sid}:script") == "passing", 20, "hostile service passing")
+    wait_until(
+        lambda: checks_of(consul, sid).get(f"{sid}:script") == "passing", 20, what="hostile service passing"
+    )
     service = owned(consul, host)[sid]
     assert service["Tags"] == ["ok"]
     assert service["Meta"]["good"] == "kept"
@@ -194,7 +209,7 @@ def test_sigterm_deregisters_owned_services_and_exits_zero(
     companion = companion_factory(engine).start()
     start_web(engine, "w1")
     start_web(engine, "w2")
-    wait_for(lambda: len(owned(consul, companion.hostname)) == 2, 20, "2 services")
+    wait_until(lambda: len(owned(consul, companion.hostname)) == 2, 20, what="2 services")
     assert companion.stop(timeout=10) == 0
     assert owned(consul, companion.hostname) == {}
     assert "foreign-1" in consul.services()
@@ -214,14 +229,16 @@ def test_a_hanging_script_check_is_killed_at_its_timeout_and_critical(
     def script_check() -> dict[str, str]:
         return consul.api("GET", "/v1/agent/checks").get(f"{sid}:script", {})  # type: ignore[no-any-return]
 
-    wait_for(lambda: "Timed out after 0.3s" in script_check().get("Output", ""), 20, "timed-out output")
+    wait_until(
+        lambda: "Timed out after 0.3s" in script_check().get("Output", ""), 20, what="timed-out output"
+    )
     assert script_check()["Status"] == "critical"
     assert companion.stop() == 0
 
     def sleepers() -> int:
         return container.exec_run(["ps"]).output.decode().count("sleep 30")  # type: ignore[attr-defined,no-any-return]
 
-    wait_for(lambda: sleepers() == 0, 5, "no check process left in the container")
+    wait_until(lambda: sleepers() == 0, 5, what="no check process left in the container")
 
 
 def test_container_healthcheck_status_is_mirrored(
@@ -249,9 +266,9 @@ def test_container_healthcheck_status_is_mirrored(
         health_now()
         return checks_of(consul, sid).get(f"{sid}:health")
 
-    wait_for(lambda: status() == "passing", 20, "health mirrored as passing")
+    wait_until(lambda: status() == "passing", 20, what="health mirrored as passing")
     container.exec_run(["rm", "/www/index.html"])  # type: ignore[attr-defined]
-    wait_for(lambda: status() == "critical", 20, "health mirrored as critical")
+    wait_until(lambda: status() == "critical", 20, what="health mirrored as critical")
     assert "unhealthy" in consul.api("GET", "/v1/agent/checks")[f"{sid}:health"]["Output"]
 
 
@@ -261,8 +278,8 @@ def test_paused_containers_are_deregistered_until_unpaused(
     companion = companion_factory(engine).start()
     container = start_web(engine, "sleepy", SERVICE_CHECK_SCRIPT="")
     sid = f"{companion.hostname}:sleepy:8080"
-    wait_for(lambda: sid in owned(consul, companion.hostname), 20, "registered")
+    wait_until(lambda: sid in owned(consul, companion.hostname), 20, what="registered")
     container.pause()  # type: ignore[attr-defined]
-    wait_for(lambda: sid not in owned(consul, companion.hostname), 10, "deregistered while paused")
+    wait_until(lambda: sid not in owned(consul, companion.hostname), 10, what="deregistered while paused")
     container.unpause()  # type: ignore[attr-defined]
-    wait_for(lambda: sid in owned(consul, companion.hostname), 10, "registered again")
+    wait_until(lambda: sid in owned(consul, companion.hostname), 10, what="registered again")

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.healthchecks.conftest import Companion, owned, wait_for
+from tests.healthchecks.conftest import Companion, owned
 from tests.healthchecks.engines import EngineDaemon
 from tests.support.consul_agent import ConsulAgent
 from tests.support.figures import record
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -39,17 +40,19 @@ def test_a_restarted_consul_agent_gets_every_owned_registration_back(
     missing = 0
     try:
         companion.start()
-        wait_for(lambda: sorted(owned(private_consul, companion.hostname)) == expected, 20, "3 registered")
+        wait_until(
+            lambda: sorted(owned(private_consul, companion.hostname)) == expected, 20, what="3 registered"
+        )
         slowest = 0.0
         for _ in range(RESTARTS):
             private_consul.kill()
             private_consul.start()
             back = time.monotonic()
             try:
-                wait_for(
+                wait_until(
                     lambda: sorted(owned(private_consul, companion.hostname)) == expected,
                     15,
-                    "registrations restored",
+                    what="registrations restored",
                 )
             except AssertionError:
                 missing += len(set(expected) - set(owned(private_consul, companion.hostname)))
@@ -60,10 +63,10 @@ def test_a_restarted_consul_agent_gets_every_owned_registration_back(
         print(f"Consul restarted {RESTARTS}x: registrations back within {slowest:.1f}s of its return")
         # The script checks run by the companion reach the new agent's TTL checks too.
         check = f"{expected[0]}:script"
-        wait_for(
+        wait_until(
             lambda: private_consul.api("GET", "/v1/agent/checks").get(check, {}).get("Status") == "passing",
             10,
-            "the script check passing on the restarted agent",
+            what="the script check passing on the restarted agent",
         )
         assert "foreign-1" not in private_consul.services()  # only what it owns comes back
         assert companion.alive()
@@ -77,7 +80,6 @@ def test_a_restarted_consul_agent_gets_every_owned_registration_back(
         )
 
 
-@pytest.mark.parametrize("engine_daemon", ["podman"], indirect=True)
 def distinct_free_ports(count: int) -> list[int]:
     """``count`` different free loopback ports (all held open while choosing, so none repeats)."""
     with contextlib.ExitStack() as stack:
@@ -87,6 +89,7 @@ def distinct_free_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in socks]
 
 
+@pytest.mark.parametrize("engine_daemon", ["podman"], indirect=True)
 def test_fifty_containers_at_once_are_registered_then_deregistered(
     engine: EngineDaemon, consul: ConsulAgent, companion_factory
 ) -> None:
@@ -108,7 +111,7 @@ def test_fifty_containers_at_once_are_registered_then_deregistered(
         with ThreadPoolExecutor(BURST) as pool:
             containers = list(pool.map(start, names))
         try:
-            wait_for(lambda: len(owned(consul, host)) == BURST, 60, f"{BURST} services")
+            wait_until(lambda: len(owned(consul, host)) == BURST, 60, what=f"{BURST} services")
         except AssertionError:
             failed += BURST - len(owned(consul, host))
         registered = time.monotonic() - started
@@ -117,7 +120,7 @@ def test_fifty_containers_at_once_are_registered_then_deregistered(
         with ThreadPoolExecutor(BURST) as pool:
             list(pool.map(lambda c: c.remove(force=True), containers))  # type: ignore[attr-defined]
         try:
-            wait_for(lambda: owned(consul, host) == {}, 60, "every burst service deregistered")
+            wait_until(lambda: owned(consul, host) == {}, 60, what="every burst service deregistered")
         except AssertionError:
             failed += len(owned(consul, host))
         deregistered = time.monotonic() - started

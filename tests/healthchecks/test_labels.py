@@ -83,6 +83,15 @@ def test_service_id_label_is_used_and_made_unique_across_ports() -> None:
     assert len(warnings) == 2
 
 
+def test_check_ids_follow_a_service_id_made_unique() -> None:
+    info = container(
+        labels={"SERVICE_ID": "custom", "SERVICE_CHECK_TCP": "true"},
+        ports=(PortBinding(80, "tcp", "", 1), PortBinding(81, "tcp", "", 2)),
+    )
+    specs, _ = services_for(info, HOST)
+    assert [[c.check_id for c in s.checks] for s in specs] == [["custom:1:tcp"], ["custom:2:tcp"]]
+
+
 def test_meta_keys_are_validated_one_by_one() -> None:
     labels = {
         "SERVICE_VERSION": "1.2",

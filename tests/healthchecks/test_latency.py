@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.healthchecks.conftest import wait_for
 from tests.healthchecks.engines import EngineDaemon
 from tests.support.consul_agent import ConsulAgent
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 ROUNDS = 6
@@ -28,7 +28,7 @@ def test_measure_registration_and_deregistration_latency(
 ) -> None:
     companion = companion_factory(engine).start()
     host = companion.hostname
-    wait_for(lambda: "Registering for host" in companion.output(), 10, "companion started")
+    wait_until(lambda: "Registering for host" in companion.output(), 10, what="companion started")
     events: dict[tuple[str, str], float] = {}
     appeared: dict[str, float] = {}
     vanished: dict[str, float] = {}
@@ -68,13 +68,13 @@ def test_measure_registration_and_deregistration_latency(
         for i in range(ROUNDS):
             container = engine.run(f"lat{i}", labels={"SERVICE_NAME": "lat"}, ports={"8080/tcp": free_port()})
             sid = f"{host}:lat{i}:8080"
-            registered = wait_for(lambda sid=sid: appeared.get(sid), 10, "registered")  # type: ignore[misc]
-            started = wait_for(lambda c=container: events.get((c.id, "start")), 5, "start event")  # type: ignore[misc]
+            registered = wait_until(lambda sid=sid: appeared.get(sid), 10, what="registered")  # type: ignore[misc]
+            started = wait_until(lambda c=container: events.get((c.id, "start")), 5, what="start event")  # type: ignore[misc]
             up.append(registered - started)
             container.kill()
-            gone = wait_for(lambda sid=sid: vanished.get(sid), 10, "deregistered")  # type: ignore[misc]
-            died = wait_for(
-                lambda c=container: events.get((c.id, "die")) or events.get((c.id, "died")), 5, "die"
+            gone = wait_until(lambda sid=sid: vanished.get(sid), 10, what="deregistered")  # type: ignore[misc]
+            died = wait_until(
+                lambda c=container: events.get((c.id, "die")) or events.get((c.id, "died")), 5, what="die"
             )  # type: ignore[misc]
             down.append(gone - died)
             cleanup.submit(container.remove, force=True)  # not measured: do not wait for it

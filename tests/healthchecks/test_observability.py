@@ -15,24 +15,15 @@ import pytest
 from discovery.status import Health
 from healthchecks.spec import CheckSpec, ServiceSpec
 from healthchecks.state import RegistrarState
-from tests.healthchecks.conftest import REGISTRAR, Companion, owned, wait_for
+from tests.healthchecks.conftest import REGISTRAR, Companion, owned
 from tests.healthchecks.engines import EngineDaemon
 from tests.renderer.test_security import ACL_HCL, MANAGEMENT, token_with
 from tests.support.consul_agent import ConsulAgent
 from tests.support.http import get
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def with_status(companion: Companion, listen: str) -> Companion:
-    """Set the companion's [status] listen address (replacing the fixture's, if it writes one)."""
-    text = companion.config.read_text()
-    head, found, tail = text.partition("\n[status]\n")
-    if found:  # drop the fixture's own listen line; ours goes first in the table
-        tail = "\n".join(line for line in tail.splitlines() if not line.startswith("listen"))
-    companion.config.write_text(f'{head}\n[status]\nlisten = "{listen}"\n{tail}\n')
-    return companion
 
 
 def files_config(folder: Path, consul: ConsulAgent, *, consul_keys: str = "", status: str = "") -> Path:
@@ -75,20 +66,20 @@ def test_health_metrics_and_status_tell_the_operator_what_state_the_companion_is
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    companion = with_status(Companion(tmp_path, private_consul, engine), f"127.0.0.1:{port}")
+    companion = Companion(tmp_path, private_consul, engine, listen=f"127.0.0.1:{port}")
     labels = {"SERVICE_NAME": "web", "SERVICE_CHECK_SCRIPT": "true", "SERVICE_CHECK_INTERVAL": "1s"}
     engine.run("obs", labels=labels, ports={"8080/tcp": None})
     sid = f"{companion.hostname}:obs:8080"
     try:
         companion.start()
-        wait_for(lambda: get(f"{base}/health")[0] == 200, 20, "healthy after the first reconcile")
+        wait_until(lambda: get(f"{base}/health")[0] == 200, 20, what="healthy after the first reconcile")
         assert json.loads(get(f"{base}/health")[1]) == {"status": "ok", "reason": "", "services": 1}
 
         def check_status() -> str:
             services = json.loads(get(f"{base}/status")[1])["services"]
             return str(services.get(sid, {}).get("checks", {}).get(f"{sid}:script"))
 
-        wait_for(lambda: check_status() == "passing", 10, "the script check passing in /status")
+        wait_until(lambda: check_status() == "passing", 10, what="the script check passing in /status")
         status = json.loads(get(f"{base}/status")[1])
         assert status["services"][sid]["name"] == "web" and status["engine"] == engine.url
         metrics = get(f"{base}/metrics")[1]
@@ -108,7 +99,7 @@ def test_health_metrics_and_status_tell_the_operator_what_state_the_companion_is
         assert "upstreams_reconciles_total 0.0" not in metrics
 
         private_consul.kill()
-        wait_for(lambda: get(f"{base}/health")[0] == 503, 10, "unhealthy without Consul")
+        wait_until(lambda: get(f"{base}/health")[0] == 503, 10, what="unhealthy without Consul")
         assert "Consul is unreachable" in json.loads(get(f"{base}/health")[1])["reason"]
         metrics = get(f"{base}/metrics")[1]
         assert "upstreams_consul_up 0.0" in metrics
@@ -176,10 +167,10 @@ def test_the_token_never_appears_in_logs_or_the_command_line(
     log = tmp_path / "log"
     proc = launch(config, log, "--debug")
     processes.append(proc)
-    wait_for(lambda: "obs:file:svc" in owned(acl_consul, "obs"), 20, "registered with the token")
+    wait_until(lambda: "obs:file:svc" in owned(acl_consul, "obs"), 20, what="registered with the token")
     checks = acl_consul.api("GET", "/v1/agent/checks")
     assert checks["obs:file:svc:check1"]["ServiceID"] == "obs:file:svc"
-    wait_for(lambda: acl_consul.api("GET", "/v1/catalog/service/svc"), 10, "synced to the catalog")
+    wait_until(lambda: acl_consul.api("GET", "/v1/catalog/service/svc"), 10, what="synced to the catalog")
     assert secret not in Path(f"/proc/{proc.pid}/cmdline").read_text()
     assert secret not in Path(f"/proc/{proc.pid}/environ").read_bytes().decode(errors="replace")
     proc.terminate()
