@@ -116,8 +116,10 @@ class _Datacenter:
         deadline = loop.time() + EXPLAIN_GRACE
         while self.health_index < idx and loop.time() < deadline:
             moved = self.health_moved
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (SIGTERM).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), deadline - loop.time())
+                async with asyncio.timeout(deadline - loop.time()):
+                    await moved.wait()
         return idx in self.health_changes
 
     def watch_keys(self, keys: frozenset[str]) -> None:

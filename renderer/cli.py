@@ -98,7 +98,8 @@ def _check(path: Path, env: Mapping[str, str]) -> int:
 async def _render(config: SidecarConfig, env: Mapping[str, str], *, dry: bool, timeout: float) -> int:
     sidecar = Sidecar(config, env=env)
     try:
-        await asyncio.wait_for(sidecar.run(once=True, dry=dry), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow Ctrl-C's cancel
+            await sidecar.run(once=True, dry=dry)
     except TimeoutError:
         problem = sidecar.last_error or f"Consul at {config.consul.address} did not answer"
         print(f"upstreams: render did not complete within {timeout:g}s: {problem}", file=sys.stderr)

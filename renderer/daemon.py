@@ -158,8 +158,10 @@ class Sidecar:
     async def _quiesce(self) -> None:
         """Hold a data change back until Consul has been quiet for wait.min (at most wait.max)."""
         while (delay := self.policy.delay(self.clock())) > 0:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (SIGTERM).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._kick.wait()
             self._kick.clear()
 
     async def _round(self, watcher: Watcher) -> bool:

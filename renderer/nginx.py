@@ -97,7 +97,9 @@ async def _run(argv: Sequence[str]) -> tuple[int, str]:
     except OSError as exc:
         return 127, f"cannot run {argv[0]}: {exc.strerror or exc}"
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (SIGTERM).
+        async with asyncio.timeout(COMMAND_TIMEOUT):
+            out, _ = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -77,7 +77,8 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(sig)
             try:
-                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+                async with asyncio.timeout(STOP_TIMEOUT):  # not wait_for: it can swallow a cancel on 3.11
+                    await proc.wait()
             except TimeoutError:
                 log.warning("%s did not stop within %gs; killing it.", self.part, STOP_TIMEOUT)
         # Whatever it started in its session (nginx workers, script checks) goes too.
