@@ -21,7 +21,7 @@ import consul.aio
 import consul.base
 
 from .duration import parse_duration
-from .errors import ConfigError, ConsulDenied, ConsulUnavailable
+from .errors import ConfigError, ConsulDenied, ConsulUnavailable, first_line
 from .table import Table
 
 __all__ = ["ConsulClient", "ConsulSettings", "consul_errors"]
@@ -241,13 +241,8 @@ async def consul_errors(what: str) -> AsyncIterator[None]:
     try:
         yield
     except consul.ACLPermissionDenied as exc:
-        raise ConsulDenied(f"Consul refused the ACL token for {what}: {_first_line(exc)}.") from exc
+        raise ConsulDenied(f"Consul refused the ACL token for {what}: {first_line(exc)}.") from exc
     except (consul.ConsulException, consul.Timeout) as exc:
-        raise ConsulUnavailable(f"Consul could not answer {what}: {_first_line(exc)}.") from exc
+        raise ConsulUnavailable(f"Consul could not answer {what}: {first_line(exc)}.") from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise ConsulUnavailable(f"Consul is unreachable for {what}: {_first_line(exc)}.") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__
+        raise ConsulUnavailable(f"Consul is unreachable for {what}: {first_line(exc)}.") from exc

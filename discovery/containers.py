@@ -24,7 +24,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from .errors import EngineError
+from .errors import EngineError, first_line
 
 __all__ = [
     "CONNECTED",
@@ -305,7 +305,7 @@ class DockerEngine:
                     raise EngineError(f"The event stream of the container engine at {self.url} ended.")
                 else:
                     raise EngineError(
-                        f"The event stream of the container engine at {self.url} broke: {_describe(got)}."
+                        f"The event stream of the container engine at {self.url} broke: {first_line(got)}."
                     ) from got
         finally:
             # Closing the response wakes the reading thread at once, so stopping is prompt.
@@ -431,9 +431,4 @@ def engine_errors(url: str, what: str) -> Iterator[None]:
     try:
         yield
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        raise EngineError(f"The container engine at {url} could not {what}: {_describe(exc)}.") from exc
-
-
-def _describe(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0].rstrip(".") if lines else type(exc).__name__
+        raise EngineError(f"The container engine at {url} could not {what}: {first_line(exc)}.") from exc

@@ -33,6 +33,7 @@ __all__ = [
     "OutputError",
     "TemplateError",
     "UpstreamsError",
+    "first_line",
     "unwrap_group",
 ]
 
@@ -99,3 +100,9 @@ def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
             if isinstance(inner, UpstreamsError):
                 return inner
     return group
+
+
+def first_line(exc: BaseException) -> str:
+    """A third-party error's first line without its final period, to end one of our sentences."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(exc).__name__

@@ -15,7 +15,7 @@ import consul.callback
 import consul.exceptions
 
 from discovery.consul import ConsulClient, consul_errors
-from discovery.errors import ConsulError
+from discovery.errors import ConsulError, first_line
 
 __all__ = ["Agent"]
 
@@ -25,8 +25,9 @@ MAX_OUTPUT = 4096  # Consul's default check_output_max_size
 class Agent:
     """Calls to the local agent's ``/v1/agent`` endpoints."""
 
-    def __init__(self, client: ConsulClient) -> None:
+    def __init__(self, client: ConsulClient, output_limit: int = MAX_OUTPUT) -> None:
         self.client = client
+        self.output_limit = output_limit  # [registrar] check_output_limit
 
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = self.client.prepare_headers()
@@ -63,7 +64,7 @@ class Agent:
         except ConsulError as exc:
             cause = exc.__cause__
             if isinstance(cause, consul.exceptions.BadRequest | consul.exceptions.ClientError):
-                raise ConsulError(f"Consul refused {what}: {_first_line(cause)}.") from cause
+                raise ConsulError(f"Consul refused {what}: {first_line(cause)}.") from cause
             raise
 
     async def deregister(self, service_id: str) -> None:
@@ -77,7 +78,7 @@ class Agent:
 
     async def update_check(self, check_id: str, status: str, output: str) -> None:
         """Set a TTL check's status and output (``PUT /v1/agent/check/update/ID``)."""
-        body = {"Status": status, "Output": output[:MAX_OUTPUT]}
+        body = {"Status": status, "Output": output[: self.output_limit]}
         async with consul_errors(f"the update of check {check_id!r}"):
             await self.client.http.put(
                 consul.callback.CB.boolean(),
@@ -85,8 +86,3 @@ class Agent:
                 data=json.dumps(body),
                 headers=self._headers(),
             )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__

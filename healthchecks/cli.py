@@ -105,7 +105,7 @@ async def _run(config: RegistrarConfig, env: Mapping[str, str]) -> None:
         f", containers from {config.engine}" if config.engine else "",
     )
     try:
-        await Registrar(config, Agent(client), engine, env=env).run()
+        await Registrar(config, Agent(client, config.check_output_limit), engine, env=env).run()
     except asyncio.CancelledError:
         log.info("Stopped.")
     finally:

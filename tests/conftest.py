@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.acl import ACL_HCL, MANAGEMENT
 from tests.support.consul_agent import ConsulAgent
 from tests.support.figures import FIGURES
 
@@ -33,6 +34,16 @@ def consul(consul_agent: ConsulAgent) -> Iterator[ConsulAgent]:
 def private_consul(tmp_path: Path) -> Iterator[ConsulAgent]:
     """A Consul agent of this test's own, for tests that stop, kill or reconfigure it."""
     agent = ConsulAgent(tmp_path)
+    agent.start()
+    yield agent
+    agent.stop()
+
+
+@pytest.fixture
+def acl_consul(tmp_path: Path) -> Iterator[ConsulAgent]:
+    """A Consul agent of this test's own with ACLs on, default deny; api() uses the management token."""
+    agent = ConsulAgent(tmp_path / "acl-consul", extra_hcl=ACL_HCL, token=MANAGEMENT)
+    agent.workdir.mkdir()
     agent.start()
     yield agent
     agent.stop()

@@ -6,8 +6,6 @@ suite's summary: faults injected, registrations expected ("requests") and those 
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +16,7 @@ from tests.healthchecks.conftest import Companion, owned
 from tests.healthchecks.engines import EngineDaemon
 from tests.support.consul_agent import ConsulAgent
 from tests.support.figures import record
+from tests.support.ports import distinct_free_ports
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -78,15 +77,6 @@ def test_a_restarted_consul_agent_gets_every_owned_registration_back(
             requests=RESTARTS * len(expected),
             failed=missing,
         )
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """``count`` different free loopback ports (all held open while choosing, so none repeats)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 @pytest.mark.parametrize("engine_daemon", ["podman"], indirect=True)

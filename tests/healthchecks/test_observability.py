@@ -17,7 +17,7 @@ from healthchecks.spec import CheckSpec, ServiceSpec
 from healthchecks.state import RegistrarState
 from tests.healthchecks.conftest import REGISTRAR, Companion, owned
 from tests.healthchecks.engines import EngineDaemon
-from tests.renderer.test_security import ACL_HCL, MANAGEMENT, token_with
+from tests.support.acl import token_with
 from tests.support.consul_agent import ConsulAgent
 from tests.support.http import get
 from tests.support.ports import free_port
@@ -142,15 +142,6 @@ def test_readiness_is_notified_after_the_first_reconcile_and_logs_are_json(
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert {"time", "level", "logger", "message"} <= set(records[0])
     assert any(r["message"] == "Registered obs:file:svc (service file svc.toml)." for r in records)
-
-
-@pytest.fixture
-def acl_consul(tmp_path: Path) -> Iterator[ConsulAgent]:
-    agent = ConsulAgent(tmp_path / "consul", extra_hcl=ACL_HCL, token=MANAGEMENT)
-    agent.workdir.mkdir()
-    agent.start()
-    yield agent
-    agent.stop()
 
 
 # All the companion needs: write the services it registers (register, deregister, update their TTL

@@ -9,36 +9,11 @@ import pytest
 import trustme
 
 from tests.renderer.conftest import register_backend
+from tests.support.acl import token_with
 from tests.support.consul_agent import ConsulAgent
 from tests.support.nginx import NginxServer
 from tests.support.sidecar import SidecarProcess, write_config
 from tests.support.waiting import wait_until
-
-MANAGEMENT = "8f1c2d4e-0000-4000-8000-000000000001"
-ACL_HCL = f"""acl {{
-  enabled = true
-  default_policy = "deny"
-  tokens {{
-    master = "{MANAGEMENT}"
-    agent = "{MANAGEMENT}"
-  }}
-}}
-"""
-
-
-@pytest.fixture
-def acl_consul(tmp_path: Path) -> Iterator[ConsulAgent]:
-    agent = ConsulAgent(tmp_path / "consul", extra_hcl=ACL_HCL, token=MANAGEMENT)
-    agent.workdir.mkdir()
-    agent.start()
-    yield agent
-    agent.stop()
-
-
-def token_with(consul: ConsulAgent, name: str, rules: str) -> str:
-    policy = consul.api("PUT", "/v1/acl/policy", {"Name": name, "Rules": rules})
-    token = consul.api("PUT", "/v1/acl/token", {"Policies": [{"ID": policy["ID"]}]})
-    return str(token["SecretID"])
 
 
 def with_token_file(config: Path, token: str) -> None:
