@@ -43,6 +43,7 @@ class Board:
     rows: dict[str, Row] = field(default_factory=dict)
     reloads: int = 0
     errors: int = 0
+    cut_short: int = 0  # answers a replica began and never finished: it was killed mid-response
     errors_label: str = "failed requests"
     last_change: Measurement | None = None
     measurements: list[Measurement] = field(default_factory=list)

@@ -218,7 +218,10 @@ def _summary(board: Board) -> None:
                 f"summary: {kind} latency (Consul -> nginx) over {len(values)} changes: median "
                 f"{statistics.median(values):.0f} ms, max {max(values):.0f} ms"
             )
-    board.say(f"summary: nginx reloads: {board.reloads}; {board.errors_label}: {board.errors}")
+    board.say(
+        f"summary: nginx reloads: {board.reloads}; {board.errors_label}: {board.errors}; "
+        f"answers cut short by a killed replica: {board.cut_short}"
+    )
     board.say("stopping: replicas, companion, Podman, sidecar, nginx, Consul; removing temporary files")
 
 

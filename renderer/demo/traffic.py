@@ -42,6 +42,12 @@ class Traffic:
                 async with self._session.get(self.url) as resp:
                     body = await resp.text()
                     problem = "" if resp.status == 200 and body.strip() else f"HTTP {resp.status}"
+            except aiohttp.ClientPayloadError:
+                # The replica sent its headers and died (the story kills one): nginx cannot retry a
+                # response it has begun, and no routing could have avoided it. Counted on its own.
+                self.board.cut_short += 1
+                await asyncio.sleep(PAUSE_AFTER_FAILURE)
+                continue
             except (aiohttp.ClientError, TimeoutError) as exc:
                 body, problem = "", str(exc) or type(exc).__name__
             if problem:
