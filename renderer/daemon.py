@@ -35,8 +35,10 @@ from discovery.watch import Watcher
 from .apply import Outcome, apply_renders
 from .config import SidecarConfig, load_config
 from .debounce import Quiescence
+from .exclusion import Exclusion
+from .left_out import LeftOut
 from .metrics import SidecarMetrics
-from .nginx import CommandNginx, Nginx
+from .nginx import CommandNginx, Nginx, boot_clock, master_started_at
 from .template import Rendered, TemplateSet
 
 __all__ = ["Sidecar"]
@@ -46,6 +48,10 @@ TEMPLATE_SETTLE = 0.05  # editors save in several steps; let them finish
 RELOAD_RETRY_MAX = 30.0
 TOKEN_RECHECK = 5.0
 RECONNECT_SETTLE = 2.0  # seconds after Consul returns from an outage before its answers are rendered
+EXCLUSION_ROUNDS = 16  # checks per round that may each leave out instances nginx rejected
+# A master that started this long after the files were written has read them; the margin covers
+# nginx reading its config before it forks the master (daemon on) and the clock tick of /proc.
+NGINX_START_MARGIN = 1.0
 
 
 class Sidecar:
@@ -81,6 +87,8 @@ class Sidecar:
         self.dry_output: list[str] | None = None
         self._once = False
         self._refused: frozenset[tuple[Path, str]] = frozenset()
+        self.left_out = LeftOut(self.metrics)  # instances nginx rejected, not rendered for now
+        self._written_at: float | None = None  # CLOCK_BOOTTIME when files waiting for a reload were written
 
     # Running -------------------------------------------------------------------------------------
 
@@ -173,7 +181,8 @@ class Sidecar:
             for error in self.templates.load():
                 self.metrics.template_errors.inc()
                 self._fail(error, "Template not reloaded (the last good version stays in use)")
-        renders, errors = self.templates.render_all(snapshot)
+        self.left_out.refresh(snapshot)
+        renders, errors = self.templates.render_all(self.left_out.visible(snapshot))
         for error in errors:
             self.metrics.template_errors.inc()
             self._fail(error, "Template not rendered (its file keeps its last good content)")
@@ -189,13 +198,26 @@ class Sidecar:
                 "Waiting for %d dependencies: %s", len(missing), ", ".join(sorted(map(str, missing))[:5])
             )
             return False
-        await self._apply(renders)
+        await self._apply_leaving_out(renders, snapshot)
         return True
 
-    async def _apply(self, renders: list[Rendered]) -> bool:
+    async def _apply_leaving_out(self, renders: list[Rendered], snapshot: Snapshot) -> None:
+        """Apply; while nginx rejects lines written from instances, leave those out and try again."""
+        for attempt in range(EXCLUSION_ROUNDS + 1):
+            # The last attempt may not exclude more: its refusal is reported like any other.
+            found = await self._apply(renders, snapshot, may_exclude=attempt < EXCLUSION_ROUNDS)
+            if not found:
+                return
+            self.left_out.add(found)
+            renders, _ = self.templates.render_all(self.left_out.visible(snapshot))
+
+    async def _apply(
+        self, renders: list[Rendered], snapshot: Snapshot, *, may_exclude: bool
+    ) -> tuple[Exclusion, ...]:
+        """Apply the renders; the instances to leave out when nginx rejected a line written from them."""
         if self.dry_output is not None:
             self.dry_output.extend(_dry_text(r, len(renders)) for r in renders)
-            return True
+            return ()
         by_source = {t.source: t for t in self.config.templates}
         pairs = [(by_source[r.source], r.text) for r in renders if r.source in by_source]
         candidate = frozenset((t.destination, text) for t, text in pairs)
@@ -203,7 +225,7 @@ class Sidecar:
             # nginx refused exactly these bytes already: writing them again would only put a known-bad
             # file on disk for another check. Wait for a change.
             log.debug("Render unchanged since nginx refused it; not checking it again.")
-            return False
+            return ()
         try:
             outcome = await apply_renders(pairs, self.nginx)
         except NginxNotRunning as exc:
@@ -212,23 +234,30 @@ class Sidecar:
             log.info("%s The checked files are in place for when it starts.", exc)
             self._mark_ready()
             if not self._once:
-                self._schedule_reload_retry()
-            return True
+                self._schedule_reload_retry(boot_clock())
+            return ()
         except NginxReloadFailed as exc:
             self.metrics.reload_failures.inc()
             if self._once:
                 self._fail(exc, "New files are in place but nginx did not reload")
-                return False
+                return ()
             self._fail(exc, "New files are in place but nginx did not reload; retrying")
-            self._schedule_reload_retry()
-            return False
+            self._schedule_reload_retry(boot_clock())
+            return ()
+        except NginxCheckFailed as exc:
+            self.metrics.rollbacks.inc()
+            self.metrics.check_failures.inc()
+            files = [(by_source[r.source].destination, r) for r in renders if r.source in by_source]
+            found = self.left_out.find(str(exc), files, snapshot) if may_exclude else ()
+            if found:
+                return found  # not an error yet: the caller renders again without them
+            self._refused = candidate
+            self._fail(exc, "Kept the last good files")
+            return ()
         except (NginxError, OutputError) as exc:
             self.metrics.rollbacks.inc()
-            if isinstance(exc, NginxCheckFailed):
-                self.metrics.check_failures.inc()
-                self._refused = candidate
             self._fail(exc, "Kept the last good files")
-            return False
+            return ()
         finally:
             self.metrics.renders.inc()
         self._refused = frozenset()
@@ -236,7 +265,7 @@ class Sidecar:
             self._reloaded()
         self.last_error = None
         self._mark_ready()
-        return True
+        return ()
 
     def _reloaded(self) -> None:
         self.applied += 1
@@ -322,11 +351,13 @@ class Sidecar:
             "reloads": self.applied,
             "services": services,
             "templates": [str(t.source) for t in self.config.templates],
+            "excluded": self.left_out.describe(),
         }
 
     # Reload retries ------------------------------------------------------------------------------
 
-    def _schedule_reload_retry(self) -> None:
+    def _schedule_reload_retry(self, written_at: float) -> None:
+        self._written_at = written_at  # the newest files waiting for nginx
         if not self._reload_pending and self._tg is not None:
             self._reload_pending = True
             self._tg.create_task(self._retry_reload())
@@ -336,6 +367,10 @@ class Sidecar:
         try:
             while True:
                 await asyncio.sleep(delay)
+                if self._nginx_started_since_written():
+                    self.last_error = None
+                    self._mark_ready()
+                    return
                 try:
                     await self.nginx.reload()
                 except NginxReloadFailed as exc:
@@ -350,6 +385,27 @@ class Sidecar:
                 return
         finally:
             self._reload_pending = False
+
+    def _nginx_started_since_written(self) -> bool:
+        """Whether nginx's master started after the waiting files were written, so it runs them.
+
+        Its start time comes from /proc (the process itself, on the boot clock: no wall-clock jumps),
+        not from the pid file's mtime, which a crash leaves behind and any tool may touch.
+        """
+        nginx = self.nginx
+        if not isinstance(nginx, CommandNginx) or nginx.config.pid_file is None:
+            return False  # no master to ask: a reload is the safe choice
+        started = master_started_at(nginx.config.pid_file)
+        if started is None or self._written_at is None:
+            return False
+        if started <= self._written_at + NGINX_START_MARGIN:
+            return False
+        log.debug(
+            "nginx (from %s) started %.1fs after the files were written and runs them; no reload.",
+            nginx.config.pid_file,
+            started - self._written_at,
+        )
+        return True
 
     # Template files and SIGHUP -------------------------------------------------------------------
 
@@ -386,6 +442,7 @@ class Sidecar:
 
     def _template_edited(self) -> None:
         self._refused = frozenset()  # an edit is a reason to try again
+        self.left_out.clear()  # the edit may write those instances differently
         if not self._templates_changed:
             log.info("Template files changed; loading and rendering them again.")
             self._templates_changed = True
@@ -413,6 +470,7 @@ class Sidecar:
             self.nginx = CommandNginx(new.nginx)
         self._deps = {}
         self._refused = frozenset()  # SIGHUP after fixing nginx: check the same render again
+        self.left_out.clear()  # ... and every instance it left out (say, after a DNS fix)
         log.info("Config reloaded from %s (%d templates).", new.path, len(new.templates))
         self._kick.set()
 

@@ -10,7 +10,7 @@ __all__ = ["SidecarMetrics"]
 
 
 class SidecarMetrics(ConsulMetrics):
-    """Renders, reloads, refused checks and rollbacks, on top of the Consul metrics."""
+    """Renders, reloads, refused checks, rollbacks and excluded instances, on top of the Consul metrics."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,6 +36,16 @@ class SidecarMetrics(ConsulMetrics):
         self.last_apply = Gauge(
             "upstreams_last_apply_timestamp_seconds",
             "When the live files last changed and nginx reloaded.",
+            registry=r,
+        )
+        self.exclusions = Counter(
+            "upstreams_instance_exclusions",
+            "Instances left out of rendering because nginx rejected the line written from them.",
+            registry=r,
+        )
+        self.excluded = Gauge(
+            "upstreams_excluded_instances",
+            "Instances left out right now (until their registration changes); see /status.",
             registry=r,
         )
         self.ready = Gauge("upstreams_ready", "1 once the first complete render is live.", registry=r)

@@ -6,15 +6,16 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from discovery.errors import NginxCheckFailed, NginxNotRunning, NginxReloadFailed
+from discovery.errors import NginxCheckFailed, NginxError, NginxNotRunning, NginxReloadFailed
 
 from .config import NginxConfig
 
-__all__ = ["CommandNginx", "Nginx"]
+__all__ = ["CommandNginx", "Nginx", "boot_clock", "master_started_at"]
 
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 60.0
@@ -84,6 +85,25 @@ def _read_pid(pid_file: Path) -> int:
     if not text.isdigit() or int(text) <= 1:
         raise NginxReloadFailed(f"nginx's pid file {pid_file} does not hold a process id.")
     return int(text)
+
+
+def boot_clock() -> float:
+    """Seconds since boot, suspend included: the clock /proc gives process start times in."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def master_started_at(pid_file: Path) -> float | None:
+    """When the process the pid file names started, on ``boot_clock()``; None when it cannot be told."""
+    try:
+        pid = _read_pid(pid_file)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (NginxError, OSError):
+        return None
+    # Field 2 (the name) is in parentheses and may hold spaces: count fields after the last ")".
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 20 or not fields[19].isdigit():
+        return None
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in clock ticks
 
 
 async def _run(argv: Sequence[str]) -> tuple[int, str]:
