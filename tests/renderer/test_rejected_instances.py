@@ -1,0 +1,83 @@
+"""End to end: an instance nginx rejects is left out, and failover goes on for everything else."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.renderer.conftest import register_backend
+from tests.support.consul_agent import ConsulAgent
+from tests.support.http import get
+from tests.support.nginx import NginxServer
+from tests.support.ports import free_port
+from tests.support.sidecar import UPSTREAMS, SidecarProcess, write_config
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+# A reserved name that never resolves (RFC 6761): nginx -t refuses the server line written from it.
+BAD_HOST = "no-such-host.invalid"
+
+
+def register_bad(consul: ConsulAgent, sid: str = "bad") -> None:
+    consul.register_ttl("prime", sid, 80, address=BAD_HOST)
+
+
+def test_a_bad_host_name_is_left_out_and_another_instances_flip_still_reaches_nginx(
+    tmp_path: Path,
+    private_consul: ConsulAgent,
+    nginx: NginxServer,
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    consul = private_consul
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    for name in ("b1", "b2", "b3"):
+        register_backend(consul, nginx, name)
+    register_bad(consul)
+    sidecar = start_sidecar(write_config(tmp_path, consul, nginx, status=f"127.0.0.1:{port}"))
+    wait_until(lambda: nginx.answers() == {"b1", "b2", "b3"}, what="the good instances live")
+    dest = nginx.conf_d / "upstreams.conf"
+    assert BAD_HOST not in dest.read_text()
+    status = json.loads(get(f"{base}/status")[1])
+    (excluded,) = status["excluded"]
+    assert (excluded["service"], excluded["id"], excluded["address"]) == ("prime", "bad", BAD_HOST)
+    assert "host not found" in excluded["reason"]
+    assert status["healthy"] is True
+    assert "upstreams_excluded_instances 1.0" in get(f"{base}/metrics")[1]
+    warning = [line for line in sidecar.output().splitlines() if "Left out instance bad" in line]
+    assert len(warning) == 1 and "WARNING" in warning[0] and "prime" in warning[0], warning
+    assert "host not found in upstream" in warning[0]
+
+    consul.set_ttl("b1", "critical")  # the bad registration stays; the flip must still reach nginx
+    wait_until(lambda: nginx.answers() == {"b2", "b3"}, what="b1's failover applied")
+    assert f":{nginx.backends['b1']};" not in dest.read_text()
+    assert sidecar.output().count("Left out instance bad") == 1  # once, not on every round
+    assert "Kept the last good files" not in sidecar.output()
+
+    consul.register_ttl("prime", "bad", nginx.backends["b4"])  # fixed: it comes back at once
+    wait_until(lambda: nginx.answers() == {"b2", "b3", "b4"}, what="the changed instance back")
+    assert json.loads(get(f"{base}/status")[1])["excluded"] == []
+    assert "upstreams_excluded_instances 0.0" in get(f"{base}/metrics")[1]
+
+
+def test_render_once_applies_the_good_rest_and_names_the_instance_left_out(
+    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer
+) -> None:
+    register_backend(consul, nginx, "b1")
+    register_backend(consul, nginx, "b2")
+    register_bad(consul, "bad-one")
+    register_bad(consul, "bad-two")  # same line twice: both left out, over bounded retry rounds
+    config = write_config(tmp_path, consul, nginx)
+    out = subprocess.run(
+        [UPSTREAMS, "render", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Left out instance bad-one of service prime" in out.stderr
+    assert "Left out instance bad-two of service prime" in out.stderr
+    wait_until(lambda: nginx.answers() == {"b1", "b2"}, what="the good rest live")
+    assert nginx.reloads() == 1
