@@ -52,6 +52,9 @@ def format_status(status: dict[str, Any]) -> str:
             lines.append(
                 f"{service:<24} {i['id']:<28} {address:<24} {i['node']:<16} {MARK.get(i['status'], i['status'])}"
             )
+    for e in status.get("excluded", []):
+        # Left out because nginx rejected the line written from them (see docs/operations.md).
+        lines.append(f"left out: {e['service']} {e['id']} ({e['address']}:{e['port']}): {e['reason']}")
     return "\n".join(lines) + "\n"
 
 

@@ -39,7 +39,8 @@ def test_a_bad_host_name_is_left_out_and_another_instances_flip_still_reaches_ng
     for name in ("b1", "b2", "b3"):
         register_backend(consul, nginx, name)
     register_bad(consul)
-    sidecar = start_sidecar(write_config(tmp_path, consul, nginx, status=f"127.0.0.1:{port}"))
+    config = write_config(tmp_path, consul, nginx, status=f"127.0.0.1:{port}")
+    sidecar = start_sidecar(config)
     wait_until(lambda: nginx.answers() == {"b1", "b2", "b3"}, what="the good instances live")
     dest = nginx.conf_d / "upstreams.conf"
     assert BAD_HOST not in dest.read_text()
@@ -49,6 +50,10 @@ def test_a_bad_host_name_is_left_out_and_another_instances_flip_still_reaches_ng
     assert "host not found" in excluded["reason"]
     assert status["healthy"] is True
     assert "upstreams_excluded_instances 1.0" in get(f"{base}/metrics")[1]
+    table = subprocess.run(
+        [UPSTREAMS, "status", "--config", str(config)], capture_output=True, text=True, timeout=10
+    )
+    assert f"left out: prime bad ({BAD_HOST}:80): host not found" in table.stdout, table.stdout
     warning = [line for line in sidecar.output().splitlines() if "Left out instance bad" in line]
     assert len(warning) == 1 and "WARNING" in warning[0] and "prime" in warning[0], warning
     assert "host not found in upstream" in warning[0]
