@@ -33,7 +33,7 @@ from discovery.systemd import notify
 from discovery.watch import Watcher
 
 from .apply import Outcome, apply_renders
-from .config import SidecarConfig, load_config
+from .config import SidecarConfig, TemplateConfig, load_config
 from .debounce import Quiescence
 from .exclusion import Exclusion
 from .left_out import LeftOut
@@ -227,6 +227,19 @@ class Sidecar:
             log.debug("Render unchanged since nginx refused it; not checking it again.")
             return ()
         try:
+            await self._write_check_reload(pairs)
+        except NginxCheckFailed as exc:
+            files = [(by_source[r.source].destination, r) for r in renders if r.source in by_source]
+            found = self.left_out.find(str(exc), files, snapshot) if may_exclude else ()
+            if found:
+                return found  # not an error yet: the caller renders again without them
+            self._refused = candidate
+            self._fail(exc, "Kept the last good files")
+        return ()
+
+    async def _write_check_reload(self, pairs: list[tuple[TemplateConfig, str]]) -> None:
+        """Apply the texts; every outcome but a refused check (raised) is dealt with here."""
+        try:
             outcome = await apply_renders(pairs, self.nginx)
         except NginxNotRunning as exc:
             # The files passed the check and wait for nginx: that is a success for `render` run
@@ -235,29 +248,23 @@ class Sidecar:
             self._mark_ready()
             if not self._once:
                 self._schedule_reload_retry(boot_clock())
-            return ()
+            return
         except NginxReloadFailed as exc:
             self.metrics.reload_failures.inc()
             if self._once:
                 self._fail(exc, "New files are in place but nginx did not reload")
-                return ()
+                return
             self._fail(exc, "New files are in place but nginx did not reload; retrying")
             self._schedule_reload_retry(boot_clock())
-            return ()
-        except NginxCheckFailed as exc:
+            return
+        except NginxCheckFailed:
             self.metrics.rollbacks.inc()
             self.metrics.check_failures.inc()
-            files = [(by_source[r.source].destination, r) for r in renders if r.source in by_source]
-            found = self.left_out.find(str(exc), files, snapshot) if may_exclude else ()
-            if found:
-                return found  # not an error yet: the caller renders again without them
-            self._refused = candidate
-            self._fail(exc, "Kept the last good files")
-            return ()
+            raise
         except (NginxError, OutputError) as exc:
             self.metrics.rollbacks.inc()
             self._fail(exc, "Kept the last good files")
-            return ()
+            return
         finally:
             self.metrics.renders.inc()
         self._refused = frozenset()
@@ -265,7 +272,6 @@ class Sidecar:
             self._reloaded()
         self.last_error = None
         self._mark_ready()
-        return ()
 
     def _reloaded(self) -> None:
         self.applied += 1
