@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from renderer.daemon import EXCLUSION_ROUNDS
 from tests.renderer.conftest import register_backend
 from tests.support.consul_agent import ConsulAgent
 from tests.support.http import get
@@ -28,12 +29,8 @@ def register_bad(consul: ConsulAgent, sid: str = "bad") -> None:
 
 
 def test_a_bad_host_name_is_left_out_and_another_instances_flip_still_reaches_nginx(
-    tmp_path: Path,
-    private_consul: ConsulAgent,
-    nginx: NginxServer,
-    start_sidecar: Callable[..., SidecarProcess],
+    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer, start_sidecar: Callable[..., SidecarProcess]
 ) -> None:
-    consul = private_consul
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     for name in ("b1", "b2", "b3"):
@@ -86,3 +83,22 @@ def test_render_once_applies_the_good_rest_and_names_the_instance_left_out(
     assert "Left out instance bad-two of service prime" in out.stderr
     wait_until(lambda: nginx.answers() == {"b1", "b2"}, what="the good rest live")
     assert nginx.reloads() == 1
+
+
+def test_render_once_leaves_out_a_bounded_number_then_keeps_the_last_good_files(
+    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer
+) -> None:
+    register_backend(consul, nginx, "b1")
+    for n in range(EXCLUSION_ROUNDS + 1):  # one more bad instance than the rounds allow
+        consul.register_ttl("prime", f"bad-{n:02}", 80 + n, address=BAD_HOST)
+    config = write_config(tmp_path, consul, nginx)
+    dest = nginx.conf_d / "upstreams.conf"
+    before = dest.read_bytes()
+    out = subprocess.run(
+        [UPSTREAMS, "render", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.count("Left out instance bad-") == EXCLUSION_ROUNDS
+    assert "Kept the last good files" in out.stderr
+    assert dest.read_bytes() == before
+    assert nginx.reloads() == 0
