@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ __all__ = ["CommandNginx", "Nginx", "boot_clock", "master_started_at"]
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 60.0
 MAX_OUTPUT = 4000
+_NOTICE = re.compile(r"\[(?:warn|notice|info)\]")
 
 
 class Nginx(Protocol):
@@ -135,5 +137,7 @@ async def _run(argv: Sequence[str]) -> tuple[int, str]:
 
 def _one_line(output: str) -> str:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    # Warnings come first and say nothing about the failure: skip them, or the reason is cut off.
+    lines = [line for line in lines if not _NOTICE.search(line)] or lines
     # nginx's last lines say "test failed"; the first says why.
     return " / ".join(lines[:2]) if lines else "no output"

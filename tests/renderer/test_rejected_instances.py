@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import Callable
@@ -9,16 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from discovery.errors import NginxCheckFailed
+from renderer.config import NginxConfig
 from renderer.daemon import EXCLUSION_ROUNDS
+from renderer.exclusion import CheckProblem, parse_check_error
+from renderer.nginx import CommandNginx
 from tests.renderer.conftest import register_backend
 from tests.support.consul_agent import ConsulAgent
 from tests.support.http import get
-from tests.support.nginx import NginxServer
+from tests.support.nginx import NGINX, NginxServer
 from tests.support.ports import free_port
 from tests.support.sidecar import UPSTREAMS, SidecarProcess, write_config
 from tests.support.waiting import wait_until
-
-pytestmark = pytest.mark.slow
 
 # A reserved name that never resolves (RFC 6761): nginx -t refuses the server line written from it.
 BAD_HOST = "no-such-host.invalid"
@@ -28,6 +31,23 @@ def register_bad(consul: ConsulAgent, sid: str = "bad") -> None:
     consul.register_ttl("prime", sid, 80, address=BAD_HOST)
 
 
+def test_real_nginx_check_names_the_bad_line_even_after_warnings(tmp_path: Path) -> None:
+    upstreams = tmp_path / "up.conf"
+    upstreams.write_text(f"upstream a {{\n    server 127.0.0.1:81;\n    server {BAD_HOST}:80;\n}}\n")
+    conf = tmp_path / "nginx.conf"
+    duplicates = " ".join(f"text/x{n} html;" for n in range(3))  # three warnings come first
+    conf.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n  types {{ text/html html; {duplicates} }}\n  include {upstreams};\n}}\n"
+    )
+    check = (NGINX, "-t", "-q", "-p", str(tmp_path), "-c", str(conf))
+    with pytest.raises(NginxCheckFailed) as refused:
+        asyncio.run(CommandNginx(NginxConfig(check_command=check)).check())
+    reason = f'host not found in upstream "{BAD_HOST}:80"'
+    assert parse_check_error(str(refused.value)) == CheckProblem(upstreams, 3, reason)
+
+
+@pytest.mark.slow
 def test_a_bad_host_name_is_left_out_and_another_instances_flip_still_reaches_nginx(
     tmp_path: Path, consul: ConsulAgent, nginx: NginxServer, start_sidecar: Callable[..., SidecarProcess]
 ) -> None:
@@ -67,6 +87,7 @@ def test_a_bad_host_name_is_left_out_and_another_instances_flip_still_reaches_ng
     assert "upstreams_excluded_instances 0.0" in get(f"{base}/metrics")[1]
 
 
+@pytest.mark.slow
 def test_render_once_applies_the_good_rest_and_names_the_instance_left_out(
     tmp_path: Path, consul: ConsulAgent, nginx: NginxServer
 ) -> None:
@@ -85,6 +106,7 @@ def test_render_once_applies_the_good_rest_and_names_the_instance_left_out(
     assert nginx.reloads() == 1
 
 
+@pytest.mark.slow
 def test_render_once_leaves_out_a_bounded_number_then_keeps_the_last_good_files(
     tmp_path: Path, consul: ConsulAgent, nginx: NginxServer
 ) -> None:
