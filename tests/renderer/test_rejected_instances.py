@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +81,11 @@ def test_a_bad_host_name_is_left_out_and_another_instances_flip_still_reaches_ng
     assert f":{nginx.backends['b1']};" not in dest.read_text()
     assert sidecar.output().count("Left out instance bad") == 1  # once, not on every round
     assert "Kept the last good files" not in sidecar.output()
+
+    sidecar.signal(signal.SIGHUP)  # after a DNS fix: SIGHUP tries every left-out instance again
+    wait_until(lambda: sidecar.output().count("Left out instance bad") == 2, what="bad tried again")
+    assert "Rendering the 1 instance(s) left out again." in sidecar.output()
+    assert nginx.answers() == {"b2", "b3"}
 
     consul.register_ttl("prime", "bad", nginx.backends["b4"])  # fixed: it comes back at once
     wait_until(lambda: nginx.answers() == {"b2", "b3", "b4"}, what="the changed instance back")
