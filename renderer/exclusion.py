@@ -32,9 +32,9 @@ __all__ = [
     "without",
 ]
 
-# nginx -t writes "nginx: [emerg] REASON in FILE:LINE", or with -q "DATE TIME [emerg] PID#TID: REASON in
-# FILE:LINE"; our NginxCheckFailed message joins output lines with " / ". The reason is greedy so
-# that a reason containing " in " still ends at the last " in FILE:LINE".
+# nginx -t writes "nginx: [emerg] REASON in FILE:LINE", or "DATE TIME [emerg] PID#TID: REASON in
+# FILE:LINE" once the config names an error_log; our NginxCheckFailed message joins output lines with
+# " / ". The reason is greedy so that a reason containing " in " still ends at the last " in FILE:LINE".
 _PROBLEM = re.compile(
     r"\[(?:emerg|alert|crit|error)\] (?:\d+#\d+: )?(?P<reason>.+) in (?P<file>/.+?):(?P<line>\d+)\Z"
 )

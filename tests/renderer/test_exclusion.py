@@ -35,7 +35,7 @@ LOUD = (
 )
 
 
-def test_check_output_with_and_without_q_names_file_line_and_reason() -> None:
+def test_check_output_in_both_of_nginxs_formats_names_file_line_and_reason() -> None:
     assert parse_check_error(QUIET) == CheckProblem(
         Path("/etc/nginx/conf.d/upstreams.conf"), 3, 'host not found in upstream "no-such-host.invalid:80"'
     )
