@@ -23,6 +23,9 @@ from tests.support.waiting import wait_until
 def stranger() -> Iterator[subprocess.Popen[bytes]]:
     """A live process that is not nginx: SIGHUP would kill it."""
     proc = subprocess.Popen(["sleep", "60"])
+    # Popen returns once exec has begun; the kernel renames the process a moment later.
+    comm = Path(f"/proc/{proc.pid}/comm")
+    wait_until(lambda: comm.read_text().strip() == "sleep", what="the child named sleep")
     yield proc
     proc.kill()
     proc.wait()
