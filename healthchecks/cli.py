@@ -1,8 +1,9 @@
 """``upstreams-registrar``: run the companion, or check its configuration.
 
-Exit codes: 0 success (and a clean stop on SIGTERM/SIGINT), 1 an error (one sentence on stderr; the
-traceback only with ``--debug``), 2 a usage error, and for ``run`` a config it cannot use (an invalid
-file, the status port in use).
+Exit codes, as in the table in docs/configuration.md: 0 success (and a clean stop on SIGTERM/SIGINT); 1 ``run``
+stopped by an error it cannot retry; 2 bad usage or config: an invalid config or service file (``check``'s
+finding, and ``run`` cannot start with one), the status port in use. Errors are one sentence on stderr (the
+traceback only with ``--debug``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .files import ServiceFiles
 __all__ = ["main"]
 
 log = logging.getLogger("healthchecks")
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,11 +71,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.debug:
             traceback.print_exc()
         print(f"upstreams-registrar: {exc}", file=sys.stderr)
-        # `check` reports a bad config as its finding (1); `run` cannot start with one: a usage error.
-        return 2 if args.command == "run" and isinstance(exc, ConfigError) else 1
+        # A config problem is exit 2 for both commands, as for `upstreams`; anything else stopped `run`.
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ERROR
     except KeyboardInterrupt:
         pass
-    return 0
+    return EXIT_OK
 
 
 def _check(config: RegistrarConfig) -> int:
@@ -84,10 +86,10 @@ def _check(config: RegistrarConfig) -> int:
         for error in errors:
             print(f"upstreams-registrar: {error}", file=sys.stderr)
         if errors:
-            return 1
+            return EXIT_USAGE
         count = len(files.paths())
     print(f"{config.path}: OK ({count} service files).")
-    return 0
+    return EXIT_OK
 
 
 async def _run(config: RegistrarConfig, env: Mapping[str, str]) -> None:

@@ -1,4 +1,9 @@
-"""``upstreams``: the sidecar's command line (watch, render, check)."""
+"""``upstreams``: the sidecar's command line (watch, render, check, status).
+
+Exit codes (the table in docs/configuration.md): 0 done; 1 a template was not rendered or applied, Consul
+did not answer within ``--timeout``, or (``status``) the sidecar is unhealthy; 2 bad usage, config or
+template; 3 Consul refused the ACL token (``render``: final, not retried).
+"""
 
 from __future__ import annotations
 
@@ -12,20 +17,22 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from discovery.errors import ConfigError, TemplateError, UpstreamsError
+from discovery.duration import parse_duration
+from discovery.errors import ConfigError, ConsulDenied, TemplateError, UpstreamsError
 from discovery.logs import setup_logging
 from discovery.model import Snapshot
 
 from . import demo
 from .config import SidecarConfig, load_config
 from .daemon import Sidecar
+from .nginx import missing_programs
 from .status import show_status
 from .template import TemplateSet
 
 __all__ = ["main"]
 
 log = logging.getLogger("upstreams")
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DENIED = 0, 1, 2, 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", help="run until SIGTERM, re-rendering on every change")
     render = sub.add_parser("render", help="render once from the current catalog, apply, and exit")
     render.add_argument("--dry", action="store_true", help="print the rendered text and touch nothing")
-    render.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for Consul (default 60)")
+    render.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=60.0,
+        help="how long to wait for Consul: '30s', '1m' or seconds (default 60)",
+    )
     check = sub.add_parser("check", help="validate the config and every template, without Consul")
     status = sub.add_parser(
         "status", help="show the upstreams and instances as the running sidecar sees them"
@@ -73,7 +85,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"upstreams: {exc}", file=sys.stderr)
         # Mistakes in what the user wrote (config, template) are usage errors for every command.
         usage = args.command == "check" or isinstance(exc, (ConfigError, TemplateError))
-        return EXIT_USAGE if usage else EXIT_ERROR
+        if usage:
+            return EXIT_USAGE
+        return EXIT_DENIED if isinstance(exc, ConsulDenied) else EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK
 
@@ -87,6 +101,9 @@ def _check(path: Path, env: Mapping[str, str]) -> int:
         # Render against an empty catalog: finds runtime errors (sandbox, bad arguments) without Consul.
         _, errors = templates.render_all(Snapshot())
         problems = [str(e) for e in errors]
+    # Found now rather than by the first render failing with exit 127.
+    search_path = env.get("PATH", os.defpath)
+    problems += [f"{config.path} [nginx]: {what}." for what in missing_programs(config.nginx, search_path)]
     for problem in problems:
         print(f"upstreams: {problem}", file=sys.stderr)
     if problems:
@@ -106,11 +123,21 @@ async def _render(config: SidecarConfig, env: Mapping[str, str], *, dry: bool, t
         return EXIT_ERROR
     if sidecar.dry_output is not None:
         sys.stdout.write("".join(sidecar.dry_output))
-        return EXIT_OK
-    if sidecar.last_error is not None:
-        print(f"upstreams: {sidecar.last_error}", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
+    for failure in sidecar.failures:
+        print(f"upstreams: {failure}", file=sys.stderr)
+    return EXIT_ERROR if sidecar.failures else EXIT_OK
+
+
+def _timeout(text: str) -> float:
+    """``--timeout``: a duration as the config writes them ("10s", "1m"), or plain seconds."""
+    try:
+        # Plain digits stay seconds, as before durations were accepted.
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as '30s', '1m' or 45")
+    return seconds
 
 
 async def _watch(config: SidecarConfig, env: Mapping[str, str]) -> int:

@@ -19,6 +19,7 @@ from discovery.consul import ConsulClient
 from discovery.duration import format_duration
 from discovery.errors import (
     ConfigError,
+    ConsulDenied,
     ConsulUnavailable,
     NginxCheckFailed,
     NginxError,
@@ -73,6 +74,7 @@ class Sidecar:
         self.policy = Quiescence(config.wait.min, config.wait.max)
         self.applied = 0  # successful applies that reloaded nginx
         self.last_error: str | None = None
+        self.failures: list[str] = []  # what the last complete round did not render or apply
         self.ready = asyncio.Event()  # set after the first complete, successful apply
         self.metrics = SidecarMetrics()
         self.token_problem: str | None = None  # a sentence while the ACL token cannot read services
@@ -118,13 +120,14 @@ class Sidecar:
         wait = format_duration(self.config.consul.block_query_wait)
         self._watcher = watcher = Watcher(client, wait=wait, metrics=self.metrics)
         self._discover()
+        if self._once:
+            # A refused token is final for a one-shot command: learn it before any query logs its own 403.
+            await self._guard_token(client)
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            background = [
-                tg.create_task(watcher.run()),
-                tg.create_task(self._follow(watcher)),
-                tg.create_task(self._guard_token(client)),
-            ]
+            background = [tg.create_task(watcher.run()), tg.create_task(self._follow(watcher))]
+            if not self._once:
+                background.append(tg.create_task(self._guard_token(client)))
             if self.config.status.listen and not self._once:
                 server = StatusServer(
                     self.config.status.listen,
@@ -183,9 +186,6 @@ class Sidecar:
                 self._fail(error, "Template not reloaded (the last good version stays in use)")
         self.left_out.refresh(snapshot)
         renders, errors = self.templates.render_all(self.left_out.visible(snapshot))
-        for error in errors:
-            self.metrics.template_errors.inc()
-            self._fail(error, "Template not rendered (its file keeps its last good content)")
         for r in renders:
             self._deps[r.source] = r.dependencies
         watcher.want(frozenset().union(*self._deps.values()))
@@ -198,6 +198,11 @@ class Sidecar:
                 "Waiting for %d dependencies: %s", len(missing), ", ".join(sorted(map(str, missing))[:5])
             )
             return False
+        # Reported only now: an incomplete round is rendered again, and `render` says each failure once.
+        self.failures = []
+        for error in errors:
+            self.metrics.template_errors.inc()
+            self._fail(error, "Template not rendered (its file keeps its last good content)")
         await self._apply_leaving_out(renders, snapshot)
         return True
 
@@ -287,7 +292,9 @@ class Sidecar:
 
     def _fail(self, exc: Exception, what: str) -> None:
         self.last_error = str(exc)
-        log.error("%s: %s", what, exc)
+        self.failures.append(f"{what}: {exc}")
+        if not self._once:
+            log.error("%s: %s", what, exc)  # a one-shot command prints its failures itself, once
 
     def _discover(self) -> None:
         """Learn what the templates read, from a render against an empty snapshot."""
@@ -321,6 +328,8 @@ class Sidecar:
                 self._kick.set()  # rounds were skipped until now
                 return
             self.token_problem = problem
+            if self._once:
+                raise ConsulDenied(problem)  # a one-shot command cannot wait for a token to be fixed
             if problem != reported:
                 log.error("Not rendering: %s", problem)
                 reported = problem
@@ -329,10 +338,10 @@ class Sidecar:
     def health(self) -> Health:
         """Healthy when Consul answers, the token is usable and the last apply succeeded."""
         watcher = self._watcher
+        if self.token_problem is not None:
+            return Health(False, self.token_problem)  # first: a refused token also makes every query fail
         if watcher is not None and watcher.reachable is False:
             return Health(False, f"Consul is unreachable: {watcher.last_error}")
-        if self.token_problem is not None:
-            return Health(False, self.token_problem)
         if self.last_error is not None:
             return Health(False, f"The last change was not applied: {self.last_error}")
         if not self.ready.is_set():

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import signal
 import time
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from discovery.errors import NginxCheckFailed, NginxError, NginxNotRunning, Ngin
 
 from .config import NginxConfig
 
-__all__ = ["CommandNginx", "Nginx", "boot_clock", "master_started_at"]
+__all__ = ["CommandNginx", "Nginx", "boot_clock", "is_nginx_master", "master_started_at", "missing_programs"]
 
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 60.0
@@ -65,13 +66,66 @@ class CommandNginx:
 
 
 def _signal_master(pid_file: Path) -> None:
+    """SIGHUP to the pid in ``pid_file``, once that pid is proven to be an nginx master."""
     pid = _read_pid(pid_file)
+    gone = f"nginx is not running: no process {pid} from pid file {pid_file}."
     try:
-        os.kill(pid, signal.SIGHUP)
+        # A pidfd pins the process: if it exits and its pid is reused between the check and the
+        # signal, the signal fails (ESRCH) instead of reaching the newcomer.
+        fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        raise NginxNotRunning(f"nginx is not running: no process {pid} from pid file {pid_file}.") from None
+        raise NginxNotRunning(gone) from None
+    try:
+        name, master = _identify(pid)
+        if not master:
+            # A stale pid file (nginx died, its pid reused) or a wrong path: never signal a stranger.
+            raise NginxNotRunning(
+                f"{pid_file} names pid {pid} ({name}), which is not an nginx master; not signalling it."
+            )
+        signal.pidfd_send_signal(fd, signal.SIGHUP)
+    except ProcessLookupError:
+        raise NginxNotRunning(gone) from None
     except PermissionError:
         raise NginxReloadFailed(f"Not allowed to signal nginx (pid {pid} from {pid_file}).") from None
+    finally:
+        os.close(fd)
+
+
+def _identify(pid: int) -> tuple[str, bool]:
+    """The process's name, and whether it is an nginx master; ProcessLookupError if it is gone."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        name = (proc / "comm").read_text().strip()
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+    try:
+        exe: str | None = os.readlink(proc / "exe")
+    except OSError:
+        exe = None  # another user's process (nginx's master runs as root): its cmdline still tells
+    return name, is_nginx_master(cmdline, exe)
+
+
+def is_nginx_master(cmdline: str, exe: str | None) -> bool:
+    """Whether a process with this command line (NULs as spaces) and executable is an nginx master."""
+    if cmdline.startswith("nginx: "):
+        # nginx retitles its processes: "nginx: master process ...", "nginx: worker process", ...
+        return cmdline.startswith("nginx: master process")
+    # With `master_process off` the one process keeps its argv (and handles SIGHUP itself).
+    program = exe if exe is not None else cmdline.split(" ", 1)[0]
+    return Path(program).name.startswith("nginx")
+
+
+def missing_programs(config: NginxConfig, search_path: str) -> list[str]:
+    """What is wrong with each command (check_command, reload_command) whose program cannot be run."""
+    commands = {"check_command": config.check_command, "reload_command": config.reload_command}
+    return [
+        # A path is used as it is; a bare name is looked up on PATH, as exec does.
+        f"{key}'s program '{argv[0]}' "
+        + ("is not an executable file" if "/" in argv[0] else "is not found on PATH")
+        for key, argv in commands.items()
+        if argv and shutil.which(argv[0], path=search_path) is None
+    ]
 
 
 def _read_pid(pid_file: Path) -> int:

@@ -1,4 +1,8 @@
-"""The console script's contract: exit codes, one-sentence errors, ``check``, and a prompt SIGTERM stop."""
+"""The console script's contract: exit codes, one-sentence errors, ``check``, and a prompt SIGTERM stop.
+
+Exit codes follow the table in docs/configuration.md, shared with ``upstreams``: 0 done, 2 bad usage or config
+(for ``check`` too: a bad config is its finding), 1 ``run`` stopped by an error it cannot retry.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ def test_check_accepts_a_valid_config_and_service_files(tmp_path: Path) -> None:
 )
 def test_check_rejects_a_bad_config_in_one_sentence(tmp_path: Path, text: str, message: str) -> None:
     result = run("check", "--config", str(write(tmp_path / "r.toml", text)))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
@@ -61,14 +65,14 @@ def test_check_reports_each_bad_service_file(tmp_path: Path) -> None:
     write(services / "b.json", '{"name": "b", "checks": [{"http": "x", "tcp": "y"}]}')
     config = write(tmp_path / "r.toml", f'[registrar]\ncontainers = false\nservices_dir = "{services}"\n')
     result = run("check", "--config", str(config))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "a.toml: key 'name' must be" in result.stderr
     assert "needs exactly one of" in result.stderr
 
 
 def test_debug_prints_the_traceback(tmp_path: Path) -> None:
     result = run("check", "--config", str(tmp_path / "missing.toml"), "--debug")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" in result.stderr and "Cannot read config file" in result.stderr
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.sidecar import UPSTREAMS
 
 
@@ -78,3 +80,26 @@ def test_demo_refuses_a_malformed_consul_address_at_once() -> None:
     out = run("demo", "--consul-address", "ftp://x:1", "--plain", "--duration", "1")
     assert out.returncode == 2
     assert "Consul address 'ftp://x:1' is not host:port" in out.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("nginx_table", "message"),
+    [
+        ('check_command = ["ngnix", "-t"]', "[nginx]: check_command's program 'ngnix' is not found on PATH."),
+        (
+            'reload_command = ["/nonexistent/systemctl", "reload", "nginx"]',
+            "[nginx]: reload_command's program '/nonexistent/systemctl' is not an executable file.",
+        ),
+    ],
+)
+def test_check_reports_a_command_whose_program_cannot_be_found(
+    tmp_path: Path, nginx_table: str, message: str
+) -> None:
+    path = config(tmp_path, "{{ service('web') | length }}")
+    path.write_text(path.read_text() + f"[nginx]\n{nginx_table}\n")
+    out = run("check", "--config", str(path))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"upstreams: {path} {message}"
+    # the positive control: programs that are there pass
+    path.write_text(path.read_text().replace("ngnix", "true").replace("/nonexistent/systemctl", "/bin/true"))
+    assert run("check", "--config", str(path)).returncode == 0
