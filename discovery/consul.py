@@ -8,6 +8,7 @@ token only as the ``X-Consul-Token`` header. Library errors become our ``ConsulE
 from __future__ import annotations
 
 import contextlib
+import posixpath
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
@@ -19,12 +20,13 @@ import aiohttp
 import consul
 import consul.aio
 import consul.base
+from consul.callback import CB
 
 from .duration import parse_duration
 from .errors import ConfigError, ConsulDenied, ConsulUnavailable, first_line
 from .table import Table
 
-__all__ = ["ConsulClient", "ConsulSettings", "consul_errors"]
+__all__ = ["ConsulClient", "ConsulSettings", "consul_errors", "service_path", "unservable"]
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8500"
 REQUEST_TIMEOUT = 10.0
@@ -201,11 +203,40 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         extra: dict[str, Any] = {}
         if self._server_hostname:
             extra["server_hostname"] = self._server_hostname
+        # Never follow a redirect: Consul answers one for a path it cleans, and it would read another service.
         async with self._session.request(
-            method, uri, headers=headers, data=data, timeout=timeout, **extra
+            method, uri, headers=headers, data=data, timeout=timeout, allow_redirects=False, **extra
         ) as resp:
+            if 300 <= resp.status < 400:
+                where = resp.headers.get("Location", "?")
+                raise consul.ConsulException(f"{resp.status} redirect to {where!r}, not followed")
             body = await resp.read() if raw else await resp.text(encoding="utf-8")
             return callback(consul.base.Response(resp.status, resp.headers, body))
+
+
+def service_path(name: str) -> str:
+    """``/v1/health/service/NAME`` with NAME quoted whole, so no character can change the path or the query.
+
+    py-consul leaves ``/`` unquoted; quoting it as ``%2F`` changes nothing for Consul (it reads the decoded
+    path), but keeps every name one path segment for anything in between.
+    """
+    return "/v1/health/service/" + urllib.parse.quote(name, safe="")
+
+
+def unservable(name: str) -> str | None:
+    """Why Consul's HTTP API cannot answer for a service name by path, or None when it can.
+
+    Consul decodes the path before routing: it answers 400 when the path holds a character that is not
+    printable (a right-to-left override, a no-break space), and a redirect to another path when cleaning
+    the path changes it (``..``, ``.``, ``a//b``, ``a/../b``): that redirect would read another service.
+    """
+    if not name.isprintable():
+        return "Consul's HTTP API refuses paths with characters that are not printable"
+    path = "/v1/health/service/" + name
+    cleaned = posixpath.normpath(path) + ("/" if path.endswith("/") else "")  # Go's cleanPath keeps it
+    if cleaned != path:
+        return "Consul's HTTP API rewrites paths with '.', '..' or '//' segments to another path"
+    return None
 
 
 def _timeout_for(uri: str, slack: float) -> float:
@@ -229,6 +260,13 @@ class ConsulClient(consul.aio.Consul):  # type: ignore[misc]
 
     def http_connect(self, host: str, port: int, scheme: str, verify: Any = True, cert: Any = None) -> Any:
         return _Transport(self.settings)
+
+    async def health_service(self, name: str, *, dc: str | None, near: str | None) -> tuple[Any, Any]:
+        """``(index, entries)`` of ``/v1/health/service/NAME``, the name quoted by ``service_path``."""
+        params = [(key, value) for key, value in (("dc", dc), ("near", near)) if value]
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        uri = self.http.base_uri + service_path(name) + query
+        return await self.http._request(CB.json(index=True), "GET", uri, self.prepare_headers(None))  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -24,11 +24,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import consul.exceptions
 import tenacity
 
 from .blocking import BlockingQuery, consul_retrying
 from .catalog import check_fingerprints, parse_health, parse_services
-from .consul import ConsulClient, consul_errors
+from .consul import ConsulClient, consul_errors, unservable
 from .errors import ConsulError
 from .latest import Latest
 from .metrics import ConsulMetrics
@@ -180,6 +181,7 @@ class Watcher:
         self._dirty: set[ServiceQuery] = set()
         self._dirty_event = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
+        self._unreadable: set[ServiceQuery] = set()  # warned about once, until they read again
 
     async def run(self) -> None:
         """Run the watch until cancelled."""
@@ -228,8 +230,14 @@ class Watcher:
         return self._dcs[dc]
 
     def _mark_dirty(self, dc: str, names: set[str] | None) -> None:
+        lowered = {n.lower() for n in names or ()}
         for dep in self._wanted:
-            if isinstance(dep, ServiceQuery) and dep.dc == dc and (names is None or dep.name in names):
+            # Consul matches service names without case: a change to 'API' changes what 'api' reads.
+            if (
+                isinstance(dep, ServiceQuery)
+                and dep.dc == dc
+                and (names is None or dep.name.lower() in lowered)
+            ):
                 self._dirty.add(dep)
         if self._dirty:
             self._dirty_event.set()
@@ -272,16 +280,35 @@ class Watcher:
             if isinstance(exc, ConsulError):
                 self._lost(exc)
 
-        async for attempt in consul_retrying(report):
-            with attempt:
-                async with limit, consul_errors(f"the health of service '{query.name}'"):
-                    with self.metrics.fetch_seconds.time():
-                        _, entries = await self.client.health.service(
-                            query.name, dc=query.dc or None, near=query.near or None
-                        )
-        if query in self._wanted:
-            self._data[query] = parse_health(entries, query.dc, keep_order=bool(query.near))
-            self._reached()
+        # A name Consul cannot answer for by path reads as no instances: it must never stall the
+        # other services (a fetch retried forever would hold up this whole batch) nor read another one.
+        problem = unservable(query.name)
+        entries: Any = None
+        if problem is None:
+            async for attempt in consul_retrying(report):
+                with attempt:
+                    async with limit, consul_errors(f"the health of service '{query.name}'"):
+                        with self.metrics.fetch_seconds.time():
+                            try:
+                                _, entries = await self.client.health_service(
+                                    query.name, dc=query.dc or None, near=query.near or None
+                                )
+                            except consul.exceptions.BadRequest as exc:
+                                problem = f"Consul refused the query ({exc})"  # final for this name
+        if query not in self._wanted:
+            return
+        if problem is not None:
+            self._unreadable_service(query, problem)
+            self._data[query] = ()
+            return
+        self._unreadable.discard(query)
+        self._data[query] = parse_health(entries, query.dc, keep_order=bool(query.near))
+        self._reached()
+
+    def _unreadable_service(self, query: ServiceQuery, problem: str) -> None:
+        if query not in self._unreadable:
+            self._unreadable.add(query)
+            log.warning("Service %r reads as no instances: %s.", query.name[:200], problem.rstrip("."))
 
     async def _resync_loop(self) -> None:
         while True:

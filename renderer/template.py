@@ -8,8 +8,9 @@ caller must not apply such a render (it asks the watcher for the missing data an
 from __future__ import annotations
 
 import contextvars
+import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,9 +19,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import jinja2.nodes
-import jinja2.sandbox
 from jinja2.exceptions import SecurityError
-from markupsafe import Markup
 
 from discovery.errors import TemplateError
 from discovery.model import (
@@ -33,14 +32,14 @@ from discovery.model import (
     Snapshot,
 )
 
-from .escape import nginx_ident, nginx_token
+from .escape import NGINX_NAME, NginxText
+from .sandbox import make_environment
 
 __all__ = ["FUNCTIONS", "Rendered", "TemplateSet", "parse_service_spec"]
 
-LIBRARY = Path(__file__).parent / "templates"
+log = logging.getLogger(__name__)
 MAX_OUTPUT = 64 * 1024 * 1024
-MAX_REPEAT = 1024 * 1024
-FUNCTIONS = ("service", "services", "key")
+FUNCTIONS = ("service", "services", "key", "upstream_name")
 
 # consul-template's form: [tag.]name[@dc][~near]; the name has no dots, so the tag is all before the last.
 _SPEC = re.compile(
@@ -56,6 +55,7 @@ class Rendered:
     text: str
     dependencies: frozenset[Dependency]
     missing: frozenset[Dependency]
+    warnings: tuple[str, ...] = ()
 
 
 def parse_service_spec(spec: str) -> tuple[str, str | None, str | None, str | None]:
@@ -64,64 +64,6 @@ def parse_service_spec(spec: str) -> tuple[str, str | None, str | None, str | No
     if not match:
         raise ValueError(f"{spec!r} is not a service name (form: [tag.]name[@dc][~near])")
     return match["name"], match["tag"], match["dc"], match["near"]
-
-
-class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with `*` and `**` bounded so a template cannot exhaust memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, int) and abs(right) > 64:
-                raise SecurityError("exponent too large")
-            return left**right
-        if isinstance(left, (str, list, tuple)) and isinstance(right, int) and len(left) * right > MAX_REPEAT:
-            raise SecurityError("repeated value too large")
-        if isinstance(right, (str, list, tuple)) and isinstance(left, int) and len(right) * left > MAX_REPEAT:
-            raise SecurityError("repeated value too large")
-        return left * right
-
-
-def _finalize(value: Any) -> Any:
-    """Every ``{{ }}`` output that is not the output of a macro becomes one escaped nginx token."""
-    if isinstance(value, Markup):
-        return value
-    if value is None:
-        return Markup("")
-    return Markup(nginx_token(value))
-
-
-def make_environment(search_path: Iterable[Path]) -> jinja2.Environment:
-    """The sandboxed environment: templates from the given folders, then our macro library."""
-    env = _Sandbox(
-        loader=jinja2.FileSystemLoader([*map(str, search_path), str(LIBRARY)]),
-        undefined=jinja2.StrictUndefined,
-        autoescape=True,
-        finalize=_finalize,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=True,
-    )
-    for name in ("lipsum", "cycler", "joiner"):
-        env.globals.pop(name, None)  # not needed for configs; fewer objects to reach through
-    env.filters.pop("safe", None)  # a template cannot switch escaping off for a value
-    env.filters["nginx"] = lambda v: Markup(nginx_token(v))
-    env.filters["ident"] = lambda v: Markup(nginx_ident(v))
-    env.filters["hostport"] = _hostport
-    env.filters["by_tag"] = lambda items, tag: [i for i in items if tag in i["tags"]]
-    env.filters["status"] = lambda items, *wanted: [i for i in items if i["status"] in wanted]
-    for name in FUNCTIONS:
-        env.globals[name] = _unbound(name)
-    return env
-
-
-def _hostport(instance: Any) -> Markup:
-    """``address:port`` with IPv6 addresses in brackets, as nginx's ``server`` wants it."""
-    address, port = str(instance["address"]), int(instance["port"])
-    host = f"[{address}]" if ":" in address else address
-    return Markup(nginx_token(f"{host}:{port}"))
 
 
 _READER: contextvars.ContextVar[_Reader] = contextvars.ContextVar("reader")
@@ -147,6 +89,8 @@ class _Reader:
         self.snapshot = snapshot
         self.read: set[Dependency] = set()
         self.missing: set[Dependency] = set()
+        self.warnings: list[str] = []
+        self.upstreams: dict[str, str] = {}  # lower-cased upstream name -> the name as claimed
 
     def _get(self, dep: Dependency, empty: Any) -> Any:
         self.read.add(dep)
@@ -157,17 +101,14 @@ class _Reader:
 
     def service(
         self,
-        name: str,
+        name: Any,
         tag: str | None = None,
         dc: str | None = None,
         passing: bool = True,
         near: str | None = None,
     ) -> list[dict[str, Any]]:
         """Instances of a service, sorted; only passing ones unless ``passing=False``."""
-        try:
-            base, spec_tag, spec_dc, spec_near = parse_service_spec(str(name))
-        except ValueError as exc:
-            raise TemplateError(f"service(): {exc}.") from None
+        base, spec_tag, spec_dc, spec_near = _service_name(name)
         query = ServiceQuery(base, dc or spec_dc or "", near or spec_near or "")
         instances: tuple[Instance, ...] = self._get(query, ())
         wanted_tag = tag or spec_tag
@@ -180,18 +121,61 @@ class _Reader:
     def services(self, tag: str | None = None, dc: str | None = None) -> list[dict[str, Any]]:
         """Every service (name, tags) sorted by name, optionally only those with a tag."""
         summaries: tuple[ServiceSummary, ...] = self._get(CatalogQuery(dc or ""), ())
-        return [{"name": s.name, "tags": s.tags} for s in sorted(summaries) if not tag or tag in s.tags]
+        return [
+            {"name": ConsulName(s.name), "tags": s.tags}
+            for s in sorted(summaries)
+            if not tag or tag in s.tags
+        ]
 
     def key(self, path: str, default: Any = None) -> Any:
         """A Consul KV value as text, or ``default`` when the key does not exist."""
         value = self._get(KeyQuery(str(path).lstrip("/")), None)
         return default if value is None else value
 
+    def upstream_name(self, name: Any) -> NginxText:
+        """``name`` for an upstream block, or "" with a warning when nginx cannot use it or has it already."""
+        text = str(name)
+        if not NGINX_NAME.fullmatch(text):
+            self.warnings.append(
+                f"Skipped upstream {_shown(text)}: nginx takes only letters, digits, '_', '.' and '-' "
+                "(at most 1024) in an upstream name."
+            )
+            return NginxText("")
+        if text.lower() in self.upstreams:
+            # nginx compares upstream names without case: a second one would make it refuse the file.
+            first = self.upstreams[text.lower()]
+            self.warnings.append(f"Skipped upstream {_shown(text)}: nginx already has it as {_shown(first)}.")
+            return NginxText("")
+        self.upstreams[text.lower()] = text
+        return NginxText(text)
+
+
+class ConsulName(str):
+    """A service name exactly as Consul returned it: ``service()`` never reads it as "tag.name@dc"."""
+
+    __slots__ = ()
+
+
+def _service_name(name: Any) -> tuple[str, str | None, str | None, str | None]:
+    """A name from Consul (``s``, ``s.name``, ``i.name``) as it is; other text in consul-template's form."""
+    if isinstance(name, Mapping) and isinstance(name.get("name"), ConsulName):
+        name = name["name"]
+    if isinstance(name, ConsulName):
+        return str(name), None, None, None
+    try:
+        return parse_service_spec(str(name))
+    except ValueError as exc:
+        raise TemplateError(f"service(): {exc}.") from None
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 120 else repr(text[:120]) + f"... ({len(text)} characters)"
+
 
 def _instance_view(i: Instance) -> dict[str, Any]:
     return {
         "id": i.id,
-        "name": i.name,
+        "name": ConsulName(i.name),
         "address": i.address,
         "port": i.port,
         "node": i.node,
@@ -209,8 +193,10 @@ class TemplateSet:
 
     def __init__(self, sources: Iterable[Path]) -> None:
         self.sources = tuple(sources)
-        self.env = make_environment(sorted({s.parent for s in self.sources}))
+        functions = {name: _unbound(name) for name in FUNCTIONS}
+        self.env = make_environment(sorted({s.parent for s in self.sources}), functions)
         self._compiled: dict[Path, jinja2.Template] = {}
+        self._warned: dict[Path, tuple[str, ...]] = {}
 
     def load(self) -> list[TemplateError]:
         """(Re)compile every source; return the errors (sources with errors keep their last good version)."""
@@ -265,7 +251,21 @@ class TemplateSet:
             _READER.reset(token)
         if len(text) > MAX_OUTPUT:
             raise TemplateError(f"{source}: the output is larger than {MAX_OUTPUT // 2**20} MiB.")
-        return Rendered(source, text, frozenset(reader.read), frozenset(reader.missing))
+        rendered = Rendered(
+            source, text, frozenset(reader.read), frozenset(reader.missing), tuple(reader.warnings)
+        )
+        self._report(rendered)
+        return rendered
+
+    def _report(self, rendered: Rendered) -> None:
+        """Log each warning of a complete render once: again only after a complete render without it."""
+        if rendered.missing:
+            return  # a render waiting for data is not applied; its warnings may not hold
+        before = self._warned.get(rendered.source, ())
+        for warning in rendered.warnings:
+            if warning not in before:
+                log.warning("%s: %s", rendered.source, warning)
+        self._warned[rendered.source] = rendered.warnings
 
     def render_all(self, snapshot: Snapshot) -> tuple[list[Rendered], list[TemplateError]]:
         """Render every source; errors are returned, not raised, so one bad template spares the others."""

@@ -153,7 +153,7 @@ def test_macro_library_one_upstream_per_tagged_service(tmp_path: Path) -> None:
         ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "recurses too deeply"),
         ("{{ nosuch('x') }}", "unknown function or variable 'nosuch'"),
         ("{{ 1 | nosuchfilter }}", "No filter named 'nosuchfilter'\\.$"),
-        ("{{ 'x' | safe }}", "No filter named 'safe'"),
+        ("{{ 'x' | safe }}", "filter 'safe' would write a value from Consul as it is"),
         ("{{ service('not a name!') }}", "is not a service name"),
         ("{% for %}", "t.j2:1:"),
         ("ok\n{{ service('web')[0].nope.deeper }}", "t.j2:2:"),

@@ -1,0 +1,92 @@
+"""Any service name Consul accepts is queried as exactly that name, against a real Consul."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from discovery.consul import ConsulClient, ConsulSettings, service_path, unservable
+from discovery.model import ServiceQuery, Snapshot
+from discovery.watch import Watcher
+from tests.support.consul_agent import ConsulAgent
+
+# Names Consul accepts and reads by path; each must fetch its own instances and nothing else.
+SERVABLE = ["a/b", "evil?index=1&wait=1s", "evil#frag", "e v i l", "x" * 300, "api.v2", "a%2Fb", "é/😀"]
+# Names Consul accepts but cannot read by path: a 400, or a redirect that would read another service.
+UNSERVABLE = ["..", ".", "a//b", "a/../b", "ev\u202eil", "no\u00a0break"]
+
+
+def test_a_name_is_one_quoted_path_segment() -> None:
+    assert service_path("a/b") == "/v1/health/service/a%2Fb"
+    assert service_path("evil?index=1&wait=1s") == "/v1/health/service/evil%3Findex%3D1%26wait%3D1s"
+    assert service_path("evil#frag") == "/v1/health/service/evil%23frag"
+    assert service_path("a%2Fb") == "/v1/health/service/a%252Fb"
+
+
+def test_names_consul_cannot_read_by_path_are_known_before_asking() -> None:
+    assert [n for n in SERVABLE if unservable(n)] == []
+    assert all(unservable(n) for n in UNSERVABLE)
+    assert unservable("a/") is None  # a trailing slash survives Consul's path cleaning
+
+
+def settings(consul: ConsulAgent) -> ConsulSettings:
+    return ConsulSettings(host="127.0.0.1", port=consul.http_port)
+
+
+async def fetch_each(consul: ConsulAgent, names: list[str]) -> dict[str, list[str]]:
+    client = ConsulClient(settings(consul))
+    try:
+        out = {}
+        for name in names:
+            _, entries = await client.health_service(name, dc=None, near=None)
+            out[name] = sorted(e["Service"]["ID"] for e in entries)
+        return out
+    finally:
+        await client.close()
+
+
+def register_all(consul: ConsulAgent, names: list[str]) -> dict[str, str]:
+    ids = {name: f"odd-{i}" for i, name in enumerate(names)}
+    for name, sid in ids.items():
+        consul.register(name, sid, 9000)
+    consul.register("b", "plain-b", 9001)  # what a/../b would be redirected to
+    consul.register("evil", "plain-evil", 9002)  # what a query string or fragment would cut off to
+    return ids
+
+
+def test_each_odd_name_fetches_its_own_instances_from_real_consul(consul: ConsulAgent) -> None:
+    ids = register_all(consul, SERVABLE)
+    got = asyncio.run(fetch_each(consul, SERVABLE))
+    assert got == {name: [sid] for name, sid in ids.items()}
+
+
+async def watch_once(consul: ConsulAgent, queries: list[ServiceQuery]) -> Snapshot:
+    client = ConsulClient(settings(consul))
+    watcher = Watcher(client, wait="1s", min_interval=0.01)
+    watcher.want(queries)
+    task = asyncio.create_task(watcher.run())
+    try:
+        version = 0
+        async with asyncio.timeout(15):
+            while True:
+                version, snapshot = await watcher.updates.wait_newer(version)
+                if all(snapshot.has(q) for q in queries):
+                    return snapshot
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+
+
+def test_the_watcher_reads_unservable_names_as_empty_and_every_other_name_exactly(
+    consul: ConsulAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = register_all(consul, SERVABLE + UNSERVABLE)
+    queries = [ServiceQuery(n) for n in [*SERVABLE, *UNSERVABLE, "b"]]
+    snapshot = asyncio.run(watch_once(consul, queries))
+    read: dict[str, Any] = {q.name: sorted(i.id for i in snapshot.get(q)) for q in queries}  # type: ignore[attr-defined]
+    assert read == {**{n: [ids[n]] for n in SERVABLE}, **{n: [] for n in UNSERVABLE}, "b": ["plain-b"]}
+    for name in UNSERVABLE:
+        assert f"Service {name!r} reads as no instances" in caplog.text
