@@ -21,9 +21,10 @@ def inst(
     tags: tuple[str, ...] = (),
     address: str = "10.0.0.1",
     port: int = 80,
+    name: str = "web",
     **kw: object,
 ) -> Instance:
-    return Instance(node="n1", id=sid, name="web", address=address, port=port, tags=tags, status=status, **kw)  # type: ignore[arg-type]
+    return Instance(node="n1", id=sid, name=name, address=address, port=port, tags=tags, status=status, **kw)  # type: ignore[arg-type]
 
 
 def render(tmp_path: Path, text: str, snapshot: Snapshot | None = None) -> str:
@@ -236,3 +237,79 @@ def test_unicode_lookalikes_of_nginx_syntax_are_quoted_text() -> None:
         token = nginx_token(value)
         assert token.startswith('"') and token.endswith('"')
         assert directives(f"add_header X {token};") == ["add_header"]
+
+
+ODD = ["..", "e v i l", "a/b", "evil?index=1&wait=1s", "evil#frag", "x" * 300, "ev\u202eil", "api.v2", "API"]
+LOOP = """{% import "nginx.j2" as nginx %}
+{% for s in services() %}
+{{ nginx.upstream(s.name, service(s.name)) }}
+{% endfor %}
+"""
+
+
+def odd_snapshot() -> Snapshot:
+    names = [*ODD, "api", "prime"]
+    return Snapshot.build(
+        {ServiceQuery(n): (inst(f"{n}-1", name=n, port=1000 + i),) for i, n in enumerate(names)},
+        {CatalogQuery(): tuple(ServiceSummary(n) for n in names)},
+        {},
+    )
+
+
+def test_a_name_from_services_is_taken_exactly_by_service(tmp_path: Path) -> None:
+    snap = odd_snapshot()
+    for call in ("service(s.name)", "service(s)", "service(service(s.name)[0].name)"):
+        text = "{% for s in services() %}{{ s.name | ident }}=" + "{{ " + call + " | length }} {% endfor %}"
+        out = render(tmp_path, text, snap)
+        assert "api.v2=1 " in out and "e_v_i_l=1 " in out and "=0" not in out, (call, out)
+
+
+def test_literal_shorthand_still_reads_tag_and_datacenter(tmp_path: Path) -> None:
+    assert render(tmp_path, "{{ service('blue.web') | map(attribute='id') | join(',') }}", SNAP) == "a"
+    # a name built in the template is text, so it is read in the shorthand form too
+    assert render(tmp_path, "{{ service('blue' ~ '.web') | length }}", SNAP) == "1"
+
+
+def test_names_nginx_cannot_use_are_skipped_with_one_warning_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = render(tmp_path, LOOP, odd_snapshot())
+    upstreams = [line for line in out.splitlines() if line.startswith("upstream ")]
+    assert upstreams == [f"upstream {n} {{" for n in ("..", "API", "api.v2", "prime", "x" * 300)]
+    assert set(directives(out)) == {"upstream", "server"}
+    for name in ("e v i l", "a/b", "evil?index=1&wait=1s", "evil#frag", "ev\u202eil"):
+        assert caplog.text.count(f"Skipped upstream {name!r}: nginx takes only") == 1, name
+    assert caplog.text.count("Skipped upstream 'api': nginx already has it as 'API'") == 1
+
+
+def test_a_skipped_upstream_is_warned_about_once_across_renders(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "t.j2"
+    source.write_text(LOOP)
+    ts = TemplateSet([source])
+    assert ts.load() == []
+    for _ in range(3):
+        rendered = ts.render(source, odd_snapshot())
+    assert len(rendered.warnings) == 6
+    assert caplog.text.count("Skipped upstream 'e v i l'") == 1
+
+
+def test_the_upstreams_macro_skips_odd_names_and_keeps_the_others(tmp_path: Path) -> None:
+    out = render(
+        tmp_path, '{% import "nginx.j2" as nginx %}{{ nginx.upstreams(prefix="svc_") }}', odd_snapshot()
+    )
+    assert "upstream svc_prime {" in out and "upstream svc_api.v2 {" in out
+    assert "svc_e" not in out and "upstream svc_a_b" not in out
+
+
+def test_nginx_name_test_guards_hand_written_blocks(tmp_path: Path) -> None:
+    text = "{% for s in services() if s.name is nginx_name %}{{ s.name }} {% endfor %}"
+    assert render(tmp_path, text, odd_snapshot()).split() == [
+        "..",
+        "API",
+        "api",
+        "api.v2",
+        "prime",
+        "x" * 300,
+    ]
