@@ -20,8 +20,10 @@ __all__ = ["NGINX_NAME", "NginxText", "nginx_ident", "nginx_token", "trusted_ide
 _SAFE = re.compile(r"^[A-Za-z0-9_.:/@%+=,~^*!?()\[\]<>|&-]+$")
 _IDENT_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "$": "%24"}
-# A name nginx takes as an upstream name and in proxy_pass http://NAME; nginx reads at most 4 KiB per token.
-NGINX_NAME = re.compile(r"[A-Za-z0-9_.-]{1,1024}")
+# A name nginx takes as an upstream name, in proxy_pass http://NAME and in server_name NAME.example.com:
+# dot-separated non-empty labels (a leading '.' would make a server_name a wildcard), at most 1024 long
+# (nginx reads at most 4 KiB per token).
+NGINX_NAME = re.compile(r"(?=.{1,1024}\Z)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 
 
 class NginxText(str):

@@ -137,8 +137,8 @@ class _Reader:
         text = str(name)
         if not NGINX_NAME.fullmatch(text):
             self.warnings.append(
-                f"Skipped upstream {_shown(text)}: nginx takes only letters, digits, '_', '.' and '-' "
-                "(at most 1024) in an upstream name."
+                f"Skipped upstream {_shown(text)}: nginx takes only letters, digits, '_' and '-' in "
+                "dot-separated parts (at most 1024 characters) in an upstream name."
             )
             return NginxText("")
         if text.lower() in self.upstreams:
