@@ -7,6 +7,7 @@ output is looked at before it ships.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from discovery.model import CatalogQuery, Instance, KeyQuery, ServiceQuery, Serv
 from renderer.sandbox import REFUSED_FILTERS
 from renderer.template import TemplateSet
 from tests.support.nginx_tokens import tokens
+from tests.support.sidecar import UPSTREAMS
 
 # v: a hostile string; vs: hostile strings (tags); m: hostile mapping (meta); i: an instance; n: its port;
 # s: a service from services() with a hostile name.
@@ -249,3 +251,29 @@ def test_macro_and_block_output_is_written_as_it_is_and_stays_safe(
     assert set(heads) <= {"upstream", "server", "keepalive", "add_header", "}"}, text
     assert text.count("upstream fixed {") == 1 and "upstream w {" in text
     assert "$" not in text
+
+
+def test_upstreams_check_refuses_an_html_filter_saying_why(tmp_path: Path) -> None:
+    (tmp_path / "t.j2").write_text("add_header X {{ key('note') | e }};\n")
+    config = tmp_path / "sidecar.toml"
+    config.write_text(
+        '[consul]\naddress = "127.0.0.1:1"\n[[template]]\nsource = "t.j2"\ndestination = "o.conf"\n'
+    )
+    out = subprocess.run(
+        [UPSTREAMS, "check", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode != 0
+    assert out.stderr.strip() == (
+        f"upstreams: {tmp_path / 't.j2'}:1: filter 'e' is HTML escaping, which leaves nginx's ; {{ }} and # "
+        "alone; every {{ }} is already escaped for nginx."
+    )
+
+
+def test_the_examples_of_the_issue_are_one_token_each(tmp_path: Path) -> None:
+    source = tmp_path / "t.j2"
+    source.write_text("{% set i = service('web')[0] %}a {{ i.meta.note }};\nb {{ i.meta | tojson }};\n")
+    ts = TemplateSet([source])
+    assert ts.load() == []
+    note = "a; include /etc/shadow; #"
+    text = ts.render(source, snapshot("n", [], {"note": note})).text
+    assert text == 'a "a; include /etc/shadow; #";\nb "{\\"note\\": \\"a; include /etc/shadow; #\\"}";\n'
