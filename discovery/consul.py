@@ -26,7 +26,7 @@ from .duration import parse_duration
 from .errors import ConfigError, ConsulDenied, ConsulUnavailable, first_line
 from .table import Table
 
-__all__ = ["ConsulClient", "ConsulSettings", "consul_errors", "service_path", "unservable"]
+__all__ = ["ConsulClient", "ConsulSettings", "consul_errors", "kv_prefix", "service_path", "unservable"]
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8500"
 REQUEST_TIMEOUT = 10.0
@@ -232,11 +232,26 @@ def unservable(name: str) -> str | None:
     """
     if not name.isprintable():
         return "Consul's HTTP API refuses paths with characters that are not printable"
-    path = "/v1/health/service/" + name
-    cleaned = posixpath.normpath(path) + ("/" if path.endswith("/") else "")  # Go's cleanPath keeps it
-    if cleaned != path:
+    if _rewritten("/v1/health/service/" + name):
         return "Consul's HTTP API rewrites paths with '.', '..' or '//' segments to another path"
     return None
+
+
+def kv_prefix(prefix: str) -> str:
+    """The longest start of ``prefix`` that Consul reads by path as it is, for a recursive KV read.
+
+    A recursive read of a shorter prefix still holds every key of the longer one (the caller picks the
+    exact keys from the answer), so a key with ``..``, ``//`` or an unprintable character is read too.
+    """
+    while prefix and (not prefix.isprintable() or _rewritten("/v1/kv/" + prefix)):
+        prefix = prefix[:-1]
+    return prefix
+
+
+def _rewritten(path: str) -> bool:
+    """Whether Consul's router (Go's path cleaning, which keeps a trailing slash) changes this path."""
+    cleaned = posixpath.normpath(path) + ("/" if path.endswith("/") else "")
+    return cleaned != path
 
 
 def _timeout_for(uri: str, slack: float) -> float:

@@ -29,7 +29,7 @@ import tenacity
 
 from .blocking import BlockingQuery, consul_retrying
 from .catalog import check_fingerprints, parse_health, parse_services
-from .consul import ConsulClient, consul_errors, unservable
+from .consul import ConsulClient, consul_errors, kv_prefix, unservable
 from .errors import ConsulError
 from .latest import Latest
 from .metrics import ConsulMetrics
@@ -134,8 +134,9 @@ class _Datacenter:
             self.kv_task = self.watcher._spawn(self._watch_kv(keys))
 
     async def _watch_kv(self, keys: frozenset[str]) -> None:
-        # Character-wise on purpose: KV keys are strings, and a recursive KV read takes any prefix.
-        prefix = os.path.commonprefix(sorted(keys))  # noqa: RUF071
+        # Character-wise on purpose: KV keys are strings, and a recursive KV read takes any prefix;
+        # shortened where Consul would rewrite or refuse the path (the exact keys are picked below).
+        prefix = kv_prefix(os.path.commonprefix(sorted(keys)))  # noqa: RUF071
 
         async def fetch(index: int, wait: str) -> tuple[Any, Any]:
             async with consul_errors(f"the KV prefix '{prefix}'"):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from discovery.consul import ConsulClient, ConsulSettings, service_path, unservable
-from discovery.model import ServiceQuery, Snapshot
+from discovery.consul import ConsulClient, ConsulSettings, kv_prefix, service_path, unservable
+from discovery.model import Dependency, KeyQuery, ServiceQuery, Snapshot
 from discovery.watch import Watcher
 from tests.support.consul_agent import ConsulAgent
 
@@ -29,6 +31,13 @@ def test_names_consul_cannot_read_by_path_are_known_before_asking() -> None:
     assert [n for n in SERVABLE if unservable(n)] == []
     assert all(unservable(n) for n in UNSERVABLE)
     assert unservable("a/") is None  # a trailing slash survives Consul's path cleaning
+
+
+def test_a_kv_prefix_is_shortened_to_what_consul_reads_as_it_is() -> None:
+    assert kv_prefix("cfg/a//b") == "cfg/a/"
+    assert kv_prefix("cfg/../x") == "cfg/"
+    assert kv_prefix("cfg/\u202ex") == "cfg/"
+    assert kv_prefix("cfg/a?b#c") == "cfg/a?b#c"
 
 
 def settings(consul: ConsulAgent) -> ConsulSettings:
@@ -62,17 +71,25 @@ def test_each_odd_name_fetches_its_own_instances_from_real_consul(consul: Consul
     assert got == {name: [sid] for name, sid in ids.items()}
 
 
-async def watch_once(consul: ConsulAgent, queries: list[ServiceQuery]) -> Snapshot:
+async def watch_until(
+    consul: ConsulAgent, queries: list[Dependency], done: Callable[[Snapshot], bool], then: Callable[[], None]
+) -> Snapshot:
+    """Watch ``queries`` until every one has answered, call ``then``, and return the first snapshot ``done`` likes."""
     client = ConsulClient(settings(consul))
     watcher = Watcher(client, wait="1s", min_interval=0.01)
     watcher.want(queries)
     task = asyncio.create_task(watcher.run())
     try:
-        version = 0
+        version, called = 0, False
         async with asyncio.timeout(15):
             while True:
                 version, snapshot = await watcher.updates.wait_newer(version)
-                if all(snapshot.has(q) for q in queries):
+                if not all(snapshot.has(q) for q in queries):
+                    continue
+                if not called:
+                    called = True
+                    await asyncio.to_thread(then)
+                if done(snapshot):
                     return snapshot
     finally:
         task.cancel()
@@ -80,13 +97,51 @@ async def watch_once(consul: ConsulAgent, queries: list[ServiceQuery]) -> Snapsh
         await client.close()
 
 
+def watch_once(consul: ConsulAgent, queries: list[Dependency]) -> Snapshot:
+    return asyncio.run(watch_until(consul, queries, lambda _: True, lambda: None))
+
+
 def test_the_watcher_reads_unservable_names_as_empty_and_every_other_name_exactly(
     consul: ConsulAgent, caplog: pytest.LogCaptureFixture
 ) -> None:
     ids = register_all(consul, SERVABLE + UNSERVABLE)
     queries = [ServiceQuery(n) for n in [*SERVABLE, *UNSERVABLE, "b"]]
-    snapshot = asyncio.run(watch_once(consul, queries))
+    snapshot = watch_once(consul, list(queries))
     read: dict[str, Any] = {q.name: sorted(i.id for i in snapshot.get(q)) for q in queries}  # type: ignore[attr-defined]
     assert read == {**{n: [ids[n]] for n in SERVABLE}, **{n: [] for n in UNSERVABLE}, "b": ["plain-b"]}
     for name in UNSERVABLE:
         assert f"Service {name!r} reads as no instances" in caplog.text
+
+
+def test_kv_keys_consul_cannot_read_by_path_are_read_exactly(consul: ConsulAgent) -> None:
+    values = {"cfg/a//b": "1", "cfg/../x": "2", "cfg/\u202ex": "3", "cfg/q?b#c": "4", "cfg/a/b": "5"}
+    # Consul's KV endpoint cannot write such keys by path either; its transaction endpoint can.
+    ops = [
+        {"KV": {"Verb": "set", "Key": k, "Value": base64.b64encode(v.encode()).decode()}}
+        for k, v in values.items()
+    ]
+    consul.api("PUT", "/v1/txn", ops)
+    # Each key alone, so the prefix read is the key itself, then all together.
+    for key, value in values.items():
+        assert watch_once(consul, [KeyQuery(key)]).get(KeyQuery(key)) == value, key
+    snapshot = watch_once(consul, [KeyQuery(k) for k in values])
+    assert {k: snapshot.get(KeyQuery(k)) for k in values} == values
+
+
+def test_a_change_to_a_name_differing_in_case_refreshes_the_watched_name(consul: ConsulAgent) -> None:
+    # Consul matches service names without case: /v1/health/service/api also lists 'API' instances.
+    consul.register("api", "api-1", 9000)
+    query = ServiceQuery("api")
+
+    def ids(snapshot: Snapshot) -> set[str]:
+        return {i.id for i in snapshot.get(query)}  # type: ignore[attr-defined]
+
+    snapshot = asyncio.run(
+        watch_until(
+            consul,
+            [query],
+            lambda s: ids(s) == {"api-1", "upper-1"},
+            lambda: consul.register("API", "upper-1", 9001),
+        )
+    )
+    assert ids(snapshot) == {"api-1", "upper-1"}
