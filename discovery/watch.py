@@ -30,7 +30,7 @@ import tenacity
 from .blocking import BlockingQuery, consul_retrying
 from .catalog import check_fingerprints, parse_health, parse_services
 from .consul import ConsulClient, consul_errors, kv_prefix, unservable
-from .errors import ConsulError
+from .errors import ConsulError, first_line
 from .latest import Latest
 from .metrics import ConsulMetrics
 from .model import CatalogQuery, Dependency, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
@@ -276,26 +276,12 @@ class Watcher:
                 self._publish()
 
     async def _fetch_one(self, query: ServiceQuery, limit: asyncio.Semaphore) -> None:
-        def report(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, ConsulError):
-                self._lost(exc)
-
         # A name Consul cannot answer for by path reads as no instances: it must never stall the
         # other services (a fetch retried forever would hold up this whole batch) nor read another one.
-        problem = unservable(query.name)
         entries: Any = None
+        problem = unservable(query.name)
         if problem is None:
-            async for attempt in consul_retrying(report):
-                with attempt:
-                    async with limit, consul_errors(f"the health of service '{query.name}'"):
-                        with self.metrics.fetch_seconds.time():
-                            try:
-                                _, entries = await self.client.health_service(
-                                    query.name, dc=query.dc or None, near=query.near or None
-                                )
-                            except consul.exceptions.BadRequest as exc:
-                                problem = f"Consul refused the query ({exc})"  # final for this name
+            entries, problem = await self._fetch_health(query, limit)
         if query not in self._wanted:
             return
         if problem is not None:
@@ -305,6 +291,27 @@ class Watcher:
         self._unreadable.discard(query)
         self._data[query] = parse_health(entries, query.dc, keep_order=bool(query.near))
         self._reached()
+
+    async def _fetch_health(self, query: ServiceQuery, limit: asyncio.Semaphore) -> tuple[Any, str | None]:
+        """(entries, None), retried while Consul is away; or (None, why) when Consul refuses this name."""
+
+        def report(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, ConsulError):
+                self._lost(exc)
+
+        async for attempt in consul_retrying(report):
+            with attempt:
+                async with limit, consul_errors(f"the health of service '{query.name}'"):
+                    with self.metrics.fetch_seconds.time():
+                        try:
+                            _, entries = await self.client.health_service(
+                                query.name, dc=query.dc or None, near=query.near or None
+                            )
+                        except consul.exceptions.BadRequest as exc:
+                            # 400 is about the request itself: retrying the same name cannot help.
+                            return None, f"Consul refused the query ({first_line(exc).strip()})"
+        return entries, None
 
     def _unreadable_service(self, query: ServiceQuery, problem: str) -> None:
         if query not in self._unreadable:

@@ -113,6 +113,21 @@ def test_the_watcher_reads_unservable_names_as_empty_and_every_other_name_exactl
         assert f"Service {name!r} reads as no instances" in caplog.text
 
 
+def test_a_name_consul_refuses_with_400_reads_as_empty_without_retrying(
+    consul: ConsulAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    # U+1FAE0 is printable for Python 3.11 (Unicode 14); Consul 1.8 (Go 1.15, Unicode 13) answers 400.
+    name = "melt\U0001fae0"
+    ids = register_all(consul, [name, "plain"])
+    snapshot = watch_once(consul, [ServiceQuery(name), ServiceQuery("plain")])
+    assert [i.id for i in snapshot.get(ServiceQuery("plain"))] == [ids["plain"]]  # type: ignore[attr-defined]
+    got = [i.id for i in snapshot.get(ServiceQuery(name))]  # type: ignore[attr-defined]
+    refused = f"Service {name!r} reads as no instances: Consul refused the query (400" in caplog.text
+    # A Consul built with a newer Unicode reads it; an older one refuses it, once, and nothing stalls.
+    assert (got, refused) in (([ids[name]], False), ([], True))
+    assert "Lost Consul" not in caplog.text
+
+
 def test_kv_keys_consul_cannot_read_by_path_are_read_exactly(consul: ConsulAgent) -> None:
     values = {"cfg/a//b": "1", "cfg/../x": "2", "cfg/\u202ex": "3", "cfg/q?b#c": "4", "cfg/a/b": "5"}
     # Consul's KV endpoint cannot write such keys by path either; its transaction endpoint can.
