@@ -17,7 +17,7 @@ import re
 
 __all__ = ["NGINX_NAME", "NginxText", "nginx_ident", "nginx_token", "trusted_ident", "trusted_token"]
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.:/@%+=,~^*!?()\[\]<>|&-]+$")
+_SAFE = re.compile(r"[A-Za-z0-9_.:/@%+=,~^*!?()\[\]<>|&-]+")  # fullmatch: `$` would allow a final newline
 _IDENT_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "$": "%24"}
 # A name nginx takes as an upstream name, in proxy_pass http://NAME and in server_name NAME.example.com:
@@ -39,7 +39,7 @@ class NginxText(str):
 def nginx_token(value: object) -> str:
     """Return ``value`` as one nginx token: bare when harmless, otherwise quoted and escaped."""
     text = str(value)
-    if text and _SAFE.match(text):
+    if _SAFE.fullmatch(text):
         return text
     out = []
     for ch in text:

@@ -21,6 +21,8 @@ from renderer.template import TemplateSet
 from tests.support.nginx_tokens import tokens
 from tests.support.sidecar import UPSTREAMS
 
+# Each is written as a value and inside a comment: a value that ended the comment would let the `;`
+# after it through as an empty statement.
 # v: a hostile string; vs: hostile strings (tags); m: hostile mapping (meta); i: an instance; n: its port;
 # s: a service from services() with a hostile name.
 FILTERS = {
@@ -107,6 +109,7 @@ HOSTILE = [
     "\\",
     "#",
     "{",
+    "ok\n",
     "",
 ]
 
@@ -138,9 +141,9 @@ IN_AUTOESCAPE += [("autoescape_concat", "(v | nginx) ~ v"), ("autoescape_markup"
 SOURCE = (
     "{% set v = key('v') %}{% set i = service('web')[0] %}{% set vs = i.tags | list %}{% set m = i.meta %}"
     "{% set n = i.port %}{% set s = services()[0] %}\n"
-    + "".join(f"add_header {k} {{{{ {e} }}}};\n" for k, e in LINES)
+    + "".join(f"add_header {k} {{{{ {e} }}}}; # {{{{ {e} }}}} ;\n" for k, e in LINES)
     + "{% autoescape true %}\n"
-    + "".join(f"add_header {k} {{{{ {e} }}}};\n" for k, e in IN_AUTOESCAPE)
+    + "".join(f"add_header {k} {{{{ {e} }}}}; # {{{{ {e} }}}} ;\n" for k, e in IN_AUTOESCAPE)
     + "{% endautoescape %}\n"
 )
 

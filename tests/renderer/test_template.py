@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from discovery.errors import TemplateError
@@ -182,10 +182,12 @@ def test_escaping_keeps_safe_values_bare_and_quotes_the_rest() -> None:
     assert nginx_token('x";\ninclude /etc/passwd;') == '"x\\";\\ninclude /etc/passwd;"'
     assert nginx_token("$host") == '"%24host"'
     assert nginx_token("") == '""'
+    assert nginx_token("0\n") == '"0\\n"'  # a final newline is escaped too (a regex `$` lets it through)
     assert nginx_ident("my service;{x}") == "my_service__x_"
 
 
 @settings(max_examples=300, deadline=None)
+@example("0\n")
 @given(st.text(max_size=200))
 def test_any_string_becomes_exactly_one_token(value: str) -> None:
     line = f"add_header X-Meta {nginx_token(value)};\n# comment {nginx_token(value)}\n"
