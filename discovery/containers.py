@@ -24,7 +24,9 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from .engine_socket import socket_problem
 from .errors import EngineError, first_line
+from .exec_monitors import end_exec_monitors
 
 __all__ = [
     "CONNECTED",
@@ -216,6 +218,8 @@ class DockerEngine:
         self._lock = threading.Lock()
         self._streams: set[Any] = set()
         self._inspected: dict[str, ContainerInfo] = {}
+        self._podman: bool | None = None  # asked once, at the first check
+        self._monitor_warned = False
 
     def _api(self) -> docker.APIClient:
         with self._lock:
@@ -324,9 +328,16 @@ class DockerEngine:
 
         def read() -> None:
             with engine_errors(self.url, what):
-                for chunk in self._api().exec_start(exec_id, stream=True):
-                    if len(buffer) < limit:  # drain the rest so the command never blocks on a pipe
-                        buffer.extend(chunk[: limit - len(buffer)])
+                stream = self._api().exec_start(exec_id, stream=True)
+                try:
+                    for chunk in stream:
+                        if len(buffer) < limit:  # drain the rest so the command never blocks on a pipe
+                            buffer.extend(chunk[: limit - len(buffer)])
+                finally:
+                    # The SDK leaves closing a streamed response to its caller, and its close() shuts the
+                    # socket but leaves the response's file open on it: close both, or the fd lingers.
+                    stream.close()
+                    getattr(stream, "_response").close()  # noqa: B009 - private, untyped in the stubs
 
         reader = asyncio.ensure_future(asyncio.to_thread(read))
         timed_out = False
@@ -345,10 +356,30 @@ class DockerEngine:
             await asyncio.shield(self._kill_exec(exec_id))
             raise
         code = await self._exit_code(exec_id, what)
+        await self._end_monitors(exec_id)
         text = bytes(buffer).decode("utf-8", errors="replace")
         if timed_out:
             return ExecResult(exit_code=code if code >= 0 else 137, output=text, timed_out=True)
         return ExecResult(exit_code=code, output=text)
+
+    async def _end_monitors(self, exec_id: str) -> None:
+        """On Podman, end the exec session's lingering monitor now that its exit code is read."""
+        if self._podman is None:
+            version = await self._call("ask the engine's version", lambda api: api.version())
+            names = [str(c.get("Name", "")) for c in version.get("Components") or []]
+            self._podman = any("podman" in name.lower() for name in names)
+        if not self._podman:
+            return  # Docker keeps no process per finished exec session
+        try:
+            await asyncio.to_thread(end_exec_monitors, exec_id)
+        except OSError as exc:
+            if not self._monitor_warned:
+                self._monitor_warned = True
+                log.warning(
+                    "Cannot end Podman's monitor of a finished check (%s): each check run leaves a conmon "
+                    "process until Podman's exit_command_delay (default 300s) passes.",
+                    exc.strerror,
+                )
 
     async def _kill_exec(self, exec_id: str) -> None:
         """Kill a command that outlived its timeout (the engine API has no call for it: use its host PID)."""
@@ -431,4 +462,9 @@ def engine_errors(url: str, what: str) -> Iterator[None]:
     try:
         yield
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        # A socket that is not there (the engine's API service not started) is the usual first-day
+        # problem; the SDK reports it as nested tuples, so say it in one sentence naming the socket.
+        missing = socket_problem(url)
+        if missing is not None:
+            raise EngineError(missing) from exc
         raise EngineError(f"The container engine at {url} could not {what}: {first_line(exc)}.") from exc

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from discovery.consul import ConsulClient
 from discovery.containers import DockerEngine
+from discovery.engine_socket import socket_problem
 from discovery.errors import ConfigError, UpstreamsError
 from discovery.logs import setup_logging
 
@@ -88,6 +89,10 @@ def _check(config: RegistrarConfig) -> int:
         if errors:
             return EXIT_USAGE
         count = len(files.paths())
+    # A warning, not a failure: the engine may well start after the companion (it reconnects).
+    missing = socket_problem(config.engine) if config.engine else None
+    if missing is not None:
+        print(f"upstreams-registrar: warning: {missing}", file=sys.stderr)
     print(f"{config.path}: OK ({count} service files).")
     return EXIT_OK
 
