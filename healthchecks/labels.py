@@ -17,6 +17,7 @@ from typing import Any
 from discovery.containers import ContainerInfo, PortBinding
 from discovery.duration import parse_duration
 
+from .ports import all_ports, no_port_reason, ports_to_register
 from .spec import (
     MAX_META,
     MAX_META_KEY,
@@ -31,7 +32,7 @@ from .spec import (
 __all__ = ["HostSettings", "services_for"]
 
 # Keys with a meaning of their own; any other SERVICE_* key becomes Meta.
-KNOWN = frozenset({"name", "id", "tags", "ignore", "weight"})
+KNOWN = frozenset({"name", "id", "tags", "ignore", "weight", "ports"})
 CHECK_PREFIX = "check_"
 MAX_TAG = 255
 MAX_SCRIPT = 4096
@@ -72,21 +73,6 @@ def _image_basename(image: str) -> str:
     return last.split(":", 1)[0]
 
 
-def _ports(container: ContainerInfo, host: HostSettings) -> list[tuple[PortBinding, str, int]]:
-    """(binding, address, port) for each port to register."""
-    chosen = []
-    host_network = container.network_mode == "host"
-    for binding in container.ports:
-        if host_network:
-            chosen.append((binding, host.advertise_address, binding.port))
-        elif host.internal:
-            if container.ip:
-                chosen.append((binding, container.ip, binding.port))
-        elif binding.host_port:
-            chosen.append((binding, host.advertise_address, binding.host_port))
-    return chosen
-
-
 def services_for(
     container: ContainerInfo, host: HostSettings
 ) -> tuple[tuple[ServiceSpec, ...], tuple[str, ...]]:
@@ -98,7 +84,12 @@ def services_for(
         return (), ()
     if host.explicit and "name" not in keys:
         return (), ()
-    ports = _ports(container, host)
+    ports = ports_to_register(container, host, all_ports(container, keys, where, warnings))
+    if not ports and keys:
+        # It asked for a service (some SERVICE_* key) and would otherwise vanish without a word.
+        warnings.append(
+            f"{where} asks for a service but has no port to register: {no_port_reason(container, host)}"
+        )
     specs = []
     for binding, address, port in ports:
         own = _for_port(keys, binding.port)

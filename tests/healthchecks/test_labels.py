@@ -181,3 +181,42 @@ def test_any_labels_give_valid_bodies_or_warnings(labels: dict[str, str]) -> Non
         assert all(valid_meta_key(k) for k in meta if not k.startswith("upstreams-registrar"))
         assert all(len(v) <= 512 for v in meta.values())
         assert "/" not in body["ID"]
+
+
+def test_host_network_without_exposed_port_takes_service_ports() -> None:
+    """Podman drops --expose on the host network: SERVICE_PORTS declares the port on every engine."""
+    info = container(
+        {"SERVICE_NAME": "hostnet", "SERVICE_PORTS": "8081, 5353/udp"}, ports=(), network_mode="host"
+    )
+    specs, warnings = services_for(info, HOST)
+    assert [(s.name, s.address, s.port, s.id) for s in specs] == [
+        ("hostnet-5353", "10.0.0.5", 5353, "h1:web-1:5353:udp"),
+        ("hostnet-8081", "10.0.0.5", 8081, "h1:web-1:8081"),
+    ]
+    assert warnings == ()
+    assert all("ports" not in dict(s.meta) for s in specs)  # a key of ours, not Meta
+
+
+def test_a_container_asking_for_a_service_without_a_port_gets_one_warning_saying_why() -> None:
+    hostnet = container({"SERVICE_NAME": "hostnet"}, ports=(), network_mode="host")
+    assert services_for(hostnet, HOST) == (
+        (),
+        (
+            "container web-1 asks for a service but has no port to register: it is on the host network and "
+            "declares no port (Podman drops --expose there); declare it with the label SERVICE_PORTS=PORT",
+        ),
+    )
+    unpublished = container({"SERVICE_CHECK_TCP": "true"}, ports=(PortBinding(80, "tcp"),))
+    (warning,) = services_for(unpublished, HOST)[1]
+    assert warning.endswith(
+        "none of its exposed ports is published; publish one with -p 127.0.0.1:HOSTPORT:PORT"
+    )
+    # No SERVICE_* key at all: registrator's rule, nothing asked, nothing said.
+    assert services_for(container(ports=()), HOST) == ((), ())
+
+
+def test_bad_service_ports_items_are_skipped_one_by_one() -> None:
+    info = container({"SERVICE_PORTS": "80x,9000,70000/tcp,53/sctp"}, ports=(), network_mode="host")
+    specs, warnings = services_for(info, HOST)
+    assert [s.port for s in specs] == [9000]
+    assert len(warnings) == 3 and all("SERVICE_PORTS item" in w for w in warnings)
