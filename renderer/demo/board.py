@@ -42,9 +42,10 @@ class Board:
     started: float = field(default_factory=time.monotonic)
     rows: dict[str, Row] = field(default_factory=dict)
     reloads: int = 0
-    errors: int = 0
+    errors: int = 0  # failed requests through nginx, counted once every replica first served
+    counting: bool = False  # before that, nginx answers 502 by design (nothing passes yet): not failures
     cut_short: int = 0  # answers a replica began and never finished: it was killed mid-response
-    errors_label: str = "failed requests"
+    errors_label: str = "failed requests since all replicas served"
     last_change: Measurement | None = None
     measurements: list[Measurement] = field(default_factory=list)
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
@@ -66,6 +67,16 @@ class Board:
     def by_port(self, port: int) -> Row | None:
         """The replica answering on a host port."""
         return next((r for r in self.rows.values() if r.replica.port == port), None)
+
+    def all_serve(self) -> bool:
+        """True once every running replica passes in Consul and has answered a request."""
+        rows = [r for r in self.rows.values() if r.running]
+        return bool(rows) and all(r.health == "passing" and r.served > 0 for r in rows)
+
+    def start_counting(self) -> None:
+        """Count failed requests from now on (the story's and the interactive mode's common start)."""
+        self.counting = True
+        self.errors = 0
 
     def health(self, row: Row, status: str, at: float) -> None:
         """A replica's status in Consul changed (seen by the blocking query at ``at``)."""

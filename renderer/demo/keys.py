@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import termios
 import tty
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from .actions import Actions
 from .process import PartFailed
 
-__all__ = ["HELP", "read_keys", "terminal_keys"]
+__all__ = ["HELP", "parse_keys", "read_keys", "terminal_keys"]
 
 HELP = "keys: k<N> kill, s start, f<N> fail, r<N> recover replica N; q quit"
 
@@ -31,22 +32,54 @@ def terminal_keys() -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
+def parse_keys(pending: str, typed: str) -> tuple[list[tuple[str, str]], str, bool]:
+    """Keys typed (in one burst or one by one) -> (actions as (verb, replica number), pending verb, quit).
+
+    Pure, so bursts are tested without a terminal: "f2" typed at once is one action; Enter, spaces and
+    unknown keys do nothing; only q ends the demo.
+    """
+    actions: list[tuple[str, str]] = []
+    for key in typed.lower():
+        if key == "q":
+            return actions, "", True
+        if key == "s":
+            actions.append(("s", ""))
+            pending = ""
+        elif key in "kfr":
+            pending = key
+        elif key.isdigit() and pending:
+            actions.append((pending, key))
+            pending = ""
+    return actions, pending, False
+
+
 async def read_keys(actions: Actions) -> None:
-    """Act on keys until q (then return) or cancellation."""
+    """Act on keys until q or the end of input (then return), or cancellation."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str] = asyncio.Queue()
     fd = sys.stdin.fileno()
-    loop.add_reader(fd, lambda: queue.put_nowait(sys.stdin.read(1)))
+
+    def readable() -> None:
+        # os.read, not sys.stdin.read(1): the text layer would buffer the rest of a burst ("f2" -> "2")
+        # where the fd no longer looks readable, so the second key waited for the next one.
+        try:
+            data = os.read(fd, 1024)
+        except OSError:
+            data = b""
+        queue.put_nowait(data.decode(errors="replace"))
+
+    loop.add_reader(fd, readable)
     pending = ""
+    verbs = {"k": actions.kill, "f": actions.fail, "r": actions.recover}
     try:
-        while (key := (await queue.get()).lower()) not in ("q", ""):
-            if key == "s":
-                await actions.start()
-            elif key in "kfr":
-                pending = key
-            elif key.isdigit() and pending:
-                verb = {"k": actions.kill, "f": actions.fail, "r": actions.recover}[pending]
-                pending = ""
-                await verb(f"prime-{key}")
+        while typed := await queue.get():  # "" is the end of input
+            todo, pending, quit_now = parse_keys(pending, typed)
+            for verb, number in todo:
+                if verb == "s":
+                    await actions.start()
+                else:
+                    await verbs[verb](f"prime-{number}")
+            if quit_now:
+                return
     finally:
         loop.remove_reader(fd)

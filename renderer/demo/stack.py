@@ -134,6 +134,7 @@ async def _run(
         async with asyncio.timeout(_remaining(options.duration, board)), asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(c) for c in background]
             if options.interactive:
+                tasks.append(tg.create_task(_count_when_all_serve(board)))
                 await read_keys(actions)
             else:
                 await story.run()
@@ -199,6 +200,14 @@ async def _tick(board: Board) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _count_when_all_serve(board: Board) -> None:
+    """Interactive mode counts failed requests from the same point as the story: all replicas serve."""
+    while not board.all_serve():  # noqa: ASYNC110 - the board is plain state, polled as the view does
+        await asyncio.sleep(0.05)
+    board.start_counting()
+    board.say(f"all {len(board.rows)} replicas serve; failed requests are counted from now")
+
+
 async def _supervise(children: list[Child]) -> None:
     """Fail the demo, naming the part, when one of its processes exits on its own."""
     while True:
@@ -218,8 +227,10 @@ def _summary(board: Board) -> None:
                 f"summary: {kind} latency (Consul -> nginx) over {len(values)} changes: median "
                 f"{statistics.median(values):.0f} ms, max {max(values):.0f} ms"
             )
+    # Not counting means not every replica ever served: a 0 would claim more than was seen.
+    errors = board.errors if board.counting else "not counted (not every replica served)"
     board.say(
-        f"summary: nginx reloads: {board.reloads}; {board.errors_label}: {board.errors}; "
+        f"summary: nginx reloads: {board.reloads}; {board.errors_label}: {errors}; "
         f"answers cut short by a killed replica: {board.cut_short}"
     )
     board.say("stopping: replicas, companion, Podman, sidecar, nginx, Consul; removing temporary files")

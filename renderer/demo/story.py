@@ -48,17 +48,12 @@ class Story:
     async def _all_serve(self) -> None:
         self.board.say(f"step 1/{STEPS}: waiting until all {self.replicas} replicas are passing and serve")
 
-        def ready() -> bool:
-            rows = [r for r in self.board.rows.values() if r.running]
-            return bool(rows) and all(r.health == "passing" and r.served > 0 for r in rows)
-
-        if await _until(ready, STEP_TIMEOUT):
+        if await _until(self.board.all_serve, STEP_TIMEOUT):
             counts = ", ".join(f"{r.replica.name} {r.served}" for r in self.board.rows.values())
             self.board.say(
                 f"step 1/{STEPS} observed: all {self.replicas} replicas serve (requests: {counts})"
             )
-            self.board.errors = 0  # 502s before the first replica passed are expected; count from here
-            self.board.errors_label = "failed requests since all replicas served"
+            self.board.start_counting()  # 502s before the first replica passed are expected
         else:
             self._missed(1)
         await asyncio.sleep(PAUSE)

@@ -57,6 +57,8 @@ class Traffic:
             await asyncio.sleep(PAUSE_AFTER_FAILURE if problem else PAUSE)
 
     def _failed(self, problem: str) -> None:
+        if not self.board.counting:
+            return  # before every replica has served, nginx's 502 is the template's empty case
         self.board.errors += 1
         now = time.monotonic()
         # Once a second at most: while no replica passes, every request gets a 502 at once.
