@@ -28,9 +28,9 @@ def test_a_burst_of_keys_is_every_key_and_enter_does_nothing() -> None:
 class Terminal:
     """The demo on a pseudo-terminal, as a person runs it."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: str) -> None:
         self.master, slave = pty.openpty()
-        argv = [UPSTREAMS, "demo", "--interactive", "--plain", "--engine", "processes", "--duration", "90"]
+        argv = [UPSTREAMS, "demo", "--interactive", "--plain", "--engine", engine, "--duration", "90"]
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=demo_env())
         os.close(slave)
         self.out = ""
@@ -72,8 +72,9 @@ class Terminal:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_fail_and_recover_typed_fast_count_no_failed_request() -> None:
-    term = Terminal()
+@pytest.mark.parametrize("engine", ["podman", "processes"])
+def test_fail_and_recover_typed_fast_count_no_failed_request(engine: str) -> None:
+    term = Terminal(engine)
     try:
         term.wait_for(r"failed requests are counted from now")
         term.type(b"f2")  # one burst, as people type
