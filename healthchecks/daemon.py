@@ -76,6 +76,7 @@ class Registrar:
         self.reconciled = 0  # completed reconciles, for tests and logs
         self._containers: tuple[ContainerInfo, ...] = ()
         self._warned: set[tuple[str, str]] = set()
+        self._stream_error: str | None = None  # what the event loop last said about the engine
         self._runners: Runners | None = None
         self._refresh = True  # inspect every container again at the next reconcile
         # Containers whose death the engine announced: a listing made at once may still show them running.
@@ -158,7 +159,7 @@ class Registrar:
                         connections += 1
                         if connections > 1:
                             self.metrics.engine_reconnects.inc()
-                        self.state.engine_error = None
+                        self.state.engine_error = self._stream_error = None
                         self._refresh = True
                         if failures:
                             log.info("Reconnected to the container engine; reconciling.")
@@ -166,7 +167,7 @@ class Registrar:
                     self._on_event(event)
             except EngineError as exc:
                 failures += 1
-                self.state.engine_error = str(exc)
+                self.state.engine_error = self._stream_error = str(exc)
                 if failures in (1, 2, 4) or failures % 20 == 0:
                     log.warning("%s Reconnecting (attempt %d).", exc, failures)
             await asyncio.sleep(backoff(max(failures, 1)))
@@ -221,7 +222,10 @@ class Registrar:
             except (EngineError, ConsulError) as exc:
                 self._failed(exc)
                 failures += 1
-                if failures in (1, 2, 4) or failures % 20 == 0:
+                # The event loop already says the same engine error (e.g. its socket is missing) each
+                # time it reconnects; saying it again here would double every line.
+                repeated = isinstance(exc, EngineError) and str(exc) == self._stream_error
+                if not repeated and (failures in (1, 2, 4) or failures % 20 == 0):
                     log.warning("%s Retrying (attempt %d).", exc, failures)
                 await asyncio.sleep(backoff(failures))
                 self.dirty.set()

@@ -126,3 +126,5 @@ def test_sigterm_stops_promptly_even_without_engine_or_consul(
     # One sentence naming the socket and what to start, never the SDK's nested tuple.
     assert f"The container engine socket {tmp_path}/no-engine.sock does not exist: start" in text
     assert "FileNotFoundError" not in text and "Connection aborted" not in text
+    # Said by the loop that reconnects, not once more by the one that reconciles.
+    assert [line for line in text.splitlines() if "does not exist" in line and "Retrying" in line] == []
