@@ -2,7 +2,7 @@
 
 The steps are read from the README's fenced blocks, so the README cannot drift from what works: each
 ```sh block's lines run in one bash script, in order; a block right after a line "`/path`:" is written
-to that path; a line ending in ``# → text`` is retried (a few seconds at most) until its output holds
+to that path; a line ending in ``# → text`` is retried (for up to 20 s) until its output holds
 ``text``, as a reader would look again.
 
 The walkthrough uses the machine's real paths and default ports (8500, 8080, /etc/upstreams, /run/nginx.pid,
@@ -35,6 +35,7 @@ set -euo pipefail
 ip link set lo up
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
+mkdir -p /var/lib/containers /var/log/nginx  # the packages' own folders, there after .ci/setup
 mount -t tmpfs tmpfs /var/lib/containers
 mount -t tmpfs tmpfs /var/log/nginx
 mkdir -p /run/.etc/upper /run/.etc/work
