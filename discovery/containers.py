@@ -26,7 +26,7 @@ import requests.exceptions
 
 from .engine_socket import socket_problem
 from .errors import EngineError, first_line
-from .exec_monitors import end_exec_monitors
+from .exec_monitors import ExecMonitors
 
 __all__ = [
     "CONNECTED",
@@ -218,8 +218,7 @@ class DockerEngine:
         self._lock = threading.Lock()
         self._streams: set[Any] = set()
         self._inspected: dict[str, ContainerInfo] = {}
-        self._podman: bool | None = None  # asked once, at the first check
-        self._monitor_warned = False
+        self._monitors = ExecMonitors()
 
     def _api(self) -> docker.APIClient:
         with self._lock:
@@ -320,6 +319,7 @@ class DockerEngine:
     async def exec(self, container_id: str, argv: tuple[str, ...], timeout: float, limit: int) -> ExecResult:
         """Run argv in the container (no shell); kill it at the timeout; keep ``limit`` bytes of output."""
         what = f"run a check in container {container_id[:12]}"
+        floor = await self._monitors.before(self._is_podman)
         created = await self._call(
             what, lambda api: api.exec_create(container_id, list(argv), stdout=True, stderr=True)
         )
@@ -356,30 +356,15 @@ class DockerEngine:
             await asyncio.shield(self._kill_exec(exec_id))
             raise
         code = await self._exit_code(exec_id, what)
-        await self._end_monitors(exec_id)
+        await self._monitors.after(exec_id, floor)
         text = bytes(buffer).decode("utf-8", errors="replace")
         if timed_out:
             return ExecResult(exit_code=code if code >= 0 else 137, output=text, timed_out=True)
         return ExecResult(exit_code=code, output=text)
 
-    async def _end_monitors(self, exec_id: str) -> None:
-        """On Podman, end the exec session's lingering monitor now that its exit code is read."""
-        if self._podman is None:
-            version = await self._call("ask the engine's version", lambda api: api.version())
-            names = [str(c.get("Name", "")) for c in version.get("Components") or []]
-            self._podman = any("podman" in name.lower() for name in names)
-        if not self._podman:
-            return  # Docker keeps no process per finished exec session
-        try:
-            await asyncio.to_thread(end_exec_monitors, exec_id)
-        except OSError as exc:
-            if not self._monitor_warned:
-                self._monitor_warned = True
-                log.warning(
-                    "Cannot end Podman's monitor of a finished check (%s): each check run leaves a conmon "
-                    "process until Podman's exit_command_delay (default 300s) passes.",
-                    exc.strerror,
-                )
+    async def _is_podman(self) -> bool:
+        version = await self._call("ask the engine's version", lambda api: api.version())
+        return any("podman" in str(c.get("Name", "")).lower() for c in version.get("Components") or [])
 
     async def _kill_exec(self, exec_id: str) -> None:
         """Kill a command that outlived its timeout (the engine API has no call for it: use its host PID)."""
