@@ -64,6 +64,8 @@ python3Packages.buildPythonApplication {
     "tests/test_nix.py"
     # Imports bench/ (not in src; it needs matplotlib) and is all `slow` anyway.
     "tests/test_bench_smoke.py"
+    # Needs python-hcl2 (a test extra) and runs /usr/sbin/nginx itself.
+    "tests/test_nomad_example.py"
   ];
   # Runs /usr/sbin/nginx itself, through no fixture ./pytest_offline.py could see.
   disabledTests = [ "test_example_renders_and_passes_nginx_check" ];
