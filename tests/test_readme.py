@@ -165,9 +165,13 @@ def test_readme_five_minutes_walkthrough_works_as_written(tmp_path: Path) -> Non
     argv = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child"]
     argv += ["--propagation", "private", "bash", "-c", script(steps)]
     with log.open("wb") as out:
-        result = subprocess.run(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=TIMEOUT
-        )
+        try:
+            # --kill-child: if unshare is killed (the timeout), everything in the namespaces goes with it.
+            result = subprocess.run(
+                argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=TIMEOUT
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the walkthrough did not end within {TIMEOUT:g}s:\n{log.read_text()[-6000:]}")
     text = log.read_text(errors="replace")
     failed = text.find("README STEP FAILED")
     shown = text[failed : failed + 6000] if failed >= 0 else text[-6000:]
