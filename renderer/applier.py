@@ -29,7 +29,7 @@ from .template import Rendered
 
 __all__ = ["EXCLUSION_ROUNDS", "Applier", "files_of"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("renderer.daemon")  # split out of the daemon: its lines keep their logger name
 EXCLUSION_ROUNDS = 16  # checks per round that may each leave out instances nginx rejected
 
 

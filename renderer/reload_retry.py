@@ -17,7 +17,7 @@ from .nginx import CommandNginx, Nginx, master_started_at
 
 __all__ = ["NGINX_START_MARGIN", "RELOAD_RETRY_MAX", "ReloadRetry", "runs_files_written_at"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("renderer.daemon")  # split out of the daemon: its lines keep their logger name
 RELOAD_RETRY_MAX = 30.0
 # A master that started this long after the files were written has read them; the margin covers
 # nginx reading its config before it forks the master (daemon on) and the clock tick of /proc.

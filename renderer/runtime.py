@@ -19,7 +19,7 @@ from .template import Rendered, TemplateSet
 
 __all__ = ["Runtime", "reload_runtime", "start_runtime"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("renderer.daemon")  # split out of the daemon: its lines keep their logger name
 
 
 @dataclass(frozen=True)

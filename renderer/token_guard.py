@@ -17,7 +17,7 @@ from discovery.errors import ConsulDenied, ConsulUnavailable
 
 __all__ = ["TOKEN_RECHECK", "TokenGuard"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("renderer.daemon")  # split out of the daemon: its lines keep their logger name
 TOKEN_RECHECK = 5.0
 
 

@@ -117,7 +117,7 @@ def test_a_burst_of_changes_gives_one_apply(tmp_path: Path, consul: ConsulAgent)
 def test_a_refused_check_is_not_retried_on_the_same_bytes(
     tmp_path: Path, consul: ConsulAgent, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="renderer.applier")
+    caplog.set_level(logging.DEBUG, logger="renderer.daemon")
     nginx = CountingNginx(check_fails=True)
     sidecar = Sidecar(load_config(write_config(tmp_path, consul), {}), nginx=nginx, clock=FakeClock())
 
