@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import NginxCheckFailed
+from discovery.errors import NginxCheckFailed, NginxReloadFailed
 from renderer.config import load_config
 from renderer.daemon import Sidecar
 from tests.support.consul_agent import ConsulAgent
@@ -23,9 +23,10 @@ TEMPLATE = '{% for i in service("web") %}server 127.0.0.1:{{ i.port }};\n{% endf
 class CountingNginx:
     """Implements renderer.nginx.Nginx: counts checks and reloads; its check can be told to refuse."""
 
-    def __init__(self, *, check_fails: bool = False) -> None:
+    def __init__(self, *, check_fails: bool = False, reload_failures: int = 0) -> None:
         self.checks = self.reloads = 0
         self.check_fails = check_fails
+        self.reload_failures = reload_failures  # how many reloads fail before they work
 
     async def check(self) -> None:
         self.checks += 1
@@ -33,6 +34,9 @@ class CountingNginx:
             raise NginxCheckFailed("nginx rejected the new config: refused by the test.")
 
     async def reload(self) -> None:
+        if self.reload_failures > 0:
+            self.reload_failures -= 1
+            raise NginxReloadFailed("The reload command exited 1: refused by the test.")
         self.reloads += 1
 
 
@@ -164,5 +168,20 @@ def test_sighup_swaps_the_runtime_in_one_piece(tmp_path: Path, consul: ConsulAge
         assert task.cancelled()
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         assert others == []  # the watcher's and the template watch's tasks stopped with the daemon
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_reload_is_retried_until_nginx_reloads(tmp_path: Path, consul: ConsulAgent) -> None:
+    nginx = CountingNginx(reload_failures=1)
+    sidecar = Sidecar(load_config(write_config(tmp_path, consul), {}), nginx=nginx, clock=FakeClock())
+
+    async def scenario() -> None:
+        async with running(sidecar):
+            await eventually(lambda: nginx.checks == 1, "the first render is checked")
+            assert sidecar.health().reason.startswith("The last change was not applied: The reload command")
+            await eventually(lambda: nginx.reloads == 1, "the retry reloads nginx")
+            assert sidecar.health().ok
+            assert nginx.checks == 1  # the files were checked once; only the reload was repeated
 
     asyncio.run(scenario())
