@@ -1,0 +1,54 @@
+"""Reading the world: Consul's catalog, health and KV as whole, sorted Snapshots (and the shared plumbing).
+
+Modules, from the pure core to the edges:
+
+* ``model``     frozen Instance, ServiceSummary, the queries (Dependency) and Snapshot
+* ``catalog``   Consul's health and catalog JSON -> instances (address fallback, worst status, validation)
+* ``blocking``  the blocking-query loop and its rules
+* ``watch``     the Watcher: which queries to run for what the templates need; publishes Snapshots
+* ``acl``       whether the configured token can read services at all
+* ``consul``    connection settings (TOML + environment) and the client
+* ``errors``    the one exception tree of the project
+* ``duration``, ``table``, ``latest``, ``logs``, ``metrics``, ``status``, ``systemd``: shared plumbing
+"""
+
+from .consul import ConsulClient, ConsulSettings
+from .errors import (
+    ConfigError,
+    ConsulDenied,
+    ConsulError,
+    ConsulUnavailable,
+    NginxCheckFailed,
+    NginxError,
+    NginxNotRunning,
+    NginxReloadFailed,
+    OutputError,
+    TemplateError,
+    UpstreamsError,
+)
+from .model import CatalogQuery, Dependency, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+from .watch import Watcher
+
+__all__ = [
+    "CatalogQuery",
+    "ConfigError",
+    "ConsulClient",
+    "ConsulDenied",
+    "ConsulError",
+    "ConsulSettings",
+    "ConsulUnavailable",
+    "Dependency",
+    "Instance",
+    "KeyQuery",
+    "NginxCheckFailed",
+    "NginxError",
+    "NginxNotRunning",
+    "NginxReloadFailed",
+    "OutputError",
+    "ServiceQuery",
+    "ServiceSummary",
+    "Snapshot",
+    "TemplateError",
+    "UpstreamsError",
+    "Watcher",
+]

@@ -183,19 +183,33 @@ class Watcher:
         self._dirty_event = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._unreadable: set[ServiceQuery] = set()  # warned about once, until they read again
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Run the watch until cancelled."""
+        """Run the watch until cancelled, in a TaskGroup of its own."""
         async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            tg.create_task(self._fetch_loop())
-            tg.create_task(self._resync_loop())
-            self.want(self._wanted, force=True)
+            self.start(tg)
             await asyncio.Future()  # run until cancelled
+
+    def start(self, tg: asyncio.TaskGroup) -> None:
+        """Start the watch's tasks in the caller's TaskGroup; they run until ``stop`` or the group ends."""
+        self._tg = tg
+        self._spawn(self._fetch_loop())
+        self._spawn(self._resync_loop())
+        self.want(self._wanted, force=True)
+
+    def stop(self) -> None:
+        """Cancel every task ``start`` started (and those started since, per datacenter and KV prefix)."""
+        for task in list(self._tasks):
+            task.cancel()
+        self._tg = None
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         assert self._tg is not None
-        return self._tg.create_task(coro)
+        task = self._tg.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def want(self, deps: Iterable[Dependency], *, force: bool = False) -> None:
         """Watch exactly these dependencies from now on (new ones are fetched at once)."""

@@ -1,0 +1,43 @@
+"""The sidecar: Consul snapshots -> templates -> nginx, checked and reloaded safely (``upstreams``).
+
+Modules, from the pure core to the edges:
+
+* ``config``     the sidecar's TOML file: [consul], [wait], [nginx], [status], [[template]]
+* ``template``   Jinja2 in its sandbox, fed by a Snapshot; ``escape`` quotes values for nginx
+* ``round``      one round, decided by pure functions: render, what the templates need, what to do
+* ``outcome``    what an apply's result means (pure)
+* ``exclusion``  which instance a line nginx rejected was written from (pure); ``left_out`` keeps them
+* ``debounce``   the quiescence policy (wait.min / wait.max) over a given clock
+* ``apply``      compare bytes, write atomically, check, reload; restore on failure (``files``)
+* ``nginx``      the Nginx Protocol and the real nginx (check command, SIGHUP to the master)
+* ``applier``    carrying out a complete round and its verdict; ``reload_retry`` tells nginx again
+* ``state``      health and status; ``token_guard`` waits for a usable ACL token
+* ``runtime``    config, templates, policy and nginx control, swapped as one value on SIGHUP
+* ``template_watch`` the template folders, watched from a task
+* ``daemon``     the Sidecar: one TaskGroup tying it together; ``metrics`` its Prometheus metrics
+* ``cli``        ``upstreams check|render|watch|status|demo``; ``status`` prints a running sidecar's view
+"""
+
+from .apply import Outcome, apply_renders
+from .config import SidecarConfig, TemplateConfig, load_config
+from .daemon import Sidecar
+from .nginx import CommandNginx, Nginx
+from .round import Action, Decision, RoundInput, decide_round
+from .template import Rendered, TemplateSet
+
+__all__ = [
+    "Action",
+    "CommandNginx",
+    "Decision",
+    "Nginx",
+    "Outcome",
+    "Rendered",
+    "RoundInput",
+    "Sidecar",
+    "SidecarConfig",
+    "TemplateConfig",
+    "TemplateSet",
+    "apply_renders",
+    "decide_round",
+    "load_config",
+]

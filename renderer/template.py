@@ -13,11 +13,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import jinja2
-import jinja2.meta
 import jinja2.nodes
 from jinja2.exceptions import SecurityError
 
@@ -34,6 +32,7 @@ from discovery.model import (
 
 from .escape import NGINX_NAME, NginxText
 from .sandbox import make_environment
+from .template_errors import check_names, describe, error_line
 
 __all__ = ["FUNCTIONS", "Rendered", "TemplateSet", "parse_service_spec"]
 
@@ -216,7 +215,7 @@ class TemplateSet:
             raise TemplateError(f"Cannot read template {source}: {exc}.") from exc
         try:
             ast = self.env.parse(text, source.name, str(source))
-            _check_names(self.env, ast, source)
+            check_names(self.env, ast, source)
             # Compiled with the file's path so runtime errors can name the template line.
             code = self.env.compile(ast, source.name, str(source))
             return self.env.template_class.from_code(self.env, code, self.env.make_globals(None), None)
@@ -235,7 +234,7 @@ class TemplateSet:
         try:
             text = template.render()
         except TemplateError as exc:
-            raise TemplateError(f"{source}:{_line(exc, source)}: {exc}") from None
+            raise TemplateError(f"{source}:{error_line(exc, source)}: {exc}") from None
         except RecursionError:
             raise TemplateError(f"{source}: the template recurses too deeply.") from None
         except (
@@ -246,7 +245,7 @@ class TemplateSet:
             LookupError,
             MemoryError,
         ) as exc:
-            raise TemplateError(f"{source}:{_line(exc, source)}: {_describe(exc)}.") from None
+            raise TemplateError(f"{source}:{error_line(exc, source)}: {describe(exc)}.") from None
         finally:
             _READER.reset(token)
         if len(text) > MAX_OUTPUT:
@@ -276,33 +275,3 @@ class TemplateSet:
             except TemplateError as exc:
                 errors.append(exc)
         return done, errors
-
-
-def _check_names(env: jinja2.Environment, ast: jinja2.nodes.Template, source: Path) -> None:
-    """Refuse names that are neither defined by the template nor one of our functions and filters."""
-    known = set(env.globals)  # includes service(), services() and key()
-    for name in sorted(jinja2.meta.find_undeclared_variables(ast) - known):
-        node = next((n for n in ast.find_all(jinja2.nodes.Name) if n.name == name), None)
-        line = node.lineno if node else 1
-        raise TemplateError(f"{source}:{line}: unknown function or variable '{name}'.")
-    for flt in ast.find_all(jinja2.nodes.Filter):
-        if flt.name not in env.filters:
-            raise TemplateError(f"{source}:{flt.lineno}: unknown filter '{flt.name}'.")
-
-
-def _line(exc: BaseException, source: Path) -> int:
-    """The template line an exception came from (Jinja rewrites tracebacks to point at templates)."""
-    line = 0
-    tb: TracebackType | None = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == str(source):
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line or getattr(exc, "lineno", None) or 1
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, SecurityError):
-        return f"refused by the sandbox: {exc}"
-    text = str(exc).strip().rstrip(".") or type(exc).__name__
-    return text[:300]
