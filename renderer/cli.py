@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 def _check(path: Path, env: Mapping[str, str]) -> int:
     """Validate config and templates offline: one line per problem."""
     config = load_config(path, env)
-    templates = TemplateSet(t.source for t in config.templates)
+    templates = TemplateSet((t.source for t in config.templates), config.template_env)
     problems = [str(e) for e in templates.load()]
     if not problems:
         # Render against an empty catalog: finds runtime errors (sandbox, bad arguments) without Consul.

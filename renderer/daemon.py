@@ -70,7 +70,7 @@ class Sidecar:
         self.env = dict(env or {})
         self.nginx: Nginx = nginx or CommandNginx(config.nginx)
         self.clock = clock
-        self.templates = TemplateSet(t.source for t in config.templates)
+        self.templates = TemplateSet((t.source for t in config.templates), config.template_env)
         self.policy = Quiescence(config.wait.min, config.wait.max)
         self.applied = 0  # successful applies that reloaded nginx
         self.last_error: str | None = None
@@ -471,7 +471,7 @@ class Sidecar:
         except ConfigError as exc:
             log.error("Config not reloaded (still running with the previous one): %s", exc)
             return
-        templates = TemplateSet(t.source for t in new.templates)
+        templates = TemplateSet((t.source for t in new.templates), new.template_env)
         errors = templates.load()
         if errors:
             log.error("Config not reloaded (still running with the previous one): %s", errors[0])

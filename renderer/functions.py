@@ -1,0 +1,122 @@
+"""Template functions and filters for ports from consul-template: JSON, regular expressions, byTag, env.
+
+Pure functions of their arguments (``env`` reads only the variables the config allowed, resolved at
+start-up). What they return is escaped on output like every other value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from discovery.errors import TemplateError
+
+__all__ = ["FILTERS", "go_expand", "make_env"]
+
+_GO_REF = re.compile(r"\$(?:\$|\{(\w+)\}|(\w+))")
+
+
+def by_tag(items: Any, tag: str | None = None) -> Any:
+    """consul-template's byTag: tag -> instances carrying it (keys sorted); with a tag, those instances."""
+    if tag is not None:
+        return with_tag(items, tag)
+    groups: dict[str, list[Any]] = {}
+    for item in items:
+        for t in item["tags"]:
+            groups.setdefault(t, [])
+            if item not in groups[t]:
+                groups[t].append(item)
+    return dict(sorted(groups.items()))
+
+
+def with_tag(items: Any, tag: str) -> list[Any]:
+    """The instances carrying a tag."""
+    return [i for i in items if tag in i["tags"]]
+
+
+def parse_json(text: Any) -> Any:
+    """A JSON text as a value; empty or missing (a KV key that does not exist) gives an empty mapping."""
+    if text is None or str(text).strip() == "":
+        return {}
+    try:
+        return json.loads(str(text))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"parse_json: the text is not JSON ({exc.msg} at position {exc.pos})") from None
+
+
+def to_json(value: Any) -> str:
+    """A value as compact JSON text, keys sorted (escaped on output like any value)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(str(pattern))
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
+
+
+def regex_match(value: Any, pattern: str) -> bool:
+    """Whether the pattern matches somewhere in the value (Go's regexp.MatchString)."""
+    return _regex(pattern).search(str(value)) is not None
+
+
+def regex_replace(value: Any, pattern: str, replacement: str) -> str:
+    """Every match replaced; ``$1``, ``${name}`` and ``$$`` in the replacement as in Go."""
+    return _regex(pattern).sub(lambda m: go_expand(m, str(replacement)), str(value))
+
+
+def go_expand(match: re.Match[str], template: str) -> str:
+    """Go's Regexp.Expand: ``$n``/``${n}``/``$name`` become groups (missing ones empty), ``$$`` is ``$``."""
+
+    def one(ref: re.Match[str]) -> str:
+        name = ref.group(1) or ref.group(2)
+        if name is None:
+            return "$"
+        try:
+            group = match.group(int(name) if name.isdigit() else name)
+        except IndexError:  # no such group: Go writes nothing
+            return ""
+        return group or ""
+
+    return _GO_REF.sub(one, template)
+
+
+def split_text(value: Any, sep: str) -> list[str]:
+    """consul-template's split: an empty text gives no items."""
+    text = "" if value is None else str(value)
+    return text.split(str(sep)) if text else []
+
+
+def make_env(allowed: Mapping[str, str]) -> Callable[[str], str]:
+    """``env(name)``: the value of an allowed variable (resolved at start-up); other names are errors."""
+
+    def env(name: str) -> str:
+        if name not in allowed:
+            raise TemplateError(
+                f"env(): the variable {name!r} is not allowed; list it in the template's 'env' in the config."
+            )
+        return allowed[name]
+
+    return env
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "by_tag": by_tag,
+    "with_tag": with_tag,
+    "parse_json": parse_json,
+    "to_json": to_json,
+    "regex_match": regex_match,
+    "regex_replace": regex_replace,
+    "split_text": split_text,
+}
