@@ -136,8 +136,7 @@ class Values:
             return self.fields(self.arg(arg.term), arg.names)
         if arg.decl:
             raise Unconvertible("a variable declared inside parentheses has no equivalent")
-        value = self.pipe(arg)
-        return Val(f"({value.expr})", value.type)
+        return self.pipe(arg)  # every compound expression is already in parentheses
 
     def current(self) -> Val:
         if self.dot is None:

@@ -61,6 +61,7 @@ class _Scope:
     dot: Val | None
     names: dict[str, Val] = field(default_factory=dict)
     loop: int = 0  # loop depth: Jinja's ``set`` inside a for loop does not reach outside it
+    owned: list[str] = field(default_factory=list)  # Jinja names to free when the Go scope ends
 
 
 def translate(nodes: tuple[Node, ...], file: str) -> Translation:
@@ -105,6 +106,7 @@ class _Translator(Values):
             n += 1
             name = f"{base}{n}"
         self.taken.add(name)
+        self.scopes[-1].owned.append(name)
         return name
 
     def declare(self, go_name: str, value: Val) -> str:
@@ -114,6 +116,9 @@ class _Translator(Values):
 
     def push(self, dot: Val | None, loop: bool = False) -> None:
         self.scopes.append(_Scope(dot, {}, self.scopes[-1].loop + loop))
+
+    def pop(self) -> None:
+        self.taken -= set(self.scopes.pop().owned)
 
     # nodes ---------------------------------------------------------------------------------------
 
@@ -175,7 +180,11 @@ class _Translator(Values):
             if i % 2 == 0 or part == "%%":
                 self.pieces.append(("text", part.replace("%%", "%") if i % 2 else part))
             else:
-                self.pieces.append(("out", self.arg(next(values)).expr))
+                value = next(values)
+                if isinstance(value, Lit):
+                    self.pieces.append(("text", str(value.value)))  # a constant is text, as in Go
+                else:
+                    self.pieces.append(("out", self.arg(value).expr))
         return True
 
     def assignment(self, pipe: Pipe) -> None:
@@ -198,7 +207,7 @@ class _Translator(Values):
         self.pieces.append(("tag", f"{'elif' if elif_ else 'if'} {self.condition(node.pipe)}"))
         self.push(self.dot)
         self.block(node.body)
-        self.scopes.pop()
+        self.pop()
         if len(node.orelse) == 1 and isinstance(node.orelse[0], If):
             self.if_(node.orelse[0], elif_=True)
             return
@@ -206,7 +215,7 @@ class _Translator(Values):
             self.pieces.append(("tag", "else"))
             self.push(self.dot)
             self.block(node.orelse)
-            self.scopes.pop()
+            self.pop()
         self.pieces.append(("tag", "endif"))
 
     def condition(self, pipe: Pipe) -> str:
@@ -225,12 +234,12 @@ class _Translator(Values):
         if node.pipe.decl:
             self.scopes[-1].names[node.pipe.decl[0]] = Val(name, value.type)
         self.block(node.body)
-        self.scopes.pop()
+        self.pop()
         if node.orelse:
             self.pieces.append(("tag", "else"))
             self.push(self.dot)
             self.block(node.orelse)
-            self.scopes.pop()
+            self.pop()
         self.pieces.append(("tag", "endif"))
 
     def range_(self, node: Range) -> None:
@@ -251,12 +260,12 @@ class _Translator(Values):
             if index:
                 self.pieces.append(("tag", f"set {index} = loop.index0"))
         self.block(node.body)
-        self.scopes.pop()
+        self.pop()
         if node.orelse:
             self.pieces.append(("tag", "else"))
             self.push(self.dot)
             self.block(node.orelse)
-            self.scopes.pop()
+            self.pop()
         self.pieces.append(("tag", "endfor"))
 
     # scratch -------------------------------------------------------------------------------------
