@@ -334,7 +334,7 @@ class _Translator(Values):
             elif kind == "out":
                 out.append("{{ " + content + " }}")
             else:
-                left, right = _guards(before, after)
+                left, right = _guards(before, after, first=i == 1)
                 if kind == "comment":
                     out.append("{#" + left + " " + content.replace("#}", "# }").strip() + " " + right + "#}")
                 else:
@@ -356,13 +356,16 @@ def _merge(pieces: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def _guards(before: tuple[str, str], after: tuple[str, str]) -> tuple[str, str]:
-    """``+`` where lstrip_blocks would eat indentation before a tag or trim_blocks the newline after it."""
+def _guards(before: tuple[str, str], after: tuple[str, str], first: bool) -> tuple[str, str]:
+    """``+`` where lstrip_blocks would eat indentation before a tag or trim_blocks the newline after it.
+
+    ``first``: the text before the tag starts the template, where Jinja also strips (a line starts there).
+    """
     left = right = ""
-    if before[0] in ("text", "start"):
+    if before[0] == "text":
         text = before[1]
         tail = text[text.rfind("\n") + 1 :]
-        if tail and not tail.strip(" \t") and ("\n" in text or before[0] == "start"):
+        if tail and not tail.strip(" \t") and ("\n" in text or first):
             left = "+"
     if after[0] == "text" and after[1].startswith("\n"):
         right = "+"
@@ -372,7 +375,7 @@ def _guards(before: tuple[str, str], after: tuple[str, str]) -> tuple[str, str]:
 def _text(text: str, after: tuple[str, str]) -> str:
     """Template text as it is, with anything Jinja would read as a tag inside ``raw``."""
     if _JINJA_OPEN.search(text):
-        return "{%+ raw %}" + text + "{% endraw +%}"
+        return "{%+ raw %}" + text + "{%+ endraw +%}"
     if text.endswith("{") and after[0] != "end":
         # "{" right before a tag would make "{{%": only that brace goes inside raw.
         return text[:-1] + "{%+ raw %}{{% endraw %}"
