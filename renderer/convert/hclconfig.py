@@ -190,7 +190,10 @@ class _Reader:
                 token = str(value)
             elif key == "ssl":
                 for k, v in ssl.items():
-                    if k in _SSL:
+                    if k in _SSL and k != "server_name":
+                        # Relative to the HCL file, as the template paths; sidecar.toml lives elsewhere.
+                        out.append((_SSL[k], str(self.path.parent / str(_value(v)))))
+                    elif k in _SSL:
                         out.append((_SSL[k], _value(v)))
                     elif k == "verify":
                         out.append(("verify", bool(v)))
