@@ -1,7 +1,9 @@
-"""Template functions and filters for ports from consul-template: JSON, regular expressions, byTag, env.
+"""Template functions and filters for ports from consul-template: ls, tree, node, nodes, datacenters,
+JSON, regular expressions, byTag, env.
 
-Pure functions of their arguments (``env`` reads only the variables the config allowed, resolved at
-start-up). What they return is escaped on output like every other value.
+The data functions read the snapshot through the reader's ``_get`` (so they are watched like
+``service()``); the rest are pure functions of their arguments (``env`` reads only the variables the
+config allowed, resolved at start-up). What they return is escaped on output like every other value.
 """
 
 from __future__ import annotations
@@ -12,8 +14,84 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from discovery.errors import TemplateError
+from discovery.model import (
+    DatacentersQuery,
+    Dependency,
+    Node,
+    NodeInfo,
+    NodeQuery,
+    NodesQuery,
+    PrefixQuery,
+)
 
-__all__ = ["FILTERS", "go_expand", "make_env"]
+__all__ = ["DATA_FUNCTIONS", "FILTERS", "DataFunctions", "go_expand", "make_env"]
+
+DATA_FUNCTIONS = ("ls", "tree", "node", "nodes", "datacenters")
+
+
+def _prefix(prefix: Any) -> str:
+    """A KV prefix as a folder: no leading '/', one trailing '/' (the whole store for '')."""
+    text = str(prefix).strip("/")
+    return f"{text}/" if text else ""
+
+
+def _node_view(node: Node) -> dict[str, Any]:
+    return {
+        "name": node.name,
+        "address": node.address,
+        "datacenter": node.datacenter,
+        "id": node.id,
+        "meta": dict(node.meta),
+    }
+
+
+class DataFunctions:
+    """ls(), tree(), node(), nodes() and datacenters(), mixed into the template reader."""
+
+    def _get(self, dep: Dependency, empty: Any) -> Any:
+        raise NotImplementedError  # the reader's: records the dependency, reads the snapshot
+
+    def ls(self, prefix: str) -> list[dict[str, str]]:
+        """The keys right under a prefix (not folders, not deeper keys), names relative to it, sorted."""
+        base = _prefix(prefix)
+        pairs: tuple[tuple[str, str], ...] = self._get(PrefixQuery(base), ())
+        rest = [(k[len(base) :], v) for k, v in pairs]
+        return [{"key": k, "value": v} for k, v in rest if k and "/" not in k]
+
+    def tree(self, prefix: str) -> list[dict[str, str]]:
+        """Every key under a prefix at any depth (not folders), names relative to it, sorted."""
+        base = _prefix(prefix)
+        pairs: tuple[tuple[str, str], ...] = self._get(PrefixQuery(base), ())
+        rest = [(k[len(base) :], v) for k, v in pairs]
+        return [{"key": k, "value": v} for k, v in rest if k and not k.endswith("/")]
+
+    def node(self, name: str) -> dict[str, Any] | None:
+        """A node and its services (``node``, ``services``), or none when there is no such node."""
+        info: NodeInfo | None = self._get(NodeQuery(str(name)), None)
+        if info is None:
+            return None
+        services = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "address": s.address,
+                "port": s.port,
+                "tags": s.tags,
+                "meta": dict(s.meta),
+            }
+            for s in info.services
+        ]
+        return {"node": _node_view(info.node), "services": services}
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node of the catalog, sorted by name."""
+        found: tuple[Node, ...] = self._get(NodesQuery(), ())
+        return [_node_view(n) for n in found]
+
+    def datacenters(self) -> list[str]:
+        """The names of every known datacenter, sorted."""
+        return list(self._get(DatacentersQuery(), ()))
+
 
 _GO_REF = re.compile(r"\$(?:\$|\{(\w+)\}|(\w+))")
 

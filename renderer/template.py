@@ -33,14 +33,14 @@ from discovery.model import (
 )
 
 from .escape import NGINX_NAME, NginxText
-from .functions import FILTERS, make_env
+from .functions import DATA_FUNCTIONS, FILTERS, DataFunctions, make_env
 from .sandbox import make_environment
 
 __all__ = ["FUNCTIONS", "Rendered", "TemplateSet", "parse_service_spec"]
 
 log = logging.getLogger(__name__)
 MAX_OUTPUT = 64 * 1024 * 1024
-FUNCTIONS = ("service", "services", "key", "upstream_name", "env")
+FUNCTIONS = ("service", "services", "key", "upstream_name", "env", *DATA_FUNCTIONS)
 
 # consul-template's form: [tag.]name[@dc][~near]; the name has no dots, so the tag is all before the last.
 _SPEC = re.compile(
@@ -83,8 +83,8 @@ def _unbound(name: str) -> Callable[..., Any]:
     return call
 
 
-class _Reader:
-    """The data functions of one render; records what they read."""
+class _Reader(DataFunctions):
+    """The data functions of one render (ls, tree, node, ... in renderer/functions.py); records what they read."""
 
     def __init__(self, snapshot: Snapshot, allowed_env: Mapping[str, str] | None = None) -> None:
         self.snapshot = snapshot
