@@ -122,6 +122,7 @@ class Instance:
     status: Status = "passing"
     datacenter: str = ""
     node_address: str = ""
+    node_meta: tuple[tuple[str, str], ...] = ()
 
     @cached_property
     def meta_dict(self) -> dict[str, str]:

@@ -185,6 +185,7 @@ def _instance_view(i: Instance) -> dict[str, Any]:
         "datacenter": i.datacenter,
         "tags": i.tags,
         "meta": i.meta_dict,
+        "node_meta": dict(i.node_meta),
         "weight": i.weight,
         "status": i.status,
     }

@@ -26,7 +26,7 @@ def inst(sid: str, port: int, tags: tuple[str, ...] = (), status: str = "passing
 SNAP = Snapshot.build(
     {
         ServiceQuery("web"): (
-            inst("w1", 81, ("blue", "v1"), meta=(("weight", "3"),)),
+            inst("w1", 81, ("blue", "v1"), meta=(("weight", "3"),), node_meta=(("rack", "r1"),)),
             inst("w2", 82, ("v2",), status="warning"),
             inst("w3", 83, ("blue",), status="critical"),
         ),
@@ -66,6 +66,7 @@ CASES = [
     ('{{range service "nope"}}x{{else}}none{{end}}', "none"),
     ("{{range services}}{{.Name}}[{{join \",\" .Tags}}] {{end}}", "api[public] web[blue,v1,v2] "),
     ('{{range service "web"}}{{.ServiceMeta.weight}}|{{index .ServiceMeta "zone"}}|{{.Weights.Passing}}{{end}}', "3|\"\"|1"),  # an empty value is an empty nginx token
+    ('{{range service "web"}}{{.NodeMeta.rack}}/{{.Node}}/{{.Name}}{{end}}', "r1/n1/web"),
     ('{{if eq 1 2 1}}a{{else if lt 2 1}}b{{else}}c{{end}}', "a"),
     ('{{if and (ne 1 2) (not false) (or false "x")}}yes{{end}}', "yes"),
     ('{{if le 2 2}}{{if ge 1 2}}no{{else}}ok{{end}}{{end}}', "ok"),
@@ -144,6 +145,17 @@ def test_parser_reads_range_declarations_and_custom_delimiters() -> None:
     (node,) = parse('[[range $i, $s := service "web"]][[$s.ID]][[end]]', "t", "[[", "]]")
     assert isinstance(node, Range) and node.pipe.decl == ("$i", "$s")
     assert isinstance(node.body[0], Action)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}-/* $.|()"`:=,abif\n end range with else 1', max_size=40))
+def test_any_input_either_parses_and_translates_or_is_a_template_error(text: str) -> None:
+    try:
+        nodes = parse(text, "t")
+    except TemplateError as exc:
+        assert str(exc).startswith("t:")
+        return
+    translate(nodes, "t")  # never raises: what it cannot translate becomes a problem
 
 
 @pytest.mark.parametrize(
