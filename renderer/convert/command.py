@@ -23,7 +23,7 @@ from .translate import translate
 
 __all__ = ["add_parser", "convert", "run"]
 
-_SUFFIXES = (".ctmpl", ".tmpl", ".tpl", ".tmpl", ".template")
+_SUFFIXES = (".ctmpl", ".tmpl", ".tpl", ".template")
 _ERROR_AT = re.compile(r"\A(?P<file>.*?):(?P<line>\d+): (?P<what>.*)\Z", re.S)
 
 

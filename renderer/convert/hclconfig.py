@@ -176,7 +176,7 @@ class _Reader:
             )
 
     def consul(self, block: dict[str, Any], out: list[tuple[str, Any]], line: int) -> str | None:
-        token, ssl_on = None, False
+        token = None
         ssl = next(iter(_blocks(block.get("ssl", {}))), {})
         ssl_on = bool(ssl.get("enabled", False))
         for key, raw in block.items():

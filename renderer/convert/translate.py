@@ -1,8 +1,7 @@
 """A parsed Go template -> Jinja2 text for our sandbox, and the parts that could not be translated.
 
-Whitespace is kept exactly: our environment uses ``trim_blocks`` and ``lstrip_blocks``, so a tag gets
-``+`` where Jinja would otherwise drop a newline after it or the indentation before it. Go's trim
-markers were already applied by the lexer.
+Go's scopes become Jinja names (``.`` inside ``range`` is the loop variable, ``$x`` a ``set``); whitespace
+is kept exactly (jinjatext.py); Go's trim markers were already applied by the lexer.
 """
 
 from __future__ import annotations
@@ -11,12 +10,11 @@ import re
 from dataclasses import dataclass, field
 
 from ..template import FUNCTIONS
-from .expr import ELEMENT, Val, Values
+from .expr import ELEMENT, Val
 from .goparse import (
     Action,
     Arg,
     Chain,
-    Cmd,
     Comment,
     Ident,
     If,
@@ -28,7 +26,9 @@ from .goparse import (
     Unsupported,
     With,
 )
+from .jinjatext import jinja_text
 from .report import Problem, Unconvertible
+from .scratch import Scratch, is_scratch
 
 __all__ = ["Translation", "translate"]
 
@@ -38,7 +38,6 @@ _RESERVED = {
     "None", "loop", "self", "caller", "varargs", "kwargs", "namespace", "range", "dict", "scratch", "super",
     "with", "set", "block", "macro", "import", "from", "as", "recursive", "raw", "nginx", *FUNCTIONS,
 }  # fmt: skip
-_JINJA_OPEN = re.compile(r"\{[{%#]")
 _WORDS = {
     "define": "{{define}} names a template; write a Jinja macro instead",
     "template": "{{template}} calls a named template; use a Jinja macro or include instead",
@@ -68,7 +67,7 @@ def translate(nodes: tuple[Node, ...], file: str) -> Translation:
     """Translate a parsed template; ``file`` names it in problems."""
     t = _Translator(file)
     t.block(nodes)
-    body = t.render()
+    body = jinja_text(t.pieces)
     if t.scratch:
         init = ", ".join(f"{k}={'{}' if m else 'none'}" for k, m in sorted(t.scratch.items()))
         # trim_blocks eats exactly the newline after this tag, so the body starts as Go's output does.
@@ -76,7 +75,7 @@ def translate(nodes: tuple[Node, ...], file: str) -> Translation:
     return Translation(body, tuple(t.problems))
 
 
-class _Translator(Values):
+class _Translator(Scratch):
     def __init__(self, file: str) -> None:
         self.file = file
         self.pieces: list[tuple[str, str]] = []  # ("text" | "out" | "tag" | "comment", content)
@@ -156,7 +155,7 @@ class _Translator(Values):
             self.assignment(pipe)
             return
         head = pipe.cmds[0].args[0]
-        if len(pipe.cmds) == 1 and isinstance(head, Chain) and _is_scratch(head):
+        if len(pipe.cmds) == 1 and isinstance(head, Chain) and is_scratch(head):
             self.scratch_statement(head.names, pipe.cmds[0].args[1:])
             return
         if len(pipe.cmds) == 1 and isinstance(head, Lit) and len(pipe.cmds[0].args) == 1:
@@ -176,15 +175,17 @@ class _Translator(Values):
         if len(verbs) != len(args) - 1 or any(v[-1] not in "sdv" or len(v) > 2 for v in verbs):
             return False
         values = iter(args[1:])
+        out: list[tuple[str, str]] = []  # built whole first: a failing argument must leave no half
         for i, part in enumerate(parts):
             if i % 2 == 0 or part == "%%":
-                self.pieces.append(("text", part.replace("%%", "%") if i % 2 else part))
+                out.append(("text", part.replace("%%", "%") if i % 2 else part))
+                continue
+            value = next(values)
+            if isinstance(value, Lit):
+                out.append(("text", str(value.value)))  # a constant is text, as in Go
             else:
-                value = next(values)
-                if isinstance(value, Lit):
-                    self.pieces.append(("text", str(value.value)))  # a constant is text, as in Go
-                else:
-                    self.pieces.append(("out", self.arg(value).expr))
+                out.append(("out", self.arg(value).expr))
+        self.pieces += out
         return True
 
     def assignment(self, pipe: Pipe) -> None:
@@ -267,116 +268,3 @@ class _Translator(Values):
             self.block(node.orelse)
             self.pop()
         self.pieces.append(("tag", "endfor"))
-
-    # scratch -------------------------------------------------------------------------------------
-
-    def scratch_statement(self, names: tuple[str, ...], args: tuple[Arg, ...]) -> None:
-        if len(names) != 1 or not args or not isinstance(args[0], Lit) or not isinstance(args[0].value, str):
-            raise Unconvertible('scratch needs a method and a constant key, e.g. scratch.Set "k" value')
-        method, key = names[0], self.scratch_key(args[0].value, names[0].startswith("Map"))
-        vals = [self.arg(a) for a in args[1:]]
-        if method in ("Set", "SetX") and len(vals) == 1:
-            assign = f"set scratch.{key} = {vals[0].expr}"
-            if method == "SetX":
-                self.pieces += [("tag", f"if scratch.{key} is none"), ("tag", assign), ("tag", "endif")]
-            else:
-                self.pieces.append(("tag", assign))
-        elif method in ("MapSet", "MapSetX") and len(vals) == 2:
-            k, v = vals
-            item = f"set scratch.{key} = dict(scratch.{key}.items() | list + [({k.expr}, {v.expr})])"
-            if method == "MapSetX":
-                self.pieces += [("tag", f"if {k.expr} not in scratch.{key}"), ("tag", item), ("tag", "endif")]
-            else:
-                self.pieces.append(("tag", item))
-        elif method in ("Get", "Key", "MapValues") and not vals:
-            self.pieces.append(("out", self.scratch_read(method, key)))
-        else:
-            raise Unconvertible(f"scratch.{method} with {len(vals)} value(s) has no equivalent")
-
-    def scratch_key(self, key: str, as_map: bool) -> str:
-        name = re.sub(r"\W", "_", key) or "_"
-        name = ("k_" + name) if name[0].isdigit() else name
-        self.scratch[name] = self.scratch.get(name, False) or as_map
-        return name
-
-    def scratch_read(self, method: str, key: str) -> str:
-        if method == "Key":
-            return f"(scratch.{key} is not none)"
-        if method == "MapValues":
-            return f"(scratch.{key} | dictsort | map(attribute='1') | list)"
-        return f"scratch.{key}"
-
-    def command(self, cmd: Cmd, piped: Val | None) -> Val:
-        head = cmd.args[0]
-        if (
-            isinstance(head, Chain)
-            and _is_scratch(head)
-            and head.names[:1] in (("Get",), ("Key",), ("MapValues",))
-        ):
-            args = cmd.args[1:]
-            if len(args) != 1 or not isinstance(args[0], Lit) or not isinstance(args[0].value, str) or piped:
-                raise Unconvertible(f"scratch.{head.names[0]} needs one constant key")
-            key = self.scratch_key(args[0].value, head.names[0] == "MapValues")
-            kind = "strings" if head.names[0] == "MapValues" else "any"
-            return Val(self.scratch_read(head.names[0], key), kind)
-        return super().command(cmd, piped)
-
-    # output --------------------------------------------------------------------------------------
-
-    def render(self) -> str:
-        pieces = _merge(self.pieces)
-        out = []
-        for i, (kind, content) in enumerate(pieces):
-            before = pieces[i - 1] if i else ("start", "")
-            after = pieces[i + 1] if i + 1 < len(pieces) else ("end", "")
-            if kind == "text":
-                out.append(_text(content, after))
-            elif kind == "out":
-                out.append("{{ " + content + " }}")
-            else:
-                left, right = _guards(before, after, first=i == 1)
-                if kind == "comment":
-                    out.append("{#" + left + " " + content.replace("#}", "# }").strip() + " " + right + "#}")
-                else:
-                    out.append("{%" + left + " " + content + " " + right + "%}")
-        return "".join(out)
-
-
-def _is_scratch(chain: Chain) -> bool:
-    return isinstance(chain.term, Ident) and chain.term.name == "scratch"
-
-
-def _merge(pieces: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for kind, content in pieces:
-        if kind == "text" and out and out[-1][0] == "text":
-            out[-1] = ("text", out[-1][1] + content)
-        elif kind != "text" or content:
-            out.append((kind, content))
-    return out
-
-
-def _guards(before: tuple[str, str], after: tuple[str, str], first: bool) -> tuple[str, str]:
-    """``+`` where lstrip_blocks would eat indentation before a tag or trim_blocks the newline after it.
-
-    ``first``: the text before the tag starts the template, where Jinja also strips (a line starts there).
-    """
-    left = right = ""
-    if before[0] == "text":
-        text = before[1]
-        tail = text[text.rfind("\n") + 1 :]
-        if tail and not tail.strip(" \t") and ("\n" in text or first):
-            left = "+"
-    if after[0] == "text" and after[1].startswith("\n"):
-        right = "+"
-    return left, right
-
-
-def _text(text: str, after: tuple[str, str]) -> str:
-    """Template text as it is, with anything Jinja would read as a tag inside ``raw``."""
-    if _JINJA_OPEN.search(text):
-        return "{%+ raw %}" + text + "{%+ endraw +%}"
-    if text.endswith("{") and after[0] != "end":
-        # "{" right before a tag would make "{{%": only that brace goes inside raw.
-        return text[:-1] + "{%+ raw %}{{% endraw %}"
-    return text
