@@ -23,10 +23,11 @@ from discovery.model import (
     NodesQuery,
     PrefixQuery,
 )
+from discovery.sites import HOST_META, PATH_META, split_hosts, valid_host, valid_path
 
 __all__ = ["DATA_FUNCTIONS", "FILTERS", "DataFunctions", "go_expand", "make_env"]
 
-DATA_FUNCTIONS = ("ls", "tree", "node", "nodes", "datacenters")
+DATA_FUNCTIONS = ("ls", "tree", "node", "nodes", "datacenters", "nginx_sites")
 
 
 def _prefix(prefix: Any) -> str:
@@ -91,6 +92,34 @@ class DataFunctions:
     def datacenters(self) -> list[str]:
         """The names of every known datacenter, sorted."""
         return list(self._get(DatacentersQuery(), ()))
+
+    def service(self, name: str, tag: str | None = None, dc: str | None = None, passing: bool = True) -> Any:
+        raise NotImplementedError  # the reader's
+
+    def services(self, tag: str | None = None, dc: str | None = None) -> Any:
+        raise NotImplementedError  # the reader's
+
+    def nginx_sites(self, tag: str | None = None, dc: str | None = None) -> list[dict[str, Any]]:
+        """Sites from services' nginx-host/nginx-path meta: [{host, locations: [{path, service}]}], sorted.
+
+        Every instance counts, whatever its health (the upstream leaves out unhealthy ones), so a site
+        does not come and go with a check. Invalid hosts and paths are left out; when two services claim
+        the same host and path, the first by name keeps it.
+        """
+        claims: dict[str, dict[str, str]] = {}
+        for summary in self.services(tag=tag, dc=dc):
+            for instance in self.service(summary["name"], dc=dc, passing=False):
+                meta = instance["meta"]
+                path = meta.get(PATH_META, "/") or "/"
+                if not valid_path(path):
+                    continue
+                for host in split_hosts(meta.get(HOST_META, "")):
+                    if valid_host(host):
+                        claims.setdefault(host, {}).setdefault(path, summary["name"])
+        return [
+            {"host": host, "locations": [{"path": p, "service": s} for p, s in sorted(paths.items())]}
+            for host, paths in sorted(claims.items())
+        ]
 
 
 _GO_REF = re.compile(r"\$(?:\$|\{(\w+)\}|(\w+))")

@@ -13,6 +13,7 @@ import pytest
 
 from discovery.errors import ConfigError, TemplateError
 from discovery.model import (
+    CatalogQuery,
     DatacentersQuery,
     Instance,
     Node,
@@ -22,6 +23,7 @@ from discovery.model import (
     NodesQuery,
     PrefixQuery,
     ServiceQuery,
+    ServiceSummary,
     Snapshot,
 )
 from discovery.nodes import parse_node, parse_nodes
@@ -29,6 +31,7 @@ from renderer.config import load_config
 from renderer.functions import by_tag, parse_json, regex_replace, split_text, to_json
 from renderer.template import TemplateSet
 from tests.support.consul_agent import ConsulAgent
+from tests.support.nginx import NGINX
 from tests.support.sidecar import UPSTREAMS, SidecarProcess
 from tests.support.waiting import wait_until
 
@@ -189,3 +192,38 @@ def test_kv_prefixes_and_node_services_are_watched(consul: ConsulAgent, sidecar:
     consul.deregister("api-1")
     wait_until(lambda: "on_node" not in sidecar(), what="the node's service gone")
     assert re.search(r"^dcs dc1;$", sidecar(), re.M)
+
+
+def test_sites_macro_serves_one_server_per_host_and_drops_unsafe_values(tmp_path: Path) -> None:
+    def app(sid: str, port: int, status: str = "passing", **meta: str) -> Instance:
+        return Instance("n1", sid, "app", "127.0.0.1", port, status=status, meta=tuple(sorted(meta.items())))  # type: ignore[arg-type]
+
+    snap = Snapshot.build(
+        {
+            ServiceQuery("app"): (app("a1", 81, **{"nginx-host": "a.test,B.test"}), app("a2", 82, "critical")),
+            ServiceQuery("api"): (app("p1", 83, **{"nginx-host": "a.test", "nginx-path": "/api"}),),
+            ServiceQuery("evil"): (app("e1", 84, **{"nginx-host": "x;y", "nginx-path": "/"}),
+                                   app("e2", 85, **{"nginx-host": "ok.test", "nginx-path": "/ { return 200"})),
+        },
+        {CatalogQuery(): (ServiceSummary("api"), ServiceSummary("app"), ServiceSummary("evil"))},
+        {},
+    )  # fmt: skip
+    source = tmp_path / "sites.j2"
+    source.write_text('{% import "nginx.j2" as nginx %}\n{{ nginx.sites(listen="127.0.0.1:8080") }}\n')
+    ts = TemplateSet([source])
+    assert ts.load() == []
+    text = ts.render(source, snap).text
+    flat = " ".join(text.split())
+    assert "server_name x;y" not in text and "return 200" not in text and "evil" not in text
+    assert "server { listen 127.0.0.1:8080 default_server; server_name _; return 404; }" in flat
+    assert "server_name a.test; location / { proxy_pass http://site_app;" in flat
+    assert "location /api { proxy_pass http://site_api;" in flat
+    assert "server_name b.test; location / { proxy_pass http://site_app;" in flat
+    assert "upstream site_app { server 127.0.0.1:81; }" in flat  # the critical instance is left out
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{ access_log off; include {source}.out; }}\n"
+    )
+    Path(f"{source}.out").write_text(text)
+    check = subprocess.run([NGINX, "-t", "-q", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stderr
