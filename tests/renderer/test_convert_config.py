@@ -204,3 +204,23 @@ def test_exit_codes_say_converted_needs_a_hand_or_unreadable(tmp_path: Path) -> 
     assert f"upstreams: {tmp_path}/broken.hcl is not valid HCL" in broken.stderr
     missing = run_convert(tmp_path, "--template", f"nope.ctmpl:{dest}")
     assert missing.returncode == 2 and "cannot read the template" in missing.stderr
+
+
+def test_wait_string_default_delimiters_and_template_waits(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "d.ctmpl").write_text('<<range service "web">><<.Port>><<end>>')
+    hcl = tmp_path / "ct.hcl"
+    hcl.write_text(
+        'wait = "1s:4s"\ndefault_delimiters {\n  left = "<<"\n  right = ">>"\n}\n'
+        'template {\n  source = "d.ctmpl"\n  destination = "conf.d/d.conf"\n  wait {\n    min = "9s"\n  }\n}\n'
+    )
+    problems = convert(hcl, [], tmp_path / "out", tmp_path, {})
+    assert [str(p) for p in problems] == [
+        f"{hcl}:9: note: a template's own 'wait' is dropped: the sidecar has one [wait]."
+    ]
+    assert exit_code(problems) == 0
+    assert tomllib.loads((tmp_path / "out" / "sidecar.toml").read_text())["wait"] == {
+        "min": "1s",
+        "max": "4s",
+    }
+    assert 'for instance in service("web")' in (tmp_path / "out" / "d.j2").read_text()
