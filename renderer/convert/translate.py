@@ -164,7 +164,20 @@ class _Translator(Scratch):
         printf = len(pipe.cmds) == 1 and isinstance(head, Ident) and head.name == "printf"
         if printf and self.printf_text(pipe.cmds[0].args[1:]):
             return
-        self.pieces.append(("out", self.pipe(pipe).expr))
+        self.output(self.pipe(pipe))
+
+    def output(self, value: Val) -> None:
+        """``{{ value }}`` printed as Go's fmt prints it: lists as ``[a b]``, booleans as ``true``/``false``."""
+        if value.type == "strings":
+            item = self.fresh("item")  # each element one escaped token, spaces between, as fmt does
+            self.pieces += [("text", "["), ("tag", f"for {item} in {value.expr}"), ("out", item)]
+            self.pieces += [("tag", "if not loop.last"), ("text", " "), ("tag", "endif"), ("tag", "endfor")]
+            self.pieces.append(("text", "]"))
+            self.taken.discard(item)
+        elif value.type == "bool":
+            self.pieces.append(("out", f"'true' if {value.expr} else 'false'"))
+        else:
+            self.pieces.append(("out", value.expr))
 
     def printf_text(self, args: tuple[Arg, ...]) -> bool:
         """``{{printf "%s:%d" .Address .Port}}`` as text and one output per verb (each escaped alone)."""

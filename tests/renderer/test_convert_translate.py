@@ -74,11 +74,11 @@ CASES = [
     ('{{keyOrDefault "cfg/none" "16"}} {{keyOrDefault "cfg/max" "16"}}', "16 7"),
     ('{{ $x := key "cfg/max" }}{{ $x }}{{ $x = "8" }}{{ $x }}', "78"),
     ('{{printf "%s-%d" "a" 5}} {{printf "%s:%d" (index (service "web") 0).Address 80}}', "a-5 10.0.0.1:80"),
-    ('{{len (service "web|any")}} {{index (service "web|any") 1 | printf "%v" | len | lt 0}}', "3 True"),
+    ('{{len (service "web|any")}} {{index (service "web|any") 1 | printf "%v" | len | lt 0}}', "3 true"),
     ('{{/* a comment */}}x{{- /* trimmed */ -}}  y', "xy"),
     ('{{"Hello" | toLower}} {{"a" | toUpper}} {{"  t  " | trimSpace}} {{"web api" | toTitle}}', "hello A t Web Api"),
-    ('{{replaceAll "." "_" "a.b.c"}} {{split "," "a,b" | len}} {{"a" | in (split "," "a,b")}}', "a_b_c 2 True"),
-    ('{{"v12" | regexMatch "v[0-9]+"}} {{"web-12" | regexReplaceAll "(\\\\w+)-(\\\\d+)" "$2.$1"}}', "True 12.web"),
+    ('{{replaceAll "." "_" "a.b.c"}} {{split "," "a,b" | len}} {{"a" | in (split "," "a,b")}}', "a_b_c 2 true"),
+    ('{{"v12" | regexMatch "v[0-9]+"}} {{"web-12" | regexReplaceAll "(\\\\w+)-(\\\\d+)" "$2.$1"}}', "true 12.web"),
     ('{{with $j := key "cfg/json" | parseJSON}}{{index $j.a.b 1}} {{$j.name}} {{toJSON $j.a}}{{end}}', '2 x "{\\"b\\":[1,2]}"'),
     ('{{range service "web|any"}}{{if .Tags | contains "blue"}}{{.ID}}{{end}}{{end}}', "w1w3"),
     ('{{if containsAny (split "," "x,v2") (index (service "web|any") 1).Tags}}any{{end}}', "any"),
@@ -87,7 +87,8 @@ CASES = [
     ('{{range $t, $is := service "web|any" | byTag}}{{$t}}:{{range $is}}{{.ID}}{{end}} {{end}}', "blue:w1w3 v1:w1 v2:w2 "),
     ('{{scratch.Set "a" "1"}}{{scratch.SetX "a" "2"}}{{scratch.Get "a"}}{{if scratch.Key "b"}}no{{end}}', "1"),
     ('{{range service "web|any"}}{{scratch.MapSet "m" .ID .Port}}{{end}}{{range scratch.MapValues "m"}}{{.}},{{end}}', "81,82,83,"),
-    ("{{key \"cfg/bad\"}}", '"a;b"'),  # a value from Consul is still one escaped nginx token
+    ("{{key \"cfg/bad\"}}", '"a;b"'),
+    ('{{range service "web"}}{{.Tags}}{{end}} {{eq 1 2}}', "[blue v1] false"),  # Go's fmt of a list, a bool  # a value from Consul is still one escaped nginx token
     ("a {{- 1 -}} b {{- \"\" }}\n {{2}}", "a1b\n 2"),
 ]  # fmt: skip
 
