@@ -155,11 +155,11 @@ class GoFunctions(Values):
 
     def fn_and(self, args: list[Arg | Val]) -> Val:
         vals = self.values("and", args, 1, 99)
-        return Val("(" + " and ".join(v.expr for v in vals) + ")", "bool")
+        return Val("(" + " and ".join(v.expr for v in vals) + ")", _common(vals))
 
     def fn_or(self, args: list[Arg | Val]) -> Val:
         vals = self.values("or", args, 1, 99)
-        return Val("(" + " or ".join(v.expr for v in vals) + ")", "bool")
+        return Val("(" + " or ".join(v.expr for v in vals) + ")", _common(vals))
 
     def fn_printf(self, args: list[Arg | Val]) -> Val:
         if not args or not (isinstance(args[0], Lit) and isinstance(args[0].value, str)):
@@ -224,3 +224,9 @@ def _no_dc(path: Val) -> str:
     if path.expr.startswith('"') and "@" in path.expr:
         raise Unconvertible("a key in another datacenter ('@dc') is not supported by upstreams")
     return path.expr
+
+
+def _common(vals: list[Val]) -> str:
+    """Go's and/or give one of their arguments, not a boolean: the arguments' type when they share one."""
+    kinds = {v.type for v in vals}
+    return kinds.pop() if len(kinds) == 1 else "any"
