@@ -201,6 +201,8 @@ class _Reader:
                         self.unknown(f"ssl.{k}", self.line("ssl", line))
             elif not key.startswith("__"):
                 self.unknown(key, self.line(key, line))
+        if ssl_on and "address" not in block:
+            out.append(("address", "https://127.0.0.1:8500"))  # consul-template's default, over TLS
         return token
 
     def wait(self, raw: Any, line: int) -> tuple[str, str] | None:
