@@ -10,6 +10,7 @@ from typing import Any
 
 import hcl2
 import lark
+from hcl2.utils import SerializationOptions
 
 from discovery.errors import ConfigError
 
@@ -98,7 +99,8 @@ def plan_from_hcl(path: Path) -> Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Cannot read {path}: {exc}.") from exc
     try:
-        data = hcl2.loads(text)
+        # Heredocs (`contents = <<EOF`) as plain strings, not with their markers.
+        data = hcl2.loads(text, serialization_options=SerializationOptions(preserve_heredocs=False))
     except (lark.exceptions.LarkError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{path} is not valid HCL: {first.rstrip('.')}.") from None

@@ -92,6 +92,14 @@ template {
   contents    = "upstream b { {{- range service \\"b\\" }} server {{ .Address }}:80; {{- end }} }"
   destination = "conf.d/b.conf"
 }
+template {
+  contents    = <<EOF
+upstream c {
+  {{ range service "c" }}server {{ .Address }}:80;{{ end }}
+}
+EOF
+  destination = "conf.d/c.conf"
+}
 """,
     )
     problems = convert(hcl, [], tmp_path / "out", tmp_path, {})
@@ -111,7 +119,13 @@ template {
             "backup": True,
         },
         {"source": "b.conf.j2", "destination": str(tmp_path / "conf.d/b.conf")},
+        {"source": "c.conf.j2", "destination": str(tmp_path / "conf.d/c.conf")},
     ]
+    assert (
+        (tmp_path / "out" / "c.conf.j2")
+        .read_text()
+        .startswith('upstream c {\n  {%+ for instance in service("c") %}')
+    )
     token = tmp_path / "out" / "consul-token"
     assert token.read_text() == "s3cr3t\n" and token.stat().st_mode & 0o777 == 0o600
     assert "s3cr3t" not in (tmp_path / "out" / "sidecar.toml").read_text()
