@@ -199,7 +199,7 @@ class TemplateSet:
         self.allowed_env = dict(env or {})  # per source: the variables its config lets env() read
         functions = {name: _unbound(name) for name in FUNCTIONS}
         self.env = make_environment(sorted({s.parent for s in self.sources}), functions)
-        self.env.filters.update(FILTERS)  # by_tag, with_tag, parse_json, regex_match, ... (renderer/functions.py)
+        self.env.filters.update(FILTERS)  # by_tag, parse_json, regex_match, ... (renderer/functions.py)
         self._compiled: dict[Path, jinja2.Template] = {}
         self._warned: dict[Path, tuple[str, ...]] = {}
 

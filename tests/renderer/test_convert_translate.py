@@ -14,7 +14,8 @@ from discovery.model import CatalogQuery, Instance, KeyQuery, ServiceQuery, Serv
 from renderer.convert.golex import lex
 from renderer.convert.goparse import Action, Chain, Cmd, Field, Ident, If, Lit, Pipe, Range, Text, parse
 from renderer.convert.translate import translate
-from renderer.template import TemplateSet, make_environment
+from renderer.sandbox import make_environment
+from renderer.template import TemplateSet
 
 
 def inst(sid: str, port: int, tags: tuple[str, ...] = (), status: str = "passing", **kw: object) -> Instance:
@@ -76,7 +77,7 @@ CASES = [
     ('{{printf "%s-%d" "a" 5}} {{printf "%s:%d" (index (service "web") 0).Address 80}}', "a-5 10.0.0.1:80"),
     ('{{len (service "web|any")}} {{index (service "web|any") 1 | printf "%v" | len | lt 0}}', "3 true"),
     ('{{/* a comment */}}x{{- /* trimmed */ -}}  y', "xy"),
-    ('{{"Hello" | toLower}} {{"a" | toUpper}} {{"  t  " | trimSpace}} {{"web api" | toTitle}}', "hello A t Web Api"),
+    ('{{"Hello" | toLower}} {{"a" | toUpper}} {{"  t  " | trimSpace}} {{"web api" | toTitle}}', 'hello A t "Web Api"'),
     ('{{replaceAll "." "_" "a.b.c"}} {{split "," "a,b" | len}} {{"a" | in (split "," "a,b")}}', "a_b_c 2 true"),
     ('{{"v12" | regexMatch "v[0-9]+"}} {{"web-12" | regexReplaceAll "(\\\\w+)-(\\\\d+)" "$2.$1"}}', "true 12.web"),
     ('{{with $j := key "cfg/json" | parseJSON}}{{index $j.a.b 1}} {{$j.name}} {{toJSON $j.a}}{{end}}', '2 x "{\\"b\\":[1,2]}"'),
@@ -182,7 +183,7 @@ _TAG = st.sampled_from(["{{if true}}", "{{- if true}}", "{{if true -}}", "{{- if
 _END = st.sampled_from(
     ["{{end}}", "{{- end}}", "{{end -}}", "{{- end -}}", "{{end}}{{/* c */}}", "{{end}}{{/* c */ -}}"]
 )
-_ENV = make_environment([])
+_ENV = make_environment([], {})
 
 
 def _go_reference(pieces: list[str]) -> str:
