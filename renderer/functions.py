@@ -25,6 +25,8 @@ from discovery.model import (
 )
 from discovery.sites import HOST_META, PATH_META, split_hosts, valid_host, valid_path
 
+from .escape import NGINX_NAME
+
 __all__ = ["DATA_FUNCTIONS", "FILTERS", "DataFunctions", "go_expand", "make_env"]
 
 DATA_FUNCTIONS = ("ls", "tree", "node", "nodes", "datacenters", "nginx_sites")
@@ -103,11 +105,14 @@ class DataFunctions:
         """Sites from services' nginx-host/nginx-path meta: [{host, locations: [{path, service}]}], sorted.
 
         Every instance counts, whatever its health (the upstream leaves out unhealthy ones), so a site
-        does not come and go with a check. Invalid hosts and paths are left out; when two services claim
+        does not come and go with a check. Invalid hosts and paths, and services whose name nginx cannot
+        use in an upstream name, are left out; when two services claim
         the same host and path, the first by name keeps it.
         """
         claims: dict[str, dict[str, str]] = {}
         for summary in self.services(tag=tag, dc=dc):
+            if not NGINX_NAME.fullmatch(str(summary["name"])):
+                continue  # its upstream could not be named, so nothing could proxy to it
             for instance in self.service(summary["name"], dc=dc, passing=False):
                 meta = instance["meta"]
                 path = meta.get(PATH_META, "/") or "/"
