@@ -15,6 +15,7 @@ let
       prometheus-client
       docker
       rich
+      python-hcl2 # upstreams convert
       setuptools
       pytest
       pytest-timeout

@@ -77,7 +77,7 @@ def _instance(entry: Mapping[str, Any], dc: str) -> Instance | None:
     status = worst_status(c.get("Status", "critical") for c in checks if isinstance(c, Mapping))
     tags = tuple(t for t in (svc.get("Tags") or []) if _text(t) is not None)
     raw_meta = svc.get("Meta") or {}
-    meta = tuple(sorted((k, v) for k, v in raw_meta.items() if _text(k) is not None and _text(v) is not None))
+    meta = _meta(raw_meta)
     return Instance(
         node=node_name,
         id=sid,
@@ -90,7 +90,15 @@ def _instance(entry: Mapping[str, Any], dc: str) -> Instance | None:
         status=status,
         datacenter=_text(node.get("Datacenter")) or dc,
         node_address=_text(node.get("Address")) or "",
+        node_meta=_meta(node.get("Meta")),
     )
+
+
+def _meta(raw: Any) -> tuple[tuple[str, str], ...]:
+    """Service or node meta: text keys and values only, sorted."""
+    if not isinstance(raw, Mapping):
+        return ()
+    return tuple(sorted((k, v) for k, v in raw.items() if _text(k) is not None and _text(v) is not None))
 
 
 def parse_health(entries: Any, dc: str = "", keep_order: bool = False) -> tuple[Instance, ...]:

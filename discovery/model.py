@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "STATUS_ORDER",
     "CatalogQuery",
+    "DatacentersQuery",
     "Dependency",
     "Instance",
     "KeyQuery",
+    "Node",
+    "NodeInfo",
+    "NodeQuery",
+    "NodeService",
+    "NodesQuery",
+    "PrefixQuery",
     "ServiceQuery",
     "ServiceSummary",
     "Snapshot",
@@ -55,7 +62,49 @@ class KeyQuery:
         return f"key {self.path}" + (f"@{self.dc}" if self.dc else "")
 
 
-Dependency = ServiceQuery | CatalogQuery | KeyQuery
+@dataclass(frozen=True, order=True)
+class PrefixQuery:
+    """What is fetched for ``ls()`` and ``tree()``: every KV pair under a prefix (ending in '/' or '')."""
+
+    prefix: str
+    dc: str = ""
+
+    def __str__(self) -> str:
+        return f"keys under {self.prefix or '/'}" + (f"@{self.dc}" if self.dc else "")
+
+
+@dataclass(frozen=True, order=True)
+class NodesQuery:
+    """What is fetched for ``nodes()``: every node of a datacenter."""
+
+    dc: str = ""
+
+    def __str__(self) -> str:
+        return "nodes" + (f"@{self.dc}" if self.dc else "")
+
+
+@dataclass(frozen=True, order=True)
+class NodeQuery:
+    """What is fetched for ``node(name)``: one node and the services registered on it."""
+
+    name: str
+    dc: str = ""
+
+    def __str__(self) -> str:
+        return f"node {self.name}" + (f"@{self.dc}" if self.dc else "")
+
+
+@dataclass(frozen=True, order=True)
+class DatacentersQuery:
+    """What is fetched for ``datacenters()``: the names of every known datacenter."""
+
+    dc: str = ""  # always '': asked of the local agent (kept so every dependency has a datacenter)
+
+    def __str__(self) -> str:
+        return "datacenters"
+
+
+Dependency = ServiceQuery | CatalogQuery | KeyQuery | PrefixQuery | NodesQuery | NodeQuery | DatacentersQuery
 
 
 @dataclass(frozen=True, order=True)
@@ -73,6 +122,7 @@ class Instance:
     status: Status = "passing"
     datacenter: str = ""
     node_address: str = ""
+    node_meta: tuple[tuple[str, str], ...] = ()
 
     @cached_property
     def meta_dict(self) -> dict[str, str]:
@@ -88,6 +138,37 @@ class ServiceSummary:
     tags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, order=True)
+class Node:
+    """A node of the catalog."""
+
+    name: str
+    address: str
+    datacenter: str = ""
+    id: str = ""
+    meta: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, order=True)
+class NodeService:
+    """A service registered on a node, as the catalog lists it (no health)."""
+
+    id: str
+    name: str
+    address: str
+    port: int
+    tags: tuple[str, ...] = ()
+    meta: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, order=True)
+class NodeInfo:
+    """A node and its services, sorted by service ID."""
+
+    node: Node
+    services: tuple[NodeService, ...] = ()
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything the templates may read, at one moment; each part sorted by its query."""
@@ -95,6 +176,8 @@ class Snapshot:
     services: tuple[tuple[ServiceQuery, tuple[Instance, ...]], ...] = ()
     catalogs: tuple[tuple[CatalogQuery, tuple[ServiceSummary, ...]], ...] = ()
     keys: tuple[tuple[KeyQuery, str | None], ...] = ()
+    # ls/tree, nodes, node and datacenters answers, sorted by query type then query.
+    others: tuple[tuple[Any, Any], ...] = ()
 
     @classmethod
     def build(
@@ -102,17 +185,19 @@ class Snapshot:
         services: dict[ServiceQuery, tuple[Instance, ...]],
         catalogs: dict[CatalogQuery, tuple[ServiceSummary, ...]],
         keys: dict[KeyQuery, str | None],
+        others: dict[Any, Any] | None = None,
     ) -> Snapshot:
         """Make a snapshot from mappings, sorting everything."""
         return cls(
             services=tuple(sorted(services.items())),
             catalogs=tuple(sorted(catalogs.items())),
             keys=tuple(sorted(keys.items())),
+            others=tuple(sorted((others or {}).items(), key=lambda kv: (type(kv[0]).__name__, kv[0]))),
         )
 
     @cached_property
     def _lookup(self) -> dict[Dependency, object]:
-        return {**dict(self.services), **dict(self.catalogs), **dict(self.keys)}
+        return {**dict(self.services), **dict(self.catalogs), **dict(self.keys), **dict(self.others)}
 
     def has(self, dep: Dependency) -> bool:
         """Whether this snapshot holds an answer for a dependency."""

@@ -9,8 +9,9 @@ Per datacenter, two cluster-wide blocking queries tell *what* changed:
   index (a registration without checks, an address change), every watched service is dirty.
 
 Only dirty *watched* services are fetched again (``/v1/health/service/NAME``), by a small pool of
-connections. KV keys are watched with one recursive blocking query per datacenter. So at most
-2 + pool (+1 with keys) connections per datacenter, whatever the number of services.
+connections. KV keys (and ls/tree prefixes) are watched with one recursive blocking query per
+datacenter. So at most 2 + pool (+1 with keys) connections per datacenter, whatever the number of
+services; nodes(), node() and datacenters() add one more per datacenter and one shared (discovery/nodes.py).
 """
 
 from __future__ import annotations
@@ -33,7 +34,17 @@ from .consul import ConsulClient, consul_errors, kv_prefix, unservable
 from .errors import ConsulError, first_line
 from .latest import Latest
 from .metrics import ConsulMetrics
-from .model import CatalogQuery, Dependency, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+from .model import (
+    CatalogQuery,
+    Dependency,
+    Instance,
+    KeyQuery,
+    PrefixQuery,
+    ServiceQuery,
+    ServiceSummary,
+    Snapshot,
+)
+from .nodes import NodeWatch
 
 __all__ = ["Watcher"]
 
@@ -55,18 +66,10 @@ class _Datacenter:
         self.catalog: dict[str, tuple[str, ...]] = {}
         self.catalog_index = 0
         self.kv_task: asyncio.Task[None] | None = None
-        self.kv_keys: frozenset[str] = frozenset()
+        self.kv_keys: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
     def _query(self, name: str, fetch: Any) -> BlockingQuery[Any]:
-        w = self.watcher
-        return BlockingQuery(
-            name=f"{name}{'@' + self.dc if self.dc else ''}",
-            fetch=fetch,
-            wait=w.wait,
-            min_interval=w.min_interval,
-            on_error=w._lost,
-            on_success=w._reached,
-        )
+        return self.watcher.query(f"{name}{'@' + self.dc if self.dc else ''}", fetch)
 
     async def watch_health(self) -> None:
         async def fetch(index: int, wait: str) -> tuple[Any, Any]:
@@ -104,6 +107,7 @@ class _Datacenter:
             old, first = self.catalog, self.catalog_index == 0
             self.catalog, self.catalog_index = new, idx
             self.watcher._store(CatalogQuery(self.dc), summaries)
+            self.watcher.nodes.moved(self.dc)  # a service (de)registered on a watched node moves this index
             changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
             if changed:
                 self.watcher._mark_dirty(self.dc, changed)
@@ -123,20 +127,20 @@ class _Datacenter:
                     await moved.wait()
         return idx in self.health_changes
 
-    def watch_keys(self, keys: frozenset[str]) -> None:
-        """(Re)start the KV query for exactly these keys."""
-        if keys == self.kv_keys:
+    def watch_keys(self, keys: frozenset[str], prefixes: frozenset[str] = frozenset()) -> None:
+        """(Re)start the KV query for exactly these keys and prefixes (ls/tree)."""
+        if (keys, prefixes) == self.kv_keys:
             return
         if self.kv_task:
             self.kv_task.cancel()
-        self.kv_keys, self.kv_task = keys, None
-        if keys:
-            self.kv_task = self.watcher._spawn(self._watch_kv(keys))
+        self.kv_keys, self.kv_task = (keys, prefixes), None
+        if keys or prefixes:
+            self.kv_task = self.watcher._spawn(self._watch_kv(keys, prefixes))
 
-    async def _watch_kv(self, keys: frozenset[str]) -> None:
+    async def _watch_kv(self, keys: frozenset[str], prefixes: frozenset[str]) -> None:
         # Character-wise on purpose: KV keys are strings, and a recursive KV read takes any prefix;
         # shortened where Consul would rewrite or refuse the path (the exact keys are picked below).
-        prefix = kv_prefix(os.path.commonprefix(sorted(keys)))  # noqa: RUF071
+        prefix = kv_prefix(os.path.commonprefix(sorted(keys | prefixes)))  # noqa: RUF071
 
         async def fetch(index: int, wait: str) -> tuple[Any, Any]:
             async with consul_errors(f"the KV prefix '{prefix}'"):
@@ -144,15 +148,22 @@ class _Datacenter:
                     prefix, recurse=True, index=index, wait=wait, dc=self.dc or None
                 )
             values: dict[str, str | None] = dict.fromkeys(keys)
+            pairs: list[tuple[str, str]] = []
             for item in items or []:
+                raw = item.get("Value")
+                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
                 if item.get("Key") in keys:
-                    raw = item.get("Value")
-                    values[item["Key"]] = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
-            return idx, values
+                    values[item["Key"]] = text
+                if isinstance(item.get("Key"), str):
+                    pairs.append((item["Key"], text))
+            under = {p: tuple(sorted(kv for kv in pairs if kv[0].startswith(p))) for p in prefixes}
+            return idx, (values, under)
 
-        async for values in self._query(f"kv {prefix!r}", fetch).changes():
+        async for values, under in self._query(f"kv {prefix!r}", fetch).changes():
             for key, value in values.items():
                 self.watcher._store(KeyQuery(key, self.dc), value)
+            for name, found in under.items():
+                self.watcher._store(PrefixQuery(name, self.dc), found)
 
 
 class Watcher:
@@ -184,6 +195,27 @@ class Watcher:
         self._tg: asyncio.TaskGroup | None = None
         self._unreadable: set[ServiceQuery] = set()  # warned about once, until they read again
         self._tasks: set[asyncio.Task[None]] = set()
+        self.nodes = NodeWatch(self, self._spawn)
+
+    @property
+    def wanted(self) -> frozenset[Dependency]:
+        """The dependencies watched now."""
+        return self._wanted
+
+    def query(self, name: str, fetch: Any) -> BlockingQuery[Any]:
+        """A blocking query that reports to this watcher whether Consul answers."""
+        return BlockingQuery(
+            name=name,
+            fetch=fetch,
+            wait=self.wait,
+            min_interval=self.min_interval,
+            on_error=self._lost,
+            on_success=self._reached,
+        )
+
+    def store(self, dep: Dependency, value: Any) -> None:
+        """Keep an answer for a wanted dependency and publish the new snapshot."""
+        self._store(dep, value)
 
     async def run(self) -> None:
         """Run the watch until cancelled, in a TaskGroup of its own."""
@@ -195,6 +227,7 @@ class Watcher:
         """Start the watch's tasks in the caller's TaskGroup; they run until ``stop`` or the group ends."""
         self._tg = tg
         self._spawn(self._fetch_loop())
+        self._spawn(self.nodes.run())
         self._spawn(self._resync_loop())
         self.want(self._wanted, force=True)
 
@@ -226,8 +259,10 @@ class Watcher:
             return
         for dc in sorted({d.dc for d in wanted}):
             self._datacenter(dc).watch_keys(
-                frozenset(d.path for d in wanted if isinstance(d, KeyQuery) and d.dc == dc)
+                frozenset(d.path for d in wanted if isinstance(d, KeyQuery) and d.dc == dc),
+                frozenset(d.prefix for d in wanted if isinstance(d, PrefixQuery) and d.dc == dc),
             )
+        self.nodes.want(wanted, added)
         for dc in list(self._dcs):
             if not any(d.dc == dc for d in wanted):
                 self._dcs[dc].watch_keys(frozenset())
@@ -266,14 +301,17 @@ class Watcher:
         services: dict[ServiceQuery, tuple[Instance, ...]] = {}
         catalogs: dict[CatalogQuery, tuple[ServiceSummary, ...]] = {}
         keys: dict[KeyQuery, str | None] = {}
+        others: dict[Any, Any] = {}
         for dep, value in self._data.items():
             if isinstance(dep, ServiceQuery):
                 services[dep] = value
             elif isinstance(dep, CatalogQuery):
                 catalogs[dep] = value
-            else:
+            elif isinstance(dep, KeyQuery):
                 keys[dep] = value
-        snapshot = Snapshot.build(services, catalogs, keys)
+            else:
+                others[dep] = value
+        snapshot = Snapshot.build(services, catalogs, keys, others)
         if snapshot != self.updates.value:
             self.updates.publish(snapshot)
 

@@ -28,6 +28,7 @@ from .spec import (
     valid_meta_key,
     valid_service_name,
 )
+from .virtualhost import virtual_meta
 
 __all__ = ["HostSettings", "services_for"]
 
@@ -137,7 +138,15 @@ def _service(
         address=address,
         port=port,
         tags=_tags(keys.get("tags", ""), where, warnings),
-        meta=_meta(keys, where, warnings),
+        # nginx-proxy's VIRTUAL_* become nginx-host/nginx-path (virtualhost.py); they win over SERVICE_* meta.
+        meta=tuple(
+            sorted(
+                {
+                    **dict(_meta(keys, where, warnings)),
+                    **dict(virtual_meta(container, binding.port, several, where, warnings)),
+                }.items()
+            )
+        ),
         weight=_weight(keys.get("weight"), where, warnings),
         checks=_checks(container, sid, name, address, port, keys, where, warnings),
         origin=where,

@@ -43,9 +43,11 @@ python3Packages.buildPythonApplication {
     prometheus-client
     docker
     rich
+    python-hcl2 # upstreams convert reads consul-template's HCL
   ];
-  # The pin may ship an older py-consul than pyproject's lower bound; the API we use is the same.
-  pythonRelaxDeps = [ "py-consul" ];
+  # The pin may ship an older py-consul (or python-hcl2) than pyproject's bounds; the API we use is the
+  # same (the converter reads both python-hcl2's quoted and unquoted string forms).
+  pythonRelaxDeps = [ "py-consul" "python-hcl2" ];
 
   nativeCheckInputs = with python3Packages; [
     pytestCheckHook

@@ -22,7 +22,7 @@ from discovery.errors import ConfigError, ConsulDenied, TemplateError, Upstreams
 from discovery.logs import setup_logging
 from discovery.model import Snapshot
 
-from . import demo
+from . import convert, demo
 from .config import SidecarConfig, load_config
 from .daemon import Sidecar
 from .nginx import missing_programs
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     for p in (watch, render, check, status):
         p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config file")
     demo.add_parser(sub)
+    convert.add_parser(sub)
     return parser
 
 
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         if args.command == "check":
             return _check(args.config, environ)
+        if args.command == "convert":
+            return convert.run(args, environ, Path.cwd())
         if args.command == "demo":
             return demo.run_demo(demo.DemoOptions.from_args(args), environ)
         config = load_config(args.config, environ)
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 def _check(path: Path, env: Mapping[str, str]) -> int:
     """Validate config and templates offline: one line per problem."""
     config = load_config(path, env)
-    templates = TemplateSet(t.source for t in config.templates)
+    templates = TemplateSet((t.source for t in config.templates), config.template_env)
     problems = [str(e) for e in templates.load()]
     if not problems:
         # Render against an empty catalog: finds runtime errors (sandbox, bad arguments) without Consul.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from discovery.table import Table, load_toml
 __all__ = ["NginxConfig", "SidecarConfig", "StatusConfig", "TemplateConfig", "WaitConfig", "load_config"]
 
 DEFAULT_LISTEN = "127.0.0.1:9119"
+_ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class TemplateConfig:
     destination: Path
     perms: int | None = None
     backup: bool = False
+    env: tuple[tuple[str, str], ...] = ()  # variables env() may read, with their values at start-up
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ class SidecarConfig:
     templates: tuple[TemplateConfig, ...]
     status: StatusConfig = StatusConfig()
 
+    @property
+    def template_env(self) -> dict[Path, dict[str, str]]:
+        """Per template source, the environment variables its env() may read."""
+        return {t.source: dict(t.env) for t in self.templates}
+
 
 def load_config(path: Path, env: Mapping[str, str]) -> SidecarConfig:
     """Read and validate the sidecar's config file; raise ConfigError naming the file and key at fault."""
@@ -73,7 +81,7 @@ def load_config(path: Path, env: Mapping[str, str]) -> SidecarConfig:
         consul=consul,
         wait=_wait(root.table("wait")),
         nginx=_nginx(root.table("nginx")),
-        templates=_templates(root, base),
+        templates=_templates(root, base, env),
         status=_status(root.table("status")),
     )
     root.done()
@@ -108,7 +116,7 @@ def _nginx(table: Table) -> NginxConfig:
     return NginxConfig(check_command=check_command, pid_file=pid_file, reload_command=reload_command)
 
 
-def _templates(root: Table, base: Path) -> tuple[TemplateConfig, ...]:
+def _templates(root: Table, base: Path, env: Mapping[str, str]) -> tuple[TemplateConfig, ...]:
     tables = root.tables("template")
     if not tables:
         raise ConfigError(f"{root.where}: no [[template]] is configured; there is nothing to render.")
@@ -134,10 +142,20 @@ def _templates(root: Table, base: Path) -> tuple[TemplateConfig, ...]:
                 destination=destination,
                 perms=_perms(table),
                 backup=table.boolean("backup", False),
+                env=_env(table, env),
             )
         )
         table.done()
     return tuple(out)
+
+
+def _env(table: Table, env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    names = table.strings("env", ()) or ()
+    for name in names:
+        if not _ENV_NAME.match(name):
+            raise table.error("env", f"holds {name!r}, which is not an environment variable name")
+    # Resolved here, once: templates never read the process environment themselves; unset reads as "".
+    return tuple(sorted((name, env.get(name, "")) for name in set(names)))
 
 
 def _perms(table: Table) -> int | None:

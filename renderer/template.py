@@ -31,6 +31,7 @@ from discovery.model import (
 )
 
 from .escape import NGINX_NAME, NginxText
+from .functions import DATA_FUNCTIONS, FILTERS, DataFunctions, make_env
 from .sandbox import make_environment
 from .template_errors import check_names, describe, error_line
 
@@ -38,7 +39,7 @@ __all__ = ["FUNCTIONS", "Rendered", "TemplateSet", "parse_service_spec"]
 
 log = logging.getLogger(__name__)
 MAX_OUTPUT = 64 * 1024 * 1024
-FUNCTIONS = ("service", "services", "key", "upstream_name")
+FUNCTIONS = ("service", "services", "key", "upstream_name", "env", *DATA_FUNCTIONS)
 
 # consul-template's form: [tag.]name[@dc][~near]; the name has no dots, so the tag is all before the last.
 _SPEC = re.compile(
@@ -81,11 +82,12 @@ def _unbound(name: str) -> Callable[..., Any]:
     return call
 
 
-class _Reader:
-    """The data functions of one render; records what they read."""
+class _Reader(DataFunctions):
+    """The data functions of one render (ls, tree, node, ... in renderer/functions.py); records what they read."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, allowed_env: Mapping[str, str] | None = None) -> None:
         self.snapshot = snapshot
+        self.env = make_env(allowed_env or {})
         self.read: set[Dependency] = set()
         self.missing: set[Dependency] = set()
         self.warnings: list[str] = []
@@ -182,6 +184,7 @@ def _instance_view(i: Instance) -> dict[str, Any]:
         "datacenter": i.datacenter,
         "tags": i.tags,
         "meta": i.meta_dict,
+        "node_meta": dict(i.node_meta),
         "weight": i.weight,
         "status": i.status,
     }
@@ -190,10 +193,12 @@ def _instance_view(i: Instance) -> dict[str, Any]:
 class TemplateSet:
     """The compiled templates of a config; a broken edit keeps the last good compiled version."""
 
-    def __init__(self, sources: Iterable[Path]) -> None:
+    def __init__(self, sources: Iterable[Path], env: Mapping[Path, Mapping[str, str]] | None = None) -> None:
         self.sources = tuple(sources)
+        self.allowed_env = dict(env or {})  # per source: the variables its config lets env() read
         functions = {name: _unbound(name) for name in FUNCTIONS}
         self.env = make_environment(sorted({s.parent for s in self.sources}), functions)
+        self.env.filters.update(FILTERS)  # by_tag, parse_json, regex_match, ... (renderer/functions.py)
         self._compiled: dict[Path, jinja2.Template] = {}
         self._warned: dict[Path, tuple[str, ...]] = {}
 
@@ -229,7 +234,7 @@ class TemplateSet:
         template = self._compiled.get(source)
         if template is None:
             raise TemplateError(f"Template {source} has never compiled; nothing to render.")
-        reader = _Reader(snapshot)
+        reader = _Reader(snapshot, self.allowed_env.get(source))
         token = _READER.set(reader)
         try:
             text = template.render()

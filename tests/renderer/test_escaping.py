@@ -15,7 +15,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from discovery.errors import TemplateError
-from discovery.model import CatalogQuery, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+from discovery.model import (
+    CatalogQuery,
+    DatacentersQuery,
+    Instance,
+    KeyQuery,
+    Node,
+    NodeInfo,
+    NodeQuery,
+    NodeService,
+    NodesQuery,
+    PrefixQuery,
+    ServiceQuery,
+    ServiceSummary,
+    Snapshot,
+)
 from renderer.sandbox import REFUSED_FILTERS
 from renderer.template import TemplateSet
 from tests.support.nginx_tokens import tokens
@@ -78,6 +92,12 @@ FILTERS = {
     "urlencode": "m | urlencode",
     "wordcount": "v | wordcount",
     "wordwrap": "v | wordwrap(5)",
+    "with_tag": "[i] | with_tag(v)",
+    "parse_json": "('{\"a\": ' ~ (v | tojson) ~ '}') | parse_json",
+    "to_json": "{'m': m, 'v': v, 'i': i} | to_json",
+    "regex_match": "v | regex_match('a')",
+    "regex_replace": "v | regex_replace('(a)', v ~ '$1')",
+    "split_text": "v | split_text(';')",
 }
 _NUMERIC = ("divisibleby", "even", "odd")
 _COMPARING = ("!=", "<", "<=", "==", ">", ">=", "eq", "equalto", "ge", "greaterthan", "gt", "le")
@@ -98,6 +118,13 @@ GLOBALS = {
     "service": "service(s)",
     "services": "services(tag=v)",
     "upstream_name": "upstream_name(v)",
+    "env": "env('HOSTILE')",
+    "ls": "ls('v')",
+    "tree": "tree('v')",
+    "node": "node(v)",
+    "nodes": "nodes()",
+    "datacenters": "datacenters()",
+    "nginx_sites": "nginx_sites()",
 }
 HOSTILE = [
     "a; include /etc/shadow; #",
@@ -152,7 +179,7 @@ SOURCE = (
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[TemplateSet, Path]:
     source = tmp_path_factory.mktemp("escaping") / "all.j2"
     source.write_text(SOURCE)
-    ts = TemplateSet([source])
+    ts = TemplateSet([source], {source: {"HOSTILE": HOSTILE[0]}})
     assert ts.load() == []
     return ts, source
 
@@ -161,10 +188,18 @@ def snapshot(v: str, vs: list[str], m: dict[str, str]) -> Snapshot:
     instance = Instance(
         node=v, id=v, name="web", address="10.0.0.1", port=8080, tags=tuple(vs), meta=tuple(sorted(m.items()))
     )
+    node = Node(v, "10.0.0.1", v, v, tuple(sorted(m.items())))
+    hosted = NodeService(v, v, "10.0.0.1", 80, tuple(vs), tuple(sorted(m.items())))
     return Snapshot.build(
         {ServiceQuery("web"): (instance,)},
         {CatalogQuery(): (ServiceSummary(v or "x", tuple(vs)),)},
         {KeyQuery("v"): v},
+        {
+            PrefixQuery("v/"): (("v/" + v, v), ("v/k", v)),
+            NodeQuery(v): NodeInfo(node, (hosted,)),
+            NodesQuery(): (node,),
+            DatacentersQuery(): (v,),
+        },
     )
 
 
