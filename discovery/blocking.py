@@ -11,6 +11,11 @@ Rules (Consul's documentation on blocking queries, and consul-template's watch/v
 6. On errors, back off exponentially with jitter up to a cap, forever; report each error to the caller.
 7. After an error, start over without an index: Consul may have restarted with a lower index, and a
    blocking call with the old, higher one would hang for the whole wait instead of answering.
+8. With ``max_stale`` (consul-template's rule), reads carry ``?stale``: any server answers from its own
+   copy, also while there is no leader, and the reads of many sidecars spread over every server. If an
+   answer's ``X-Consul-LastContact`` (milliseconds since that server last heard from a leader) is more
+   than ``max_stale``, it is too old: ask again at once in the default mode, which the leader answers.
+   The consul transport applies this rule to every catalog, health and KV read (``too_stale``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import tenacity
 
 from .errors import ConsulError
 
-__all__ = ["BlockingQuery", "consul_retrying", "next_index"]
+__all__ = ["BlockingQuery", "consul_retrying", "next_index", "too_stale"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +47,18 @@ def next_index(previous: int, returned: int | str | None) -> int:
         # Rule 3: went backwards; 0 would mean "start over", but rule 4 forbids sending it.
         value = 0
     return max(value, 1)  # rule 4
+
+
+def too_stale(last_contact: str | None, max_stale: float) -> bool:
+    """Rule 8: whether a stale answer's ``X-Consul-LastContact`` header is older than ``max_stale`` seconds.
+
+    A missing or unreadable header (Consul's streaming backend omits it) is no evidence of age.
+    """
+    try:
+        millis = int(last_contact) if last_contact is not None else 0
+    except ValueError:
+        return False
+    return millis > max_stale * 1000
 
 
 def consul_retrying(

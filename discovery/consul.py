@@ -8,6 +8,7 @@ token only as the ``X-Consul-Token`` header. Library errors become our ``ConsulE
 from __future__ import annotations
 
 import contextlib
+import logging
 import posixpath
 import ssl
 import urllib.parse
@@ -22,13 +23,17 @@ import consul.aio
 import consul.base
 from consul.callback import CB
 
+from .blocking import too_stale
 from .duration import parse_duration
 from .errors import ConfigError, ConsulDenied, ConsulUnavailable, first_line
 from .table import Table
 
 __all__ = ["ConsulClient", "ConsulSettings", "consul_errors", "kv_prefix", "service_path", "unservable"]
 
+log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "http://127.0.0.1:8500"
+# Reads that may be answered stale (rule 8 of discovery.blocking); agent endpoints are local anyway.
+STALE_READS = ("/v1/health/", "/v1/catalog/", "/v1/kv/")
 REQUEST_TIMEOUT = 10.0
 
 
@@ -50,6 +55,7 @@ class ConsulSettings:
     max_connections: int = 8
     block_query_wait: float = 300.0
     timeout: float = REQUEST_TIMEOUT
+    max_stale: float = 0.0  # 0: every read answered by the leader (Consul's default mode)
 
     @property
     def address(self) -> str:
@@ -92,6 +98,7 @@ class ConsulSettings:
             max_connections=table.integer("max_connections", 8, 2, 64),
             block_query_wait=_bounded(table, "block_query_wait", 300.0, 1.0, 600.0),
             timeout=_bounded(table, "timeout", REQUEST_TIMEOUT, 0.1, 600.0),
+            max_stale=_bounded(table, "max_stale", 0.0, 0.0, 86400.0),
         )
         if (settings.cert_file is None) != (settings.key_file is None):
             raise table.error("cert_file", "and 'key_file' must be given together")
@@ -187,6 +194,7 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
             connector = aiohttp.TCPConnector(limit=settings.max_connections, ssl=settings.ssl_context())
         self._server_hostname = settings.tls_server_name
         self._slack = settings.timeout
+        self._max_stale = settings.max_stale
         self._session = aiohttp.ClientSession(connector=connector)
 
     async def _request(
@@ -199,6 +207,25 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         connections_timeout: float | None = None,
         raw: bool = False,
     ) -> Any:
+        stale = self._max_stale > 0 and method == "GET" and _stale_read(uri)
+        resp = await self._send(
+            method, stale_uri(uri) if stale else uri, headers, data, connections_timeout, raw
+        )
+        if stale and too_stale(resp.headers.get("X-Consul-LastContact"), self._max_stale):
+            # Rule 8: that server has not heard from a leader for longer than max_stale; ask the leader.
+            log.debug("Stale answer older than max_stale for %s; asking the leader.", uri)
+            resp = await self._send(method, uri, headers, data, connections_timeout, raw)
+        return callback(resp)
+
+    async def _send(
+        self,
+        method: str,
+        uri: str,
+        headers: dict[str, str] | None,
+        data: Any,
+        connections_timeout: float | None,
+        raw: bool,
+    ) -> consul.base.Response:
         timeout = aiohttp.ClientTimeout(total=connections_timeout or _timeout_for(uri, self._slack))
         extra: dict[str, Any] = {}
         if self._server_hostname:
@@ -211,7 +238,18 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
                 where = resp.headers.get("Location", "?")
                 raise consul.ConsulException(f"{resp.status} redirect to {where!r}, not followed")
             body = await resp.read() if raw else await resp.text(encoding="utf-8")
-            return callback(consul.base.Response(resp.status, resp.headers, body))
+            return consul.base.Response(resp.status, resp.headers, body)
+
+
+def _stale_read(uri: str) -> bool:
+    return urllib.parse.urlsplit(uri).path.startswith(STALE_READS)
+
+
+def stale_uri(uri: str) -> str:
+    """The same request with ``stale`` added to its query string."""
+    parts = urllib.parse.urlsplit(uri)
+    query = f"{parts.query}&stale" if parts.query else "stale"
+    return urllib.parse.urlunsplit(parts._replace(query=query))
 
 
 def service_path(name: str) -> str:

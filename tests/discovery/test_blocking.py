@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from discovery.blocking import BlockingQuery, next_index
+from discovery.blocking import BlockingQuery, next_index, too_stale
 from discovery.errors import ConsulDenied, ConsulUnavailable
 
 
@@ -28,6 +28,18 @@ def test_index_zero_is_never_sent_after_the_first_answer() -> None:
 
 def test_index_moving_forward_is_kept() -> None:
     assert next_index(10, 11) == 11
+
+
+def test_stale_answer_older_than_max_stale_is_too_stale() -> None:
+    assert too_stale("10001", 10.0)
+    assert not too_stale("10000", 10.0)
+    assert not too_stale("0", 0.5)
+
+
+def test_stale_answer_without_a_readable_last_contact_is_kept() -> None:
+    # Consul's streaming backend omits the header: no evidence of age, so no second request.
+    assert not too_stale(None, 1.0)
+    assert not too_stale("soon", 1.0)
 
 
 class Script:

@@ -91,3 +91,10 @@ def test_bad_durations(text: str) -> None:
 def test_format_duration() -> None:
     assert format_duration(300) == "300s"
     assert format_duration(0.25) == "250ms"
+
+
+def test_max_stale_defaults_to_reads_the_leader_answers_and_takes_a_duration() -> None:
+    assert settings({}).max_stale == 0.0
+    assert settings({"max_stale": "10s"}).max_stale == 10.0
+    with pytest.raises(ConfigError, match="max_stale"):
+        settings({"max_stale": "forever"})
