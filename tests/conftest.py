@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.acl import ACL_HCL, MANAGEMENT
 from tests.support.consul_agent import ConsulAgent
-from tests.support.figures import FIGURES
+from tests.support.figures import FIGURES, NOTES
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +62,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"{'total':<40} faults {total[0]:>4}   requests {total[1]:>6}   failed {total[2]:>4}"
     )
+    for line in NOTES:
+        terminalreporter.write_line(line)
