@@ -70,3 +70,118 @@ def test_dead_host_leaves_nginx_on_the_other_host_and_its_companion_restores_it_
         )
     record("host died and came back", faults=1, requests=load.sent, failed=load.failed)
     assert load.failed == 0, load.failures[:5]
+
+
+@pytest.mark.slow
+def test_two_companions_own_only_their_registrations_and_the_same_name_on_two_hosts_gives_two_services(
+    tmp_path: Path,
+    cluster: Cluster,
+    nginx: NginxServer,
+    start_sidecar: Callable[..., SidecarProcess],
+    companions: Callable[..., Companion],
+) -> None:
+    host_a, host_b = cluster.clients
+    # The same file name ("web") on both hosts, as the same container name would be: two services.
+    files = {
+        "a": {"web": nginx.backends["b1"], "a-only": nginx.backends["b3"]},
+        "b": {"web": nginx.backends["b2"]},
+    }
+    for hostname in ("a", "b"):
+        folder = tmp_path / hostname / "services"
+        folder.mkdir(parents=True)
+        for stem, port in files[hostname].items():
+            (folder / f"{stem}.toml").write_text(f'name = "prime"\nport = {port}\n')
+    comp_a = Companion(
+        tmp_path / "a", host_a, None, hostname="a", services_dir=str(tmp_path / "a" / "services"), resync="1s"
+    )
+    comp_b = Companion(
+        tmp_path / "b", host_b, None, hostname="b", services_dir=str(tmp_path / "b" / "services"), resync="1s"
+    )
+    try:
+        comp_a.start()
+        comp_b.start()
+        start_sidecar(sidecar_config(tmp_path / "sidecar", host_a, nginx))
+        wait_until(lambda: nginx.answers() == {"b1", "b2", "b3"}, timeout=20, what="both hosts' services")
+        assert set(owned(host_a, "a")) == {"a:file:web", "a:file:a-only"}
+        assert set(owned(host_b, "b")) == {"b:file:web"}
+        (tmp_path / "a" / "services" / "web.toml").unlink()  # host a's web goes; b's web must stay
+        wait_until(lambda: nginx.answers() == {"b2", "b3"}, timeout=20, what="only a's web gone")
+        wait_until(lambda: "Reconciled" in comp_b.output().split("a:file:web")[-1], what="b reconciled since")
+        assert set(owned(host_b, "b")) == {"b:file:web"}
+        assert comp_a.alive() and comp_b.alive()
+    finally:
+        comp_a.kill()
+        comp_b.kill()
+
+
+@pytest.fixture
+def nginx_b(tmp_path: Path) -> Iterator[NginxServer]:
+    """A second host's nginx (its own prefix and ports)."""
+    server = NginxServer(tmp_path / "nginx-b")
+    (server.conf_d / "upstreams.conf").write_text("upstream primes { server 127.0.0.1:1 down; }\n")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_two_sidecars_on_two_hosts_converge_to_byte_identical_files_after_every_change(
+    tmp_path: Path,
+    cluster: Cluster,
+    nginx: NginxServer,
+    nginx_b: NginxServer,
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
+    host_a, host_b = cluster.clients
+    ports = nginx.backends
+    for name, host in (("b1", host_a), ("b2", host_b), ("b3", host_b)):
+        host.register_ttl("prime", name, ports[name], Tags=[name])
+    template = (
+        '{% import "nginx.j2" as nginx %}\n'
+        '{{ nginx.upstream("primes", service("prime", passing=false), backup_warning=true) }}\n'
+        "{{ nginx.upstreams(prefix='tag_') }}\n"
+    )
+    start_sidecar(sidecar_config(tmp_path / "a", host_a, nginx, template=template))
+    start_sidecar(sidecar_config(tmp_path / "b", host_b, nginx_b, template=template))
+    files = (nginx.conf_d / "upstreams.conf", nginx_b.conf_d / "upstreams.conf")
+    changes = [
+        lambda: host_b.set_ttl("b2", "warning"),
+        lambda: host_b.set_ttl("b3", "critical"),
+        lambda: host_a.register_ttl("prime", "b4", ports["b4"], Tags=["b4"]),
+        lambda: host_b.deregister("b2"),
+        lambda: host_b.set_ttl("b3", "passing"),
+    ]
+    seen = set()
+    for step, change in enumerate([lambda: None, *changes]):
+        change()
+        hosts = (("b1", host_a), ("b2", host_b), ("b3", host_b), ("b4", host_a))
+        expected = {_live(h, n) for n, h in hosts} - {""}
+        wait_until(
+            lambda e=expected: (
+                files[0].read_bytes() == files[1].read_bytes() and _rendered(files[0], ports) == e
+            ),
+            timeout=20,
+            what=f"both files equal after change {step}",
+        )
+        seen.add(files[0].read_bytes())
+    assert len(seen) == len(changes) + 1  # every change reached both files
+
+
+def _live(host: ClusterAgent, sid: str) -> str:
+    """``sid``, ``sid backup`` (warning) or "" (critical or gone), as its agent says."""
+    checks = host.api("GET", "/v1/agent/checks").values()
+    status = next((c["Status"] for c in checks if c["ServiceID"] == sid), "gone")
+    return {"passing": sid, "warning": f"{sid} backup"}.get(status, "")
+
+
+def _rendered(path: Path, ports: dict[str, int]) -> set[str]:
+    """The servers of upstream 'primes' in a rendered file, as ``_live`` names them."""
+    by_port = {str(port): name for name, port in ports.items()}
+    upstream = path.read_text().split("upstream primes {", 1)[1].split("}", 1)[0]
+    found = set()
+    for line in upstream.splitlines():
+        words = line.split()
+        port = words[1].rstrip(";").rsplit(":", 1)[1] if words[:1] == ["server"] else ""
+        if port in by_port:  # not the "server 127.0.0.1:1 down" of an empty upstream
+            found.add(by_port[port] + (" backup" if "backup;" in words else ""))
+    return found
