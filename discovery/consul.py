@@ -28,7 +28,15 @@ from .duration import parse_duration
 from .errors import ConfigError, ConsulDenied, ConsulUnavailable, first_line
 from .table import Table
 
-__all__ = ["ConsulClient", "ConsulSettings", "consul_errors", "kv_prefix", "service_path", "unservable"]
+__all__ = [
+    "ConsulClient",
+    "ConsulSettings",
+    "agent_silent",
+    "consul_errors",
+    "kv_prefix",
+    "service_path",
+    "unservable",
+]
 
 log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "http://127.0.0.1:8500"
@@ -337,3 +345,8 @@ async def consul_errors(what: str) -> AsyncIterator[None]:
         raise ConsulUnavailable(f"Consul could not answer {what}: {first_line(exc)}.") from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise ConsulUnavailable(f"Consul is unreachable for {what}: {first_line(exc)}.") from exc
+
+
+def agent_silent(exc: BaseException) -> bool:
+    """Whether a ConsulError from ``consul_errors`` means the agent gave no HTTP answer at all."""
+    return isinstance(exc.__cause__, (aiohttp.ClientError, TimeoutError, OSError))

@@ -137,7 +137,7 @@ class NodeWatch:
                 idx, data = await self.watcher.client.catalog.node(query.name, dc=query.dc or None)
             return idx, parse_node(data, query.dc)
 
-        async for info in self.watcher.query(f"node {query.name}", fetch).changes():
+        async for info in self.watcher.query(f"node {query.name}", fetch, query.dc).changes():
             self.watcher.store(query, info)
             return  # one answer: the nodes and services indexes say when to ask again
 
@@ -147,7 +147,7 @@ class NodeWatch:
                 idx, data = await self.watcher.client.catalog.nodes(index=index, wait=wait, dc=dc or None)
             return idx, parse_nodes(data, dc)
 
-        async for nodes in self.watcher.query(f"catalog-nodes{'@' + dc if dc else ''}", fetch).changes():
+        async for nodes in self.watcher.query(f"catalog-nodes{'@' + dc if dc else ''}", fetch, dc).changes():
             self.watcher.store(NodesQuery(dc), nodes)
             self.moved(dc)
 

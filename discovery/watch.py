@@ -12,15 +12,19 @@ Only dirty *watched* services are fetched again (``/v1/health/service/NAME``), b
 connections. KV keys (and ls/tree prefixes) are watched with one recursive blocking query per
 datacenter. So at most 2 + pool (+1 with keys) connections per datacenter, whatever the number of
 services; nodes(), node() and datacenters() add one more per datacenter and one shared (discovery/nodes.py).
+
+Reachability is kept per datacenter (``discovery.reachability``): a local failure means "Consul away"
+(``reachable`` is False, nothing is rendered); a remote datacenter's failure puts it in ``away`` and
+its services keep their last good data. A remote datacenter that has never answered
+``FIRST_ANSWER_WAIT`` seconds after it failed has its missing dependencies stood in for by empty data
+(``stand_ins``), so the first render is not held back forever.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
+import dataclasses
 import logging
-import os.path
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -29,8 +33,9 @@ import consul.exceptions
 import tenacity
 
 from .blocking import BlockingQuery, consul_retrying
-from .catalog import check_fingerprints, parse_health, parse_services
-from .consul import ConsulClient, consul_errors, kv_prefix, unservable
+from .catalog import parse_health
+from .consul import ConsulClient, agent_silent, consul_errors, unservable
+from .datacenter import Datacenter
 from .errors import ConsulError, first_line
 from .latest import Latest
 from .metrics import ConsulMetrics
@@ -45,125 +50,13 @@ from .model import (
     Snapshot,
 )
 from .nodes import NodeWatch
+from .reachability import FIRST_ANSWER_WAIT, Outage, blames_agent
 
 __all__ = ["Watcher"]
 
 log = logging.getLogger(__name__)
 EXPLAIN_GRACE = 0.25  # how long a catalog change waits for the health query to explain it
 RESYNC_EVERY = 600.0  # a full refresh of watched services now and then, as a safety net
-
-
-class _Datacenter:
-    """The signal queries of one datacenter and what they last said."""
-
-    def __init__(self, watcher: Watcher, dc: str) -> None:
-        self.watcher = watcher
-        self.dc = dc
-        self.fingerprints: dict[str, frozenset[Any]] = {}
-        self.health_index = 0
-        self.health_changes: collections.deque[int] = collections.deque(maxlen=256)
-        self.health_moved = asyncio.Event()
-        self.catalog: dict[str, tuple[str, ...]] = {}
-        self.catalog_index = 0
-        self.kv_task: asyncio.Task[None] | None = None
-        self.kv_keys: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
-
-    def _query(self, name: str, fetch: Any) -> BlockingQuery[Any]:
-        return self.watcher.query(f"{name}{'@' + self.dc if self.dc else ''}", fetch)
-
-    async def watch_health(self) -> None:
-        async def fetch(index: int, wait: str) -> tuple[Any, Any]:
-            async with consul_errors("the health of every check"):
-                idx, checks = await self.watcher.client.health.state(
-                    "any", index=index, wait=wait, dc=self.dc or None
-                )
-            self.watcher.metrics.blocking_wakeups.labels("health-state").inc()
-            return idx, (int(idx or 0), check_fingerprints(checks))
-
-        async for idx, prints in self._query("health-state", fetch).changes():
-            old, self.fingerprints = self.fingerprints, prints
-            changed = {s for s in old.keys() | prints.keys() if old.get(s) != prints.get(s)}
-            self.health_index = idx
-            if changed:
-                self.health_changes.append(idx)
-            self.health_moved.set()
-            self.health_moved = asyncio.Event()
-            if "" in changed:
-                self.watcher._mark_dirty(self.dc, None)  # a node check changed: every service on it may have
-            elif changed:
-                self.watcher._mark_dirty(self.dc, changed)
-
-    async def watch_catalog(self) -> None:
-        async def fetch(index: int, wait: str) -> tuple[Any, Any]:
-            async with consul_errors("the list of services"):
-                idx, data = await self.watcher.client.catalog.services(
-                    index=index, wait=wait, dc=self.dc or None
-                )
-            self.watcher.metrics.blocking_wakeups.labels("catalog-services").inc()
-            return idx, (int(idx or 0), parse_services(data))
-
-        async for idx, summaries in self._query("catalog-services", fetch).changes():
-            new = {s.name: s.tags for s in summaries}
-            old, first = self.catalog, self.catalog_index == 0
-            self.catalog, self.catalog_index = new, idx
-            self.watcher._store(CatalogQuery(self.dc), summaries)
-            self.watcher.nodes.moved(self.dc)  # a service (de)registered on a watched node moves this index
-            changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
-            if changed:
-                self.watcher._mark_dirty(self.dc, changed)
-            elif not first and not await self._explained(idx):
-                log.debug("Catalog index moved to %d with no visible change: refreshing every service.", idx)
-                self.watcher._mark_dirty(self.dc, None)
-
-    async def _explained(self, idx: int) -> bool:
-        """Whether the health query saw a change at exactly this index (a registration with checks)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EXPLAIN_GRACE
-        while self.health_index < idx and loop.time() < deadline:
-            moved = self.health_moved
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (SIGTERM).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(deadline - loop.time()):
-                    await moved.wait()
-        return idx in self.health_changes
-
-    def watch_keys(self, keys: frozenset[str], prefixes: frozenset[str] = frozenset()) -> None:
-        """(Re)start the KV query for exactly these keys and prefixes (ls/tree)."""
-        if (keys, prefixes) == self.kv_keys:
-            return
-        if self.kv_task:
-            self.kv_task.cancel()
-        self.kv_keys, self.kv_task = (keys, prefixes), None
-        if keys or prefixes:
-            self.kv_task = self.watcher._spawn(self._watch_kv(keys, prefixes))
-
-    async def _watch_kv(self, keys: frozenset[str], prefixes: frozenset[str]) -> None:
-        # Character-wise on purpose: KV keys are strings, and a recursive KV read takes any prefix;
-        # shortened where Consul would rewrite or refuse the path (the exact keys are picked below).
-        prefix = kv_prefix(os.path.commonprefix(sorted(keys | prefixes)))  # noqa: RUF071
-
-        async def fetch(index: int, wait: str) -> tuple[Any, Any]:
-            async with consul_errors(f"the KV prefix '{prefix}'"):
-                idx, items = await self.watcher.client.kv.get(
-                    prefix, recurse=True, index=index, wait=wait, dc=self.dc or None
-                )
-            values: dict[str, str | None] = dict.fromkeys(keys)
-            pairs: list[tuple[str, str]] = []
-            for item in items or []:
-                raw = item.get("Value")
-                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
-                if item.get("Key") in keys:
-                    values[item["Key"]] = text
-                if isinstance(item.get("Key"), str):
-                    pairs.append((item["Key"], text))
-            under = {p: tuple(sorted(kv for kv in pairs if kv[0].startswith(p))) for p in prefixes}
-            return idx, (values, under)
-
-        async for values, under in self._query(f"kv {prefix!r}", fetch).changes():
-            for key, value in values.items():
-                self.watcher._store(KeyQuery(key, self.dc), value)
-            for name, found in under.items():
-                self.watcher._store(PrefixQuery(name, self.dc), found)
 
 
 class Watcher:
@@ -189,10 +82,11 @@ class Watcher:
         self._fetchers = fetchers
         self._wanted: frozenset[Dependency] = frozenset()
         self._data: dict[Dependency, Any] = {}
-        self._dcs: dict[str, _Datacenter] = {}
-        self._dirty: set[ServiceQuery] = set()
-        self._dirty_event = asyncio.Event()
+        self._dcs: dict[str, Datacenter] = {}
+        self._limit = asyncio.Semaphore(fetchers)
         self._tg: asyncio.TaskGroup | None = None
+        self.away: dict[str, Outage] = {}  # remote datacenters that do not answer
+        self.stand_ins: set[Dependency] = set()  # rendered empty: their datacenter never answered
         self._unreadable: set[ServiceQuery] = set()  # warned about once, until they read again
         self._tasks: set[asyncio.Task[None]] = set()
         self.nodes = NodeWatch(self, self._spawn)
@@ -202,15 +96,15 @@ class Watcher:
         """The dependencies watched now."""
         return self._wanted
 
-    def query(self, name: str, fetch: Any) -> BlockingQuery[Any]:
-        """A blocking query that reports to this watcher whether Consul answers."""
+    def query(self, name: str, fetch: Any, dc: str = "") -> BlockingQuery[Any]:
+        """A blocking query of datacenter ``dc`` that reports to this watcher whether it answers."""
         return BlockingQuery(
             name=name,
             fetch=fetch,
             wait=self.wait,
             min_interval=self.min_interval,
-            on_error=self._lost,
-            on_success=self._reached,
+            on_error=lambda exc: self._lost(dc, exc),
+            on_success=lambda: self._reached(dc),
         )
 
     def store(self, dep: Dependency, value: Any) -> None:
@@ -226,7 +120,6 @@ class Watcher:
     def start(self, tg: asyncio.TaskGroup) -> None:
         """Start the watch's tasks in the caller's TaskGroup; they run until ``stop`` or the group ends."""
         self._tg = tg
-        self._spawn(self._fetch_loop())
         self._spawn(self.nodes.run())
         self._spawn(self._resync_loop())
         self.want(self._wanted, force=True)
@@ -266,35 +159,37 @@ class Watcher:
         for dc in list(self._dcs):
             if not any(d.dc == dc for d in wanted):
                 self._dcs[dc].watch_keys(frozenset())
-        new_services = {d for d in added if isinstance(d, ServiceQuery)}
-        if new_services:
-            self._dirty |= new_services
-            self._dirty_event.set()
+        for query in (d for d in added if isinstance(d, ServiceQuery)):
+            self._datacenter(query.dc).mark([query])
+        for outage in list(self.away.values()):
+            if time.monotonic() - outage.started >= FIRST_ANSWER_WAIT:
+                self._stand_in(outage.dc)  # a template now reads more of a datacenter long away
         self._publish()
 
-    def _datacenter(self, dc: str) -> _Datacenter:
+    def _datacenter(self, dc: str) -> Datacenter:
         if dc not in self._dcs:
-            self._dcs[dc] = d = _Datacenter(self, dc)
+            self._dcs[dc] = d = Datacenter(self, dc)
             self._spawn(d.watch_health())
             self._spawn(d.watch_catalog())
+            self._spawn(d.fetch_loop(self._limit))
         return self._dcs[dc]
 
     def _mark_dirty(self, dc: str, names: set[str] | None) -> None:
         lowered = {n.lower() for n in names or ()}
-        for dep in self._wanted:
+        if dc in self._dcs:
             # Consul matches service names without case: a change to 'API' changes what 'api' reads.
-            if (
-                isinstance(dep, ServiceQuery)
+            self._dcs[dc].mark(
+                dep
+                for dep in self._wanted
+                if isinstance(dep, ServiceQuery)
                 and dep.dc == dc
                 and (names is None or dep.name.lower() in lowered)
-            ):
-                self._dirty.add(dep)
-        if self._dirty:
-            self._dirty_event.set()
+            )
 
     def _store(self, dep: Dependency, value: Any) -> None:
         if dep in self._wanted:
             self._data[dep] = value
+            self.stand_ins.discard(dep)
             self._publish()
 
     def _publish(self) -> None:
@@ -315,18 +210,6 @@ class Watcher:
         if snapshot != self.updates.value:
             self.updates.publish(snapshot)
 
-    async def _fetch_loop(self) -> None:
-        limit = asyncio.Semaphore(self._fetchers)
-        while True:
-            await self._dirty_event.wait()
-            self._dirty_event.clear()
-            batch = sorted(self._dirty & self._wanted)
-            self._dirty.clear()
-            if batch:
-                log.debug("Fetching %d changed services.", len(batch))
-                await asyncio.gather(*(self._fetch_one(q, limit) for q in batch))
-                self._publish()
-
     async def _fetch_one(self, query: ServiceQuery, limit: asyncio.Semaphore) -> None:
         # A name Consul cannot answer for by path reads as no instances: it must never stall the
         # other services (a fetch retried forever would hold up this whole batch) nor read another one.
@@ -339,10 +222,12 @@ class Watcher:
         if problem is not None:
             self._unreadable_service(query, problem)
             self._data[query] = ()
+            self.stand_ins.discard(query)
             return
         self._unreadable.discard(query)
         self._data[query] = parse_health(entries, query.dc, keep_order=bool(query.near))
-        self._reached()
+        self.stand_ins.discard(query)
+        self._reached(query.dc)
 
     async def _fetch_health(self, query: ServiceQuery, limit: asyncio.Semaphore) -> tuple[Any, str | None]:
         """(entries, None), retried while Consul is away; or (None, why) when Consul refuses this name."""
@@ -350,7 +235,7 @@ class Watcher:
         def report(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, ConsulError):
-                self._lost(exc)
+                self._lost(query.dc, exc)
 
         async for attempt in consul_retrying(report):
             with attempt:
@@ -376,21 +261,65 @@ class Watcher:
             for dc in self._dcs:
                 self._mark_dirty(dc, None)
 
-    def _lost(self, exc: ConsulError) -> None:
+    def _lost(self, dc: str, exc: ConsulError) -> None:
         self.metrics.consul_errors.inc()
+        if not blames_agent(dc, agent_silent(exc)):
+            self._remote_lost(dc, exc)
+            return
         self.metrics.consul_up.set(0)
         if self.reachable is not False:
             log.warning("Lost Consul: %s Keeping the last good files live.", exc)
         self.reachable, self.last_error = False, str(exc)
 
-    def _reached(self) -> None:
+    def _reached(self, dc: str) -> None:
+        if dc and dc in self.away:
+            log.info("Datacenter %s is reachable again; resynchronising its services.", dc)
+            del self.away[dc]
+            self._mark_dirty(dc, None)
+            self._publish_again()
+        if dc and self.reachable is not False:
+            return  # a remote answer proves the agent answers, but the local queries say if all is well
         self.metrics.consul_up.set(1)
         if self.reachable is False:
             log.info("Consul is reachable again; resynchronising.")
             self.reconnected_at = time.monotonic()
-            for dc in self._dcs:
-                self._mark_dirty(dc, None)
-            if self.updates.value is not None:
-                # Wake the consumer even if nothing changed: it skipped renders while Consul was away.
-                self.updates.publish(self.updates.value)
+            for name in self._dcs:
+                self._mark_dirty(name, None)
+            self._publish_again()
         self.reachable, self.last_error = True, None
+
+    def _publish_again(self) -> None:
+        # Wake the consumer even if nothing changed: it skipped renders while Consul was away.
+        if self.updates.value is not None:
+            self.updates.publish(self.updates.value)
+
+    def _remote_lost(self, dc: str, exc: ConsulError) -> None:
+        outage = self.away.get(dc)
+        if outage is None:
+            log.warning(
+                "Datacenter %s is unreachable: %s Its upstreams keep their last good instances.", dc, exc
+            )
+            self.away[dc] = Outage(dc, time.time(), time.monotonic(), str(exc))
+            asyncio.get_running_loop().call_later(FIRST_ANSWER_WAIT, self._stand_in, dc)
+        else:
+            self.away[dc] = dataclasses.replace(outage, error=str(exc))
+
+    def _stand_in(self, dc: str) -> None:
+        """First-render policy: what a datacenter away this long never answered is rendered empty."""
+        outage = self.away.get(dc)
+        # A timer of an earlier outage finds a newer one, not yet that old: its own timer will come.
+        if outage is None or time.monotonic() - outage.started < FIRST_ANSWER_WAIT - 0.01:
+            return
+        missing = [d for d in self._wanted if d.dc == dc and d not in self._data]
+        if not missing:
+            return
+        log.warning(
+            "Datacenter %s has not answered for %gs: rendering %s with no instances (502) until it does.",
+            dc,
+            FIRST_ANSWER_WAIT,
+            ", ".join(sorted(map(str, missing))),
+        )
+        for dep in missing:
+            self._data[dep] = None if isinstance(dep, KeyQuery) else ()
+            self.stand_ins.add(dep)
+        self._publish()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -256,17 +257,26 @@ class Sidecar:
     def health(self) -> Health:
         """Healthy when Consul answers, the token is usable and the last apply succeeded."""
         watcher = self._watcher
-        return self.state.health(
+        health = self.state.health(
             token_problem=self._guard.problem if self._guard is not None else None,
             reachable=watcher.reachable if watcher is not None else None,
             consul_error=watcher.last_error if watcher is not None else None,
         )
+        if health.ok and watcher is not None and watcher.away:
+            # A remote datacenter away is no reason to restart us: healthy, and the reason says which.
+            away = " ".join(o.sentence() for _, o in sorted(watcher.away.items()))
+            return dataclasses.replace(health, reason=away)
+        return health
 
     def status(self) -> dict[str, Any]:
         """What the sidecar sees: every watched service with its instances and their health."""
         snapshot = (self._watcher.updates.value if self._watcher else None) or Snapshot()
         templates = (str(t.source) for t in self.config.templates)
-        return self.state.status(self.health(), snapshot, templates, self.left_out.describe())
+        doc = self.state.status(self.health(), snapshot, templates, self.left_out.describe())
+        watcher = self._watcher
+        doc["datacenters_away"] = {dc: o.as_dict() for dc, o in watcher.away.items()} if watcher else {}
+        doc["rendered_empty"] = sorted(map(str, watcher.stand_ins)) if watcher else []
+        return doc
 
     # Template files and SIGHUP -------------------------------------------------------------------
 

@@ -1,0 +1,163 @@
+"""The queries of one datacenter: its two signal queries, its KV query, and the fetches of its services.
+
+Each datacenter fetches its dirty services on its own loop, so one that does not answer (its fetches
+retry forever) never holds back the services of the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os.path
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .blocking import BlockingQuery
+from .catalog import check_fingerprints, parse_services
+from .consul import consul_errors, kv_prefix
+from .model import CatalogQuery, KeyQuery, PrefixQuery, ServiceQuery
+
+if TYPE_CHECKING:
+    from .watch import Watcher
+
+__all__ = ["Datacenter"]
+
+log = logging.getLogger(__name__)
+EXPLAIN_GRACE = 0.25  # how long a catalog change waits for the health query to explain it
+
+
+class Datacenter:
+    """The signal queries of one datacenter and what they last said."""
+
+    def __init__(self, watcher: Watcher, dc: str) -> None:
+        self.watcher = watcher
+        self.dc = dc
+        self.fingerprints: dict[str, frozenset[Any]] = {}
+        self.health_index = 0
+        self.health_changes: collections.deque[int] = collections.deque(maxlen=256)
+        self.health_moved = asyncio.Event()
+        self.catalog: dict[str, tuple[str, ...]] = {}
+        self.catalog_index = 0
+        self.kv_task: asyncio.Task[None] | None = None
+        self.kv_keys: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        # Each datacenter fetches its dirty services on its own, so one that does not answer (its
+        # fetches retry forever) never holds back the services of the others.
+        self.dirty: set[ServiceQuery] = set()
+        self.dirty_event = asyncio.Event()
+
+    def _query(self, name: str, fetch: Any) -> BlockingQuery[Any]:
+        return self.watcher.query(f"{name}{'@' + self.dc if self.dc else ''}", fetch, self.dc)
+
+    def mark(self, queries: Iterable[ServiceQuery]) -> None:
+        """Fetch these services again soon."""
+        self.dirty.update(queries)
+        if self.dirty:
+            self.dirty_event.set()
+
+    async def fetch_loop(self, limit: asyncio.Semaphore) -> None:
+        w = self.watcher
+        while True:
+            await self.dirty_event.wait()
+            self.dirty_event.clear()
+            batch = sorted(self.dirty & w.wanted)
+            self.dirty.clear()
+            if batch:
+                log.debug("Fetching %d changed services%s.", len(batch), f" of {self.dc}" if self.dc else "")
+                await asyncio.gather(*(w._fetch_one(q, limit) for q in batch))
+                w._publish()
+
+    async def watch_health(self) -> None:
+        async def fetch(index: int, wait: str) -> tuple[Any, Any]:
+            async with consul_errors("the health of every check"):
+                idx, checks = await self.watcher.client.health.state(
+                    "any", index=index, wait=wait, dc=self.dc or None
+                )
+            self.watcher.metrics.blocking_wakeups.labels("health-state").inc()
+            return idx, (int(idx or 0), check_fingerprints(checks))
+
+        async for idx, prints in self._query("health-state", fetch).changes():
+            old, self.fingerprints = self.fingerprints, prints
+            changed = {s for s in old.keys() | prints.keys() if old.get(s) != prints.get(s)}
+            self.health_index = idx
+            if changed:
+                self.health_changes.append(idx)
+            self.health_moved.set()
+            self.health_moved = asyncio.Event()
+            if "" in changed:
+                self.watcher._mark_dirty(self.dc, None)  # a node check changed: every service on it may have
+            elif changed:
+                self.watcher._mark_dirty(self.dc, changed)
+
+    async def watch_catalog(self) -> None:
+        async def fetch(index: int, wait: str) -> tuple[Any, Any]:
+            async with consul_errors("the list of services"):
+                idx, data = await self.watcher.client.catalog.services(
+                    index=index, wait=wait, dc=self.dc or None
+                )
+            self.watcher.metrics.blocking_wakeups.labels("catalog-services").inc()
+            return idx, (int(idx or 0), parse_services(data))
+
+        async for idx, summaries in self._query("catalog-services", fetch).changes():
+            new = {s.name: s.tags for s in summaries}
+            old, first = self.catalog, self.catalog_index == 0
+            self.catalog, self.catalog_index = new, idx
+            self.watcher._store(CatalogQuery(self.dc), summaries)
+            self.watcher.nodes.moved(self.dc)  # a service (de)registered on a watched node moves this index
+            changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
+            if changed:
+                self.watcher._mark_dirty(self.dc, changed)
+            elif not first and not await self._explained(idx):
+                log.debug("Catalog index moved to %d with no visible change: refreshing every service.", idx)
+                self.watcher._mark_dirty(self.dc, None)
+
+    async def _explained(self, idx: int) -> bool:
+        """Whether the health query saw a change at exactly this index (a registration with checks)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EXPLAIN_GRACE
+        while self.health_index < idx and loop.time() < deadline:
+            moved = self.health_moved
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (SIGTERM).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - loop.time()):
+                    await moved.wait()
+        return idx in self.health_changes
+
+    def watch_keys(self, keys: frozenset[str], prefixes: frozenset[str] = frozenset()) -> None:
+        """(Re)start the KV query for exactly these keys and prefixes (ls/tree)."""
+        if (keys, prefixes) == self.kv_keys:
+            return
+        if self.kv_task:
+            self.kv_task.cancel()
+        self.kv_keys, self.kv_task = (keys, prefixes), None
+        if keys or prefixes:
+            self.kv_task = self.watcher._spawn(self._watch_kv(keys, prefixes))
+
+    async def _watch_kv(self, keys: frozenset[str], prefixes: frozenset[str]) -> None:
+        # Character-wise on purpose: KV keys are strings, and a recursive KV read takes any prefix;
+        # shortened where Consul would rewrite or refuse the path (the exact keys are picked below).
+        prefix = kv_prefix(os.path.commonprefix(sorted(keys | prefixes)))  # noqa: RUF071
+
+        async def fetch(index: int, wait: str) -> tuple[Any, Any]:
+            async with consul_errors(f"the KV prefix '{prefix}'"):
+                idx, items = await self.watcher.client.kv.get(
+                    prefix, recurse=True, index=index, wait=wait, dc=self.dc or None
+                )
+            values: dict[str, str | None] = dict.fromkeys(keys)
+            pairs: list[tuple[str, str]] = []
+            for item in items or []:
+                raw = item.get("Value")
+                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+                if item.get("Key") in keys:
+                    values[item["Key"]] = text
+                if isinstance(item.get("Key"), str):
+                    pairs.append((item["Key"], text))
+            under = {p: tuple(sorted(kv for kv in pairs if kv[0].startswith(p))) for p in prefixes}
+            return idx, (values, under)
+
+        async for values, under in self._query(f"kv {prefix!r}", fetch).changes():
+            for key, value in values.items():
+                self.watcher._store(KeyQuery(key, self.dc), value)
+            for name, found in under.items():
+                self.watcher._store(PrefixQuery(name, self.dc), found)
