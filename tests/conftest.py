@@ -62,5 +62,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"{'total':<40} faults {total[0]:>4}   requests {total[1]:>6}   failed {total[2]:>4}"
     )
+    cluster = [f for f in FIGURES if f[0].startswith("cluster: ")]
+    if cluster:
+        terminalreporter.write_line(
+            f"cluster faults survived: {sum(f[1] for f in cluster)} in {len(cluster)} tests "
+            f"(leader, agents, hosts, datacenters), {sum(f[3] for f in cluster)} failed requests"
+        )
     for line in NOTES:
         terminalreporter.write_line(line)

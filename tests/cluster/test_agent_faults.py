@@ -52,7 +52,7 @@ def test_paused_agent_keeps_the_last_good_config_and_the_change_made_meanwhile_a
         assert dest.read_bytes() == good
         balancer.resume()
         wait_until(lambda: nginx.answers() == {"b1", "b2"}, timeout=30, what="the change applied after")
-    record("sidecar's agent paused", faults=1, requests=load.sent, failed=load.failed)
+    record("cluster: sidecar's agent paused", faults=1, requests=load.sent, failed=load.failed)
     assert load.failed == 0, load.failures[:5]
     assert _partial(renders, nginx, ("b1", "b2")) == []
     assert sidecar.proc.poll() is None
@@ -73,7 +73,7 @@ def test_restarted_agent_keeps_the_last_good_config_while_down_and_resyncs_when_
         assert dest.read_bytes() == good and nginx.reloads() == reloads
         balancer.start()
         wait_until(lambda: nginx.answers() == {"b1", "b2"}, timeout=30, what="the change applied after")
-    record("sidecar's agent restarted", faults=1, requests=load.sent, failed=load.failed)
+    record("cluster: sidecar's agent restarted", faults=1, requests=load.sent, failed=load.failed)
     assert load.failed == 0, load.failures[:5]
     assert _partial(renders, nginx, ("b1", "b2")) == []
     assert sidecar.proc.poll() is None

@@ -79,7 +79,7 @@ def test_a_remote_datacenter_lost_keeps_its_upstreams_and_local_changes_still_re
     wait_until(
         lambda: f":{nginx.backends['b3']};" not in _upstream(dest, "remote"), what="dc2 followed again"
     )
-    record("remote datacenter lost", faults=1, requests=0, failed=0)
+    record("cluster: remote datacenter lost", faults=1, requests=0, failed=0)
 
 
 @pytest.mark.slow
@@ -102,4 +102,4 @@ def test_first_render_with_a_remote_datacenter_away_waits_a_bound_then_renders_i
         assert "Lost Consul" not in sidecar.output()
     finally:
         dc2.servers[0].start()
-    record("first render, remote datacenter away", faults=1, requests=0, failed=0)
+    record("cluster: first render, remote dc away", faults=1, requests=0, failed=0)

@@ -68,7 +68,7 @@ def test_dead_host_leaves_nginx_on_the_other_host_and_its_companion_restores_it_
         wait_until(
             lambda: nginx.answers() == {"b1", "b2", "b3"}, timeout=30, what="the host's instances back"
         )
-    record("host died and came back", faults=1, requests=load.sent, failed=load.failed)
+    record("cluster: host died and came back", faults=1, requests=load.sent, failed=load.failed)
     assert load.failed == 0, load.failures[:5]
 
 

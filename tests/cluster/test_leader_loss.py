@@ -50,7 +50,7 @@ def test_leader_killed_under_load_fails_no_request_renders_nothing_partial_and_f
     gap = renders.longest_gap(killed_at - 1.0, converged_at)
     steady = [f":{nginx.backends[n]};".encode() for n in ("b1", "b2")]
     partial = [data for _, data in renders.seen if not all(port in data for port in steady)]
-    label = f"leader killed under load ({max_stale or 'consistent'})"
+    label = f"cluster: leader killed ({'max_stale ' + max_stale if max_stale else 'consistent'})"
     record(label, faults=1, requests=load.sent, failed=load.failed)
     note(f"{label}: election {elected_at - killed_at:.1f} s, longest time without a render {gap:.1f} s")
     assert flips.flips > 5 and load.sent > 100

@@ -12,6 +12,7 @@ import pytest
 from discovery.consul import ConsulClient, ConsulSettings, consul_errors
 from discovery.errors import ConsulUnavailable
 from tests.support.cluster import Cluster
+from tests.support.figures import record
 from tests.support.waiting import wait_until
 
 
@@ -66,3 +67,4 @@ def test_with_max_stale_a_follower_answers_while_there_is_no_leader_and_without_
     time.sleep(0.6)  # the survivor's last contact with a leader is now older than 0.5 s
     too_old = asyncio.run(_ask(dataclasses.replace(base, max_stale=0.5), tries=1))
     assert isinstance(too_old, str), too_old
+    record("cluster: no quorum, stale reads", faults=2, requests=3, failed=0)
