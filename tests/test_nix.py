@@ -103,6 +103,7 @@ def test_the_nix_files_we_ship_are_all_found() -> None:
         "nix/modules/sidecar.nix",
         "nix/modules/registrar.nix",
         "nix/tests/sidecar.nix",
+        "nix/tests/cluster.nix",
         "nix/lib/pins.nix",
         "nix/lib/toml.nix",
         "nix/lib/sidecar-config.nix",
