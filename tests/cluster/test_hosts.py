@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pytest
 from tests.cluster.conftest import sidecar_config
 from tests.cluster.load import Load
 from tests.healthchecks.conftest import Companion, owned
+from tests.healthchecks.engines import EngineDaemon, build_image_tar
 from tests.support.cluster import Cluster, ClusterAgent
 from tests.support.figures import record
 from tests.support.nginx import NginxServer
+from tests.support.ports import free_port
 from tests.support.sidecar import SidecarProcess
 from tests.support.waiting import wait_until
 
@@ -73,7 +76,7 @@ def test_dead_host_leaves_nginx_on_the_other_host_and_its_companion_restores_it_
 
 
 @pytest.mark.slow
-def test_two_companions_own_only_their_registrations_and_the_same_name_on_two_hosts_gives_two_services(
+def test_two_companions_own_only_their_registrations_and_a_removal_on_one_leaves_the_other_alone(
     tmp_path: Path,
     cluster: Cluster,
     nginx: NginxServer,
@@ -81,7 +84,7 @@ def test_two_companions_own_only_their_registrations_and_the_same_name_on_two_ho
     companions: Callable[..., Companion],
 ) -> None:
     host_a, host_b = cluster.clients
-    # The same file name ("web") on both hosts, as the same container name would be: two services.
+    # The same service file name ("web") on both hosts: two services, one per owner.
     files = {
         "a": {"web": nginx.backends["b1"], "a-only": nginx.backends["b3"]},
         "b": {"web": nginx.backends["b2"]},
@@ -185,3 +188,50 @@ def _rendered(path: Path, ports: dict[str, int]) -> set[str]:
         if port in by_port:  # not the "server 127.0.0.1:1 down" of an empty upstream
             found.add(by_port[port] + (" backup" if "backup;" in words else ""))
     return found
+
+
+@pytest.fixture(scope="module")
+def two_engines() -> Iterator[tuple[EngineDaemon, EngineDaemon]]:
+    """Two Podman engines with their own storage: two hosts' containers, names may repeat."""
+    root = Path(tempfile.mkdtemp(prefix="upc-", dir="/tmp"))  # unix socket paths are short
+    tar = build_image_tar(root)
+    for name in ("a", "b"):
+        (root / name).mkdir()
+    engines = tuple(EngineDaemon("podman", root / name, tar) for name in ("a", "b"))
+    try:
+        for engine in engines:
+            engine.start()
+            engine.load_image()
+        yield engines  # type: ignore[misc]
+    finally:
+        for engine in engines:
+            engine.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_same_container_name_on_two_hosts_gives_two_services_that_both_reach_nginx(
+    tmp_path: Path,
+    cluster: Cluster,
+    nginx: NginxServer,
+    start_sidecar: Callable[..., SidecarProcess],
+    two_engines: tuple[EngineDaemon, EngineDaemon],
+) -> None:
+    made = []
+    try:
+        for host, engine, body in zip(cluster.clients, two_engines, ("from-a", "from-b"), strict=True):
+            serve = f"echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www"
+            engine.run("web", labels={"SERVICE_NAME": "prime"}, ports={"8080/tcp": free_port()},
+                       command=["sh", "-c", serve])  # fmt: skip
+            folder = tmp_path / f"companion-{body}"
+            folder.mkdir()
+            made.append(Companion(folder, host, engine, hostname=body, resync="1s").start())
+        start_sidecar(sidecar_config(tmp_path / "sidecar", cluster.clients[0], nginx))
+        wait_until(lambda: nginx.answers() == {"from-a", "from-b"}, timeout=30, what="both containers")
+        assert set(owned(cluster.clients[0], "from-a")) == {"from-a:web:8080"}
+        assert set(owned(cluster.clients[1], "from-b")) == {"from-b:web:8080"}
+    finally:
+        for companion in made:
+            companion.kill()
+        for engine in two_engines:
+            engine.remove_all()
