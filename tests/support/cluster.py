@@ -98,6 +98,7 @@ class ClusterAgent(ConsulAgent):
             "performance { raft_multiplier = 1 }",
             "retry_join = [" + ", ".join(f'"{a}"' for a in self.join) + "]",
             FAST_GOSSIP,
+            self.extra_hcl,
         ]
         if self.server:
             lines.append(f"bootstrap_expect = {self.expect}")
