@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .ports import free_port, wait_port
+from .ports import distinct_free_ports, wait_port
 from .processes import stop_process
 
 # NGINX_BIN lets the suite run against another nginx (a Nix dev shell, say), as CONSUL_BIN does for Consul.
@@ -22,8 +22,9 @@ NGINX = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx
 class NginxServer:
     def __init__(self, workdir: Path, backends: int = 4, upstream: str = "primes") -> None:
         self.dir = workdir
-        self.port = free_port()
-        self.backends = {f"b{i}": free_port() for i in range(1, backends + 1)}
+        # Chosen together: free_port() twice may give the same port, and two backends would share it.
+        self.port, *ports = distinct_free_ports(backends + 1)
+        self.backends = {f"b{i}": port for i, port in enumerate(ports, start=1)}
         self.upstream = upstream
         self.conf_d = workdir / "conf.d"
         self.conf_d.mkdir(parents=True, exist_ok=True)
