@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bench.sidecars import TELEMETRY
 from tests.support.cluster import Cluster
 from tests.support.consul_agent import ConsulAgent
 from tests.support.nginx import NginxServer
@@ -18,6 +19,8 @@ from tests.support.sidecar import SidecarProcess, write_config
 def consul_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Started once for every test in tests/cluster (about 2 s); stopped at the end."""
     cluster = Cluster(tmp_path_factory.mktemp("cluster"), servers=3, clients=2)
+    for agent in cluster.agents:
+        agent.extra_hcl = TELEMETRY  # the many-sidecars benchmark reads the servers' counters
     try:
         yield cluster.start()
     finally:
