@@ -22,13 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support.cluster import Cluster, ClusterAgent
+from tests.support.cluster import TELEMETRY, Cluster, ClusterAgent
 from tests.support.sidecar import SidecarProcess
 
 from .rig import register_many, wait_until, workdir
 
 ROOT = Path(__file__).resolve().parent.parent
-TELEMETRY = 'telemetry { prometheus_retention_time = "1m" disable_hostname = true }\n'
 WATCHED = 5
 TEMPLATE = '{% import "nginx.j2" as nginx %}\n' + "".join(
     f'{{{{ nginx.upstream("s{i}", service("svc{i}")) }}}}\n' for i in range(WATCHED)

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench.sidecars import TELEMETRY
-from tests.support.cluster import Cluster
+from tests.support.cluster import TELEMETRY, Cluster
 from tests.support.consul_agent import ConsulAgent
 from tests.support.nginx import NginxServer
 from tests.support.sidecar import SidecarProcess, write_config

@@ -26,6 +26,8 @@ FAST_GOSSIP = (
     'gossip_lan { gossip_interval = "100ms" probe_interval = "400ms" probe_timeout = "200ms" '
     "suspicion_mult = 3 }\n"
 )
+# Servers keep Prometheus counters (consul_rpc_request, consul_rpc_query) for the many-sidecars benchmark.
+TELEMETRY = 'telemetry { prometheus_retention_time = "1m" disable_hostname = true }\n'
 _handed_out: set[str] = set()
 
 
