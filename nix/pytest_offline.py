@@ -12,7 +12,17 @@ import pytest
 __all__ = ["SERVICE_FIXTURES", "pytest_collection_modifyitems"]
 
 SERVICE_FIXTURES = frozenset(
-    {"consul_agent", "consul", "private_consul", "nginx", "podman", "docker", "engine", "container_engine"}
+    {
+        "consul_agent",
+        "consul",
+        "private_consul",
+        "consul_cluster",
+        "nginx",
+        "podman",
+        "docker",
+        "engine",
+        "container_engine",
+    }
 )
 
 
