@@ -165,6 +165,9 @@ class Registrar:
                             log.info("Reconnected to the container engine; reconciling.")
                         failures = 0
                     self._on_event(event)
+                # The stream ended without an error (the engine stopped its API service cleanly): a lost
+                # connection all the same, so the next CONNECTED is a reconnection and says so.
+                failures += 1
             except EngineError as exc:
                 failures += 1
                 self.state.engine_error = self._stream_error = str(exc)
