@@ -23,7 +23,6 @@ _SSL = {"ca_cert": "ca_file", "ca_path": "ca_path", "cert": "cert_file", "key": 
         "server_name": "tls_server_name"}  # fmt: skip
 _NOTES = {
     "log_level": "upstreams takes --log-level on its command line",
-    "max_stale": "upstreams reads Consul with default consistency; stale reads are not configurable",
     "pid_file": "this is consul-template's own pid file; the sidecar needs none",
     "kill_signal": "the sidecar stops on SIGTERM or SIGINT",
     "reload_signal": "the sidecar re-reads its config on SIGHUP",
@@ -152,8 +151,8 @@ class _Reader:
                     token = self.consul(block, consul, line) or token
             elif key == "wait":
                 wait = self.wait(raw, line)
-            elif key == "block_query_wait":
-                consul.append(("block_query_wait", _value(raw)))
+            elif key in ("block_query_wait", "max_stale"):
+                consul.append((key, _value(raw)))  # both keep their meaning in [consul]
             elif key == "default_delimiters":
                 block = _blocks(raw)[0] if _blocks(raw) else {}
                 delims = (_value(block.get("left", '"{{"')), _value(block.get("right", '"}}"')))

@@ -172,10 +172,11 @@ def test_hcl_config_converts_completely_and_passes_check(rendered: dict[str, obj
     assert isinstance(converted, subprocess.CompletedProcess) and isinstance(tmp, Path)
     assert converted.returncode == 0, converted.stderr
     # Dropped settings are notes with the line they come from, not parts that need a hand.
-    assert f"{tmp / 'consul-template.hcl'}:8: note: 'max_stale' is dropped" in converted.stderr
+    assert f"{tmp / 'consul-template.hcl'}:9: note: 'log_level' is dropped" in converted.stderr
     assert "needs a hand" not in converted.stderr
     toml = (tmp / "out" / "sidecar.toml").read_text()
     assert 'reload_command = ["systemctl", "reload", "nginx"]' in toml
+    assert 'max_stale = "10m"' in toml  # stale reads keep consul-template's meaning
     assert 'perms = "0640"' in toml and "backup = true" in toml
     check = run("check", "--config", str(tmp / "out" / "sidecar.toml"))
     assert check.returncode == 0, check.stderr
