@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from discovery.errors import NginxError, OutputError
+from discovery.errors import NginxCheckFailed, NginxError, OutputError
 from discovery.model import Snapshot
 from discovery.systemd import notify
 
@@ -30,6 +30,10 @@ from .template import Rendered
 __all__ = ["EXCLUSION_ROUNDS", "Applier", "files_of"]
 
 log = logging.getLogger("renderer.daemon")  # split out of the daemon: its lines keep their logger name
+REJECTED_LINES = (
+    "Line numbers are those of the rejected render, not of the restored file; "
+    "`upstreams render --dry` prints that render."
+)
 EXCLUSION_ROUNDS = 16  # checks per round that may each leave out instances nginx rejected
 
 
@@ -85,7 +89,8 @@ class Applier:
         if found:
             return found  # not an error yet: the caller renders again without them
         self.refused = decision.files
-        self.fail(error, KEPT)
+        # nginx names lines of the rejected files, which are already restored: say which text they are.
+        self.fail(NginxCheckFailed(f"{error} {REJECTED_LINES}"), KEPT)
         return ()
 
     async def _write_check_reload(

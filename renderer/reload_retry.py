@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from discovery.errors import NginxReloadFailed
+from discovery.errors import NginxNotRunning, NginxReloadFailed
 
 from .metrics import SidecarMetrics
 from .nginx import CommandNginx, Nginx, master_started_at
@@ -56,14 +56,17 @@ class ReloadRetry:
                     return
                 try:
                     await self.nginx().reload()
+                except NginxNotRunning as exc:
+                    # nginx not started yet (the order operations.md recommends) is a state, not a
+                    # failure: the round already said so at INFO; no warning, nothing counted.
+                    log.debug("Still waiting for nginx: %s", exc)
                 except NginxReloadFailed as exc:
                     self.metrics.reload_failures.inc()
                     log.warning("nginx reload still failing: %s", exc)
-                    delay = min(delay * 2, RELOAD_RETRY_MAX)
-                    continue
-                log.info("nginx reloaded after a failed attempt.")
-                self.on_live(True)
-                return
+                else:
+                    self.on_live(True)  # says "nginx reloaded." once
+                    return
+                delay = min(delay * 2, RELOAD_RETRY_MAX)
         finally:
             self._pending = False
 

@@ -13,7 +13,9 @@ from renderer.daemon import NGINX_START_MARGIN
 from renderer.nginx import boot_clock, master_started_at
 from tests.renderer.conftest import register_backend
 from tests.support.consul_agent import ConsulAgent
+from tests.support.http import get
 from tests.support.nginx import NginxServer
+from tests.support.ports import free_port
 from tests.support.sidecar import SidecarProcess, write_config
 from tests.support.waiting import wait_until
 
@@ -56,3 +58,27 @@ def test_files_written_before_nginx_starts_cost_no_reload(
     register_backend(consul, nginx, "b2")  # the next change still reloads
     wait_until(lambda: nginx.answers() == {"b1", "b2"}, what="the next change live")
     assert nginx.reloads() == 1
+    # nginx started after the sidecar is the recommended order: a state, not an alarm.
+    assert "WARNING" not in sidecar.output() and "ERROR" not in sidecar.output(), sidecar.output()
+
+
+@pytest.mark.slow
+def test_nginx_started_late_is_reloaded_once_without_warnings_or_failure_counts(
+    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer, start_sidecar: Callable[..., SidecarProcess]
+) -> None:
+    nginx.stop()
+    nginx.pid_file.unlink(missing_ok=True)
+    register_backend(consul, nginx, "b1")
+    port = free_port()
+    sidecar = start_sidecar(write_config(tmp_path, consul, nginx, status=f"127.0.0.1:{port}"))
+    wait_until(lambda: "checked files are in place" in sidecar.output(), what="the render waiting for nginx")
+    time.sleep(2.0)  # several retries find no nginx
+    nginx.start()
+    register_backend(consul, nginx, "b2")  # changed after nginx read its files: one reload is needed
+    wait_until(lambda: nginx.answers() == {"b1", "b2"}, what="the change live")
+    out = sidecar.output()
+    assert "WARNING" not in out and "ERROR" not in out, out
+    assert "reload still failing" not in out
+    assert out.count("nginx reloaded") == nginx.reloads() == 1, out  # one line for one reload
+    metrics = get(f"http://127.0.0.1:{port}/metrics")[1]
+    assert "upstreams_nginx_reload_failures_total 0.0" in metrics, metrics

@@ -41,6 +41,7 @@ def test_failing_nginx_check_restores_the_previous_files_and_nginx_keeps_serving
     assert nginx.reloads() == reloads
     assert nginx.answers() == {"b1", "b2"}
     assert "unknown directive" in sidecar.output()
+    assert "upstreams render --dry` prints that render" in sidecar.output()
     assert not [p for p in dest.parent.iterdir() if p.name.endswith(".tmp")]
 
     consul.deregister("b3")
@@ -164,8 +165,8 @@ def test_nginx_not_running_at_reload_is_retried(
     nginx.stop()
     register_backend(consul, nginx, "b2")
     wait_until(
-        lambda: "nginx reload still failing" in sidecar.output() or "did not reload" in sidecar.output(),
-        what="the failed reload logged",
+        lambda: "checked files are in place" in sidecar.output(),  # a state (INFO), not an alarm
+        what="the files waiting for nginx logged",
     )
     nginx.start()  # nginx starts with the new files (they passed the check)
     wait_until(lambda: nginx.answers() == {"b1", "b2"}, what="the new upstream live")
@@ -220,6 +221,8 @@ def test_render_once_fails_clearly_when_nginx_refuses(
     )
     assert out.returncode == 1
     assert out.stderr.count("nginx rejected the new config") == 1, out.stderr  # said once
+    # The file nginx names is restored already: the message says its line numbers are the rejected render's.
+    assert "Line numbers are those of the rejected render" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert (nginx.conf_d / "upstreams.conf").read_bytes() == before
 
