@@ -7,12 +7,13 @@ Modules, from the pure core to the edges:
 * ``blocking``  the blocking-query loop and its rules
 * ``watch``     the Watcher: which queries to run for what the templates need; publishes Snapshots
 * ``acl``       whether the configured token can read services at all
-* ``consul``    connection settings (TOML + environment) and the client
+* ``settings``  Consul connection settings: the [consul] table plus Consul's environment conventions
+* ``client``    the asyncio Consul client and its transport; query paths quoted as one segment each
 * ``errors``    the one exception tree of the project
 * ``duration``, ``table``, ``latest``, ``logs``, ``metrics``, ``status``, ``systemd``: shared plumbing
 """
 
-from .consul import ConsulClient, ConsulSettings
+from .client import ConsulClient
 from .errors import (
     ConfigError,
     ConsulDenied,
@@ -27,6 +28,7 @@ from .errors import (
     UpstreamsError,
 )
 from .model import CatalogQuery, Dependency, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+from .settings import ConsulSettings
 from .watch import Watcher
 
 __all__ = [

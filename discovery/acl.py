@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import consul
 
-from .consul import ConsulClient, consul_errors
+from .client import ConsulClient, consul_errors
 from .errors import ConsulDenied
 
 __all__ = ["token_problem"]

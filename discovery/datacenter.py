@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .blocking import BlockingQuery
 from .catalog import check_fingerprints, parse_services
-from .consul import consul_errors, kv_prefix
+from .client import consul_errors, kv_prefix
 from .model import CatalogQuery, KeyQuery, PrefixQuery, ServiceQuery
 
 if TYPE_CHECKING:

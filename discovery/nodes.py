@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .catalog import MAX_STRING, valid_address
-from .consul import consul_errors
+from .client import consul_errors
 from .model import DatacentersQuery, Dependency, Node, NodeInfo, NodeQuery, NodeService, NodesQuery
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ import tenacity
 
 from .blocking import BlockingQuery, consul_retrying
 from .catalog import parse_health
-from .consul import ConsulClient, agent_silent, consul_errors, unservable
+from .client import ConsulClient, agent_silent, consul_errors, unservable
 from .datacenter import Datacenter
 from .errors import ConsulError, first_line
 from .latest import Latest

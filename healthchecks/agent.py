@@ -1,6 +1,6 @@
 """The local Consul agent, as the companion uses it: list, register, deregister, update a TTL check.
 
-A thin edge over ``discovery.consul.ConsulClient``: bodies are built by ``spec.registration_body`` and sent
+A thin edge over ``discovery.client.ConsulClient``: bodies are built by ``spec.registration_body`` and sent
 as they are (py-consul's helpers add fields Consul 1.8 rejects and lack ``check/update``).
 A registration Consul refuses (400) is a plain ``ConsulError`` naming the service; an unreachable agent is
 ``ConsulUnavailable``, which callers retry.
@@ -14,7 +14,7 @@ from typing import Any
 import consul.callback
 import consul.exceptions
 
-from discovery.consul import ConsulClient, consul_errors
+from discovery.client import ConsulClient, consul_errors
 from discovery.errors import ConsulError, first_line
 
 __all__ = ["Agent"]

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from discovery.consul import ConsulClient
+from discovery.client import ConsulClient
 from discovery.containers import DockerEngine
 from discovery.engine_socket import socket_problem
 from discovery.errors import ConfigError, UpstreamsError

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from discovery.consul import ConsulSettings
 from discovery.errors import ConfigError
+from discovery.settings import ConsulSettings
 from discovery.status import parse_listen
 from discovery.table import Table, load_toml
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from discovery.consul import ConsulClient
+from discovery.client import ConsulClient
 from discovery.duration import format_duration
 from discovery.errors import ConfigError, TemplateError, unwrap_group
 from discovery.model import Dependency, Snapshot

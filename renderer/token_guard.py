@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 from discovery.acl import token_problem
-from discovery.consul import ConsulClient
+from discovery.client import ConsulClient
 from discovery.errors import ConsulDenied, ConsulUnavailable
 
 __all__ = ["TOKEN_RECHECK", "TokenGuard"]

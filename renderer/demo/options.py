@@ -6,8 +6,8 @@ import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from discovery.consul import ConsulSettings
 from discovery.errors import ConfigError
+from discovery.settings import ConsulSettings
 from discovery.table import Table
 
 __all__ = ["ENGINES", "DemoOptions", "add_parser"]

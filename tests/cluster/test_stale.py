@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from discovery.consul import ConsulClient, ConsulSettings, consul_errors
+from discovery.client import ConsulClient, consul_errors
 from discovery.errors import ConsulUnavailable
+from discovery.settings import ConsulSettings
 from tests.support.cluster import Cluster
 from tests.support.figures import record
 from tests.support.waiting import wait_until

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from discovery.consul import ConsulClient, ConsulSettings, kv_prefix, service_path, unservable
+from discovery.client import ConsulClient, kv_prefix, service_path, unservable
 from discovery.model import Dependency, KeyQuery, ServiceQuery, Snapshot
+from discovery.settings import ConsulSettings
 from discovery.watch import Watcher
 from tests.support.consul_agent import ConsulAgent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import consul
 
-from discovery.consul import agent_silent
+from discovery.client import agent_silent
 from discovery.errors import ConsulUnavailable
 from discovery.reachability import Outage, blames_agent
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from discovery.consul import ConsulSettings
 from discovery.duration import format_duration, parse_duration
 from discovery.errors import ConfigError
+from discovery.settings import ConsulSettings
 from discovery.table import Table
 
 

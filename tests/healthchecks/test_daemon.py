@@ -7,9 +7,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from discovery.consul import ConsulClient, ConsulSettings
+from discovery.client import ConsulClient
 from discovery.containers import CONNECTED, ContainerEvent, ContainerInfo, ExecResult, PortBinding
 from discovery.errors import EngineError
+from discovery.settings import ConsulSettings
 from healthchecks.agent import Agent
 from healthchecks.config import RegistrarConfig
 from healthchecks.daemon import Registrar

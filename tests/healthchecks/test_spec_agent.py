@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from discovery.consul import ConsulClient, ConsulSettings
+from discovery.client import ConsulClient
 from discovery.errors import ConsulError, ConsulUnavailable
+from discovery.settings import ConsulSettings
 from healthchecks.agent import Agent
 from healthchecks.spec import CheckSpec, ServiceSpec, registration_body
 from tests.support.consul_agent import ConsulAgent
