@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.nginx import NGINX
+from harness.nginx import nginx_binary
 
 from . import churn, companion, convergence, report, scale
 from .progress import Bars
@@ -234,7 +234,7 @@ def meta() -> dict[str, Any]:
         "versions": {
             "Python": platform.python_version(),
             "Consul": first_line([os.environ.get("CONSUL_BIN", "consul"), "version"]),
-            "nginx": first_line([NGINX, "-v"]),
+            "nginx": first_line([nginx_binary(os.environ) or "/usr/sbin/nginx", "-v"]),
             "Traefik": traefik_version(),
             "Podman": first_line(["podman", "--version"]),
             "upstreams": first_line(

@@ -21,9 +21,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.healthchecks.engines import EngineDaemon, build_image_tar
-from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from harness.engines import EngineDaemon
+from harness.image import build_image_tar
+from harness.ports import free_port
+from harness.process import stop_process
 
 from .progress import Steps
 from .rig import ConsulAgent, Poller, wait_until

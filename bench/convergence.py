@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.sidecar import TEMPLATE
+from harness.sidecar import TEMPLATE
 
 from .floor import MinimalSidecar
 from .probe import Prober

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from tests.support.consul_agent import ConsulAgent
-from tests.support.nginx import NginxServer
-from tests.support.sidecar import SidecarProcess, write_config
-from tests.support.sockets import connections_to
-from tests.support.waiting import wait_until
+from harness.consul import ConsulAgent
+from harness.nginx import NginxServer
+from harness.sidecar import SidecarProcess, write_config
+from harness.sockets import connections_to
+from harness.waiting import wait_until
 
 __all__ = [
     "ConsulAgent",

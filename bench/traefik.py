@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from harness.ports import free_port
+from harness.process import stop_process
 
 __all__ = ["Traefik", "traefik_binary"]
 

@@ -15,7 +15,8 @@ Modules, from the pure core to the edges:
 * ``runtime``    config, templates, policy and nginx control, swapped as one value on SIGHUP
 * ``template_watch`` the template folders, watched from a task
 * ``daemon``     the Sidecar: one TaskGroup tying it together; ``metrics`` its Prometheus metrics
-* ``cli``        ``upstreams check|render|watch|status|demo``; ``status`` prints a running sidecar's view
+* ``cli``        ``upstreams check|render|watch|status|convert|demo``; ``status`` prints a running sidecar's
+                 view; ``demo`` is loaded by name from the ``demo`` package
 """
 
 from .apply import Outcome, apply_renders

@@ -10,19 +10,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 
 from discovery.duration import parse_duration
 from discovery.errors import ConfigError, ConsulDenied, TemplateError, UpstreamsError
 from discovery.logs import setup_logging
 from discovery.model import Snapshot
 
-from . import convert, demo
+from . import convert
 from .config import SidecarConfig, load_config
 from .daemon import Sidecar
 from .nginx import missing_programs
@@ -33,6 +35,40 @@ __all__ = ["main"]
 
 log = logging.getLogger("upstreams")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DENIED = 0, 1, 2, 3
+
+# The demo is a package of its own (demo/): it imports the harness and discovery, and runs the daemons
+# through their console scripts. Imports flow one way, so the sidecar never imports it statically: the
+# ``demo`` subcommand is loaded by name when the command line is built. Without the package the
+# subcommand is still listed and says what to install; without rich (the demo extra), demo.cli says so.
+DEMO_CLI = "demo.cli"
+MISSING_DEMO = "upstreams demo is not installed here; install the package with its demo extra: pip install 'upstreams[demo]'."
+
+
+def _demo_cli() -> ModuleType | None:
+    """The demo's command line module, or None when the demo package is not installed."""
+    try:
+        return importlib.import_module(DEMO_CLI)
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("demo", DEMO_CLI):
+            raise  # the demo is there but broken: show that, not "not installed"
+        return None
+
+
+def _add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo_cli = _demo_cli()
+    if demo_cli is not None:
+        demo_cli.add_parser(sub)
+        return
+    missing = sub.add_parser("demo", help="the self-contained demonstration (not installed here)")
+    missing.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def _run_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    demo_cli = _demo_cli()
+    if demo_cli is None:
+        raise UpstreamsError(MISSING_DEMO)
+    run: Callable[[argparse.Namespace, Mapping[str, str]], int] = demo_cli.run
+    return run(args, env)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the sidecar's status as JSON")
     for p in (watch, render, check, status):
         p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config file")
-    demo.add_parser(sub)
+    _add_demo_parser(sub)
     convert.add_parser(sub)
     return parser
 
@@ -75,7 +111,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.command == "convert":
             return convert.run(args, environ, Path.cwd())
         if args.command == "demo":
-            return demo.run_demo(demo.DemoOptions.from_args(args), environ)
+            return _run_demo(args, environ)
         config = load_config(args.config, environ)
         if args.command == "status":
             return show_status(config, as_json=args.json)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from renderer.demo.keys import parse_keys
+from demo.keys import parse_keys
 from tests.demo.test_demo import UPSTREAMS, demo_env
 
 

@@ -1,4 +1,8 @@
-"""The demo's child processes: started in their own session, logged to a file, stopped for sure."""
+"""Child processes of the real parts: stopped for sure, whoever started them.
+
+``Child`` is the asynchronous form the demo uses (its own session, its log in a file, an error naming the
+part); ``stop_process`` stops a ``subprocess.Popen`` the tests and benchmarks started synchronously.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,24 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from discovery.errors import UpstreamsError
 
-__all__ = ["Child", "PartFailed"]
+__all__ = ["Child", "PartFailed", "kill_mentioning", "stop_process"]
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 10.0
 
 
 class PartFailed(UpstreamsError):
-    """Raised when a part of the demo (Consul, nginx, Podman, the sidecar, ...) cannot start or fails."""
+    """Raised when a part (Consul, nginx, Podman, the sidecar, ...) cannot start or fails."""
 
 
 class Child:
-    """One child process of the demo, named after the part it plays."""
+    """One child process, named after the part it plays."""
 
     def __init__(self, part: str, argv: Sequence[str], log_file: Path, env: Mapping[str, str]) -> None:
         self.part = part
@@ -36,8 +41,8 @@ class Child:
         """Start the process; raise PartFailed if it cannot be run at all."""
         try:
             with self.log_file.open("ab") as out:
-                # Its own session: Ctrl-C in the terminal reaches only the demo, which then stops
-                # every part in order (the companion deregisters before Consul goes away).
+                # Its own session: Ctrl-C in the terminal reaches only the parent (the demo), which then
+                # stops every part in order (the companion deregisters before Consul goes away).
                 self.proc = await asyncio.create_subprocess_exec(
                     *self.argv,
                     stdin=asyncio.subprocess.DEVNULL,
@@ -87,3 +92,29 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             await proc.wait()
         self.proc = None
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> None:
+    """Ask a child to stop with ``sig``; kill it if it has not gone after ``timeout`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def kill_mentioning(marker: str) -> None:
+    """SIGKILL every other process whose command line contains ``marker`` (a folder of ours: what an engine
+    or a part started there, such as conmon, a containerd shim or a check script)."""
+    needle = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)

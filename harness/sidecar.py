@@ -1,4 +1,5 @@
-"""Running the real ``upstreams`` console script against a test's Consul and nginx."""
+"""The project's own daemons as real processes: the installed console scripts, and ``upstreams watch``
+run against a test's or a benchmark's Consul and nginx."""
 
 from __future__ import annotations
 
@@ -8,14 +9,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .consul_agent import ConsulAgent
+from .consul import ConsulAgent
 from .nginx import NginxServer
+
+__all__ = ["TEMPLATE", "UPSTREAMS", "SidecarProcess", "console_script", "write_config"]
 
 UPSTREAMS = str(Path(sys.executable).with_name("upstreams"))
 
 TEMPLATE = """{% import "nginx.j2" as nginx %}
 {{ nginx.upstream("primes", service("prime", passing=false), backup_warning=true) }}
 """
+
+
+def console_script(name: str, module: str) -> list[str]:
+    """The installed console script next to this Python, else the same entry point through ``-c``."""
+    script = Path(sys.executable).with_name(name)
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 
 def write_config(

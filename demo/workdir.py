@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from harness.process import kill_mentioning
 
 __all__ = ["make_workdir", "remove_workdir"]
 
@@ -27,13 +26,7 @@ def make_workdir(env: Mapping[str, str]) -> Path:
 def remove_workdir(path: Path) -> None:
     """Kill what still runs from the folder (conmon, a check script), unmount what is mounted in it,
     and delete it."""
-    marker = str(path).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            if marker in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
+    kill_mentioning(str(path))
     for mount in sorted(_mounts_under(path), key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
     shutil.rmtree(path, ignore_errors=True)

@@ -14,22 +14,24 @@ import statistics
 import time
 from collections.abc import Coroutine, Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from discovery.errors import unwrap_group
+from harness.nginx import NginxServer
+from harness.podman import Podman, engine_missing
+from harness.ports import free_port
+from harness.process import Child, PartFailed
 
 from .actions import Actions
 from .board import Board
 from .consul import start_consul, wait_for_leader
 from .daemons import start_companion, start_sidecar
-from .engine import Podman, engine_missing
 from .health import watch_health
 from .keys import HELP, read_keys, terminal_keys
-from .nginx import first_render, follow_reloads, nginx_paths, start_nginx
+from .nginx import first_render, follow_reloads, nginx_paths, reserve_check, start_nginx
 from .options import DemoOptions
-from .ports import free_port, reserve_check
-from .process import Child, PartFailed
 from .replicas import ContainerReplicas, ProcessReplicas, ReplicaSet
 from .story import Story
 from .traffic import Traffic
@@ -39,6 +41,19 @@ from .workdir import make_workdir, remove_workdir
 __all__ = ["run_demo"]
 
 CLIENTS = 2
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every start-up step needs: the options and environment, the folder for files, the board, the
+    exit stack that stops each part in reverse order, and the processes to supervise."""
+
+    options: DemoOptions
+    env: Mapping[str, str]
+    board: Board
+    workdir: Path
+    stack: AsyncExitStack
+    children: list[Child] = field(default_factory=list)
 
 
 def run_demo(options: DemoOptions, env: Mapping[str, str]) -> int:
@@ -75,7 +90,7 @@ async def _demo(options: DemoOptions, env: Mapping[str, str]) -> int:
         if options.interactive:
             stack.enter_context(terminal_keys())
         try:
-            return await _run(options, env, board, workdir, stack)
+            return await _run(_Context(options, env, board, workdir, stack))
         except asyncio.CancelledError:
             # Ctrl-C or SIGTERM: a normal way to end the demo; the stack still removes everything.
             current = asyncio.current_task()
@@ -89,52 +104,38 @@ async def _demo(options: DemoOptions, env: Mapping[str, str]) -> int:
     raise AssertionError("unreachable")  # pragma: no cover - AsyncExitStack does not swallow returns
 
 
-async def _run(
-    options: DemoOptions, env: Mapping[str, str], board: Board, workdir: Path, stack: AsyncExitStack
-) -> int:
-    port = options.port or free_port()
+async def _run(ctx: _Context) -> int:
+    port = ctx.options.port or free_port()
     reserve_check("nginx", port)  # before anything starts: the likeliest mistake fails fast
-    children: list[Child] = []
-    consul = await _consul(options, workdir, env, stack, children, board)
-    paths = nginx_paths(workdir, env)
-    children.append(await start_nginx(paths, port, env, stack))
-    board.nginx_url = f"http://127.0.0.1:{port}/"
-    board.say(f"nginx: listening on {board.nginx_url} (prefix {paths.prefix})")
-    status_port = free_port()
-    sidecar = await start_sidecar(workdir, consul, paths, status_port, env)
-    stack.push_async_callback(sidecar.stop)
-    children.append(sidecar)
-    services_dir = workdir / "services"
-    services_dir.mkdir()
-    replicas, engine_url = await _replicas(options, workdir, services_dir, env, stack)
-    board.say(f"replicas: {replicas.kind}")
-    companion = await start_companion(workdir, consul, engine_url, services_dir, env)
-    stack.push_async_callback(companion.stop)
-    children.append(companion)
-    board.say("companion: upstreams-registrar registers each replica with its health check")
-    await first_render(paths, sidecar)  # started above, so both daemons start up at the same time
-    board.say(
-        "sidecar: upstreams watch rendered the 'primes' upstream from Consul (wait.min = 0s); "
-        f"its status: http://127.0.0.1:{status_port}/status"
-    )
-    stack.push_async_callback(replicas.close)
-    actions = Actions(board, replicas)
-    for _ in range(options.replicas):
+    consul = await _consul(ctx)
+    nginx = await _nginx(ctx, port)
+    replicas = await _daemons(ctx, consul, nginx)
+    actions = Actions(ctx.board, replicas)
+    for _ in range(ctx.options.replicas):
         await actions.start()
-    story = Story(board, actions, options.replicas)
-    traffic = await stack.enter_async_context(Traffic(board.nginx_url, board))
+    story = Story(ctx.board, actions, ctx.options.replicas)
+    traffic = await ctx.stack.enter_async_context(Traffic(ctx.board.nginx_url, ctx.board))
     background: list[Coroutine[Any, Any, None]] = [
-        watch_health(consul, env.get("CONSUL_HTTP_TOKEN"), board),
-        follow_reloads(paths, board),
-        _tick(board),
-        _supervise(children),
+        watch_health(consul, ctx.env.get("CONSUL_HTTP_TOKEN"), ctx.board),
+        follow_reloads(nginx, ctx.board),
+        _tick(ctx.board),
+        _supervise(ctx.children),
         *(traffic.run() for _ in range(CLIENTS)),
     ]
+    await _play(ctx, actions, story, background)
+    _summary(ctx.board)
+    return 1 if story.failed else 0
+
+
+async def _play(
+    ctx: _Context, actions: Actions, story: Story, background: list[Coroutine[Any, Any, None]]
+) -> None:
+    """Run the story (or follow keys) beside the background tasks, until the duration ends."""
     try:
-        async with asyncio.timeout(_remaining(options.duration, board)), asyncio.TaskGroup() as tg:
+        async with asyncio.timeout(_remaining(ctx.options.duration, ctx.board)), asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(c) for c in background]
-            if options.interactive:
-                tasks.append(tg.create_task(_count_when_all_serve(board)))
+            if ctx.options.interactive:
+                tasks.append(tg.create_task(_count_when_all_serve(ctx.board)))
                 await read_keys(actions)
             else:
                 await story.run()
@@ -142,40 +143,62 @@ async def _run(
             for task in tasks:
                 task.cancel()
     except TimeoutError:
-        board.say(f"duration of {options.duration:g}s is over")
-    _summary(board)
-    return 1 if story.failed else 0
+        ctx.board.say(f"duration of {ctx.options.duration:g}s is over")
 
 
-async def _consul(
-    options: DemoOptions,
-    workdir: Path,
-    env: Mapping[str, str],
-    stack: AsyncExitStack,
-    children: list[Child],
-    board: Board,
-) -> str:
-    if options.consul_address:
-        address = options.consul_address  # already a URL: see options.consul_address
+async def _consul(ctx: _Context) -> str:
+    if ctx.options.consul_address:
+        address = ctx.options.consul_address  # already a URL: see options.consul_address
         await wait_for_leader(address)
-        board.say(f"Consul: using {address} (given with --consul-address)")
+        ctx.board.say(f"Consul: using {address} (given with --consul-address)")
         return address
-    child, address = await start_consul(workdir, env, stack)
-    children.append(child)
-    board.say(f"Consul: dev agent started at {address}")
+    child, address = await start_consul(ctx.workdir, ctx.env, ctx.stack)
+    ctx.children.append(child)
+    ctx.board.say(f"Consul: dev agent started at {address}")
     return address
 
 
-async def _replicas(
-    options: DemoOptions, workdir: Path, services_dir: Path, env: Mapping[str, str], stack: AsyncExitStack
-) -> tuple[ReplicaSet, str | None]:
+async def _nginx(ctx: _Context, port: int) -> NginxServer:
+    nginx = nginx_paths(ctx.workdir, port, ctx.env)
+    ctx.children.append(await start_nginx(nginx, ctx.stack))
+    ctx.board.nginx_url = f"http://127.0.0.1:{port}/"
+    ctx.board.say(f"nginx: listening on {ctx.board.nginx_url} (prefix {nginx.dir})")
+    return nginx
+
+
+async def _daemons(ctx: _Context, consul: str, nginx: NginxServer) -> ReplicaSet:
+    """Start the sidecar, the replicas' engine and the companion; return the replicas once the sidecar
+    has rendered."""
+    status_port = free_port()
+    sidecar = await start_sidecar(ctx.workdir, consul, nginx, status_port, ctx.env)
+    ctx.stack.push_async_callback(sidecar.stop)
+    ctx.children.append(sidecar)
+    services_dir = ctx.workdir / "services"
+    services_dir.mkdir()
+    replicas, engine_url = await _replicas(ctx, services_dir)
+    ctx.board.say(f"replicas: {replicas.kind}")
+    companion = await start_companion(ctx.workdir, consul, engine_url, services_dir, ctx.env)
+    ctx.stack.push_async_callback(companion.stop)
+    ctx.children.append(companion)
+    ctx.board.say("companion: upstreams-registrar registers each replica with its health check")
+    await first_render(nginx, sidecar)  # started above, so both daemons start up at the same time
+    ctx.board.say(
+        "sidecar: upstreams watch rendered the 'primes' upstream from Consul (wait.min = 0s); "
+        f"its status: http://127.0.0.1:{status_port}/status"
+    )
+    ctx.stack.push_async_callback(replicas.close)
+    return replicas
+
+
+async def _replicas(ctx: _Context, services_dir: Path) -> tuple[ReplicaSet, str | None]:
     """Podman containers when possible (or demanded), else local processes; and the engine's URL."""
-    why = "--engine processes was given" if options.engine == "processes" else engine_missing(env)
+    options = ctx.options
+    why = "--engine processes was given" if options.engine == "processes" else engine_missing(ctx.env)
     if why is None:
-        folder = workdir / "engine"
+        folder = ctx.workdir / "engine"
         folder.mkdir()
-        podman = Podman(folder, env)
-        stack.push_async_callback(podman.stop)
+        podman = Podman(folder, ctx.env)
+        ctx.stack.push_async_callback(podman.stop)
         try:
             await podman.start()
             return ContainerReplicas(podman), podman.url
@@ -186,7 +209,7 @@ async def _replicas(
             why = f"Podman did not start: {exc}"
     elif options.engine == "podman":
         raise PartFailed(f"Podman cannot be used: {why}.")
-    return ProcessReplicas(workdir, services_dir, env, why), None
+    return ProcessReplicas(ctx.workdir, services_dir, ctx.env, why), None
 
 
 def _remaining(duration: float | None, board: Board) -> float | None:

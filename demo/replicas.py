@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import docker.errors
 
-from .engine import IMAGE, Podman
-from .ports import accepts, free_port
-from .process import Child, PartFailed
+from harness.podman import IMAGE, Podman
+from harness.ports import accepts, free_port
+from harness.process import Child, PartFailed
 
 __all__ = ["ContainerReplicas", "ProcessReplicas", "Replica", "ReplicaSet", "prime_for"]
 

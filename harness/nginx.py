@@ -1,8 +1,10 @@
-"""A real nginx under the test's own prefix: a front server on a free port proxying to a rendered
-upstream, and static backends (also nginx servers) that answer with their own name."""
+"""A real nginx under a prefix of its own: a front server on a loopback port proxying to a rendered
+upstream, and static backends (also nginx servers) that answer with their own name. Tests and benchmarks
+start it synchronously; the demo starts the same server, without backends, as an asynchronous ``Child``."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -10,21 +12,44 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from pathlib import Path
 
-from .ports import distinct_free_ports, wait_port
-from .processes import stop_process
+from .ports import accepts, distinct_free_ports, wait_port
+from .process import Child, PartFailed, stop_process
 
-# NGINX_BIN lets the suite run against another nginx (a Nix dev shell, say), as CONSUL_BIN does for Consul.
-NGINX = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
+__all__ = ["NginxServer", "nginx_binary", "start_server"]
+
+START_TIMEOUT = 10.0
+
+
+def nginx_binary(env: Mapping[str, str]) -> str | None:
+    """``NGINX_BIN`` (another nginx, a Nix dev shell's say, as CONSUL_BIN is for Consul), else nginx on
+    the PATH or in /usr/sbin."""
+    found = env.get("NGINX_BIN") or shutil.which("nginx", path=env.get("PATH"))
+    return found or shutil.which("nginx", path="/usr/sbin:/sbin")
 
 
 class NginxServer:
-    def __init__(self, workdir: Path, backends: int = 4, upstream: str = "primes") -> None:
+    """nginx with its files under ``workdir``; ``port`` is the front server's (a free one if None)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        backends: int = 4,
+        upstream: str = "primes",
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.dir = workdir
+        # Tests and benchmarks pass no env: theirs is the process's (NGINX_BIN); the demo passes its own.
+        self.env = dict(os.environ if env is None else env)
+        self.binary = nginx_binary(self.env) or "/usr/sbin/nginx"
         # Chosen together: free_port() twice may give the same port, and two backends would share it.
-        self.port, *ports = distinct_free_ports(backends + 1)
-        self.backends = {f"b{i}": port for i, port in enumerate(ports, start=1)}
+        chosen, *ports = distinct_free_ports(backends + 1)
+        self.port = port or chosen
+        self.backends = {f"b{i}": backend for i, backend in enumerate(ports, start=1)}
         self.upstream = upstream
         self.conf_d = workdir / "conf.d"
         self.conf_d.mkdir(parents=True, exist_ok=True)
@@ -44,8 +69,22 @@ class NginxServer:
         return self.dir / "logs" / "error.log"
 
     @property
+    def stdout_log(self) -> Path:
+        return self.dir / "logs" / "stdout.log"
+
+    @property
+    def upstreams(self) -> Path:
+        """The file in conf.d a sidecar renders the upstream into."""
+        return self.conf_d / "upstreams.conf"
+
+    @property
     def check_command(self) -> list[str]:
-        return [NGINX, "-t", "-q", "-p", str(self.dir), "-c", str(self.conf)]
+        return [self.binary, "-t", "-q", "-p", str(self.dir), "-c", str(self.conf)]
+
+    def command(self) -> list[str]:
+        """Write the config and return the command line running nginx in the foreground."""
+        self.write_config()
+        return [self.binary, "-p", str(self.dir), "-c", str(self.conf)]
 
     def write_config(self) -> None:
         backends = "\n".join(
@@ -78,12 +117,9 @@ http {{
         )
 
     def start(self) -> None:
-        self.write_config()
-        log = (self.dir / "logs" / "stdout.log").open("ab")
-        with log:
-            self.proc = subprocess.Popen(
-                [NGINX, "-p", str(self.dir), "-c", str(self.conf)], stdout=log, stderr=log
-            )
+        """Start nginx and block until the front server accepts connections."""
+        with self.stdout_log.open("ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=self.env)
         wait_port(self.port)
         deadline = time.monotonic() + 5
         while not self.pid_file.exists() and time.monotonic() < deadline:
@@ -135,3 +171,21 @@ http {{
             status, body = self.get()
             seen.add(body if status == 200 else str(status))
         return seen
+
+
+async def start_server(server: NginxServer, stack: AsyncExitStack) -> Child:
+    """Start ``server`` as an asynchronous child (stopped when ``stack`` closes) and wait until it listens;
+    raise PartFailed naming nginx and the port if it cannot."""
+    child = Child("nginx", server.command(), server.stdout_log, server.env)
+    stack.push_async_callback(child.stop)
+    await child.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if not child.running:
+            if "Address already in use" in child.last_line():
+                raise PartFailed(f"nginx cannot listen on 127.0.0.1:{server.port}: the port is in use.")
+            raise child.failure("exited at start-up")
+        if server.pid_file.exists() and await accepts(server.port):
+            return child
+        await asyncio.sleep(0.05)
+    raise PartFailed(f"nginx did not listen on 127.0.0.1:{server.port} within {START_TIMEOUT:g}s.")

@@ -10,8 +10,9 @@ import termios
 import tty
 from collections.abc import Iterator
 
+from harness.process import PartFailed
+
 from .actions import Actions
-from .process import PartFailed
 
 __all__ = ["HELP", "parse_keys", "read_keys", "terminal_keys"]
 

@@ -1,67 +1,94 @@
-"""Real container engines for the companion's tests: a private Podman socket service and a private dockerd.
+"""Real container engines: a private Podman socket service and a private dockerd.
 
 Each has its own storage, run and socket folders under a short /tmp folder (unix socket paths are limited
-to 108 bytes), loads a busybox image built from busybox-static without a registry, and publishes ports on
-127.0.0.1 only. ``stop()`` removes every container and ends every process it started.
+to 108 bytes), loads a busybox image built from busybox-static without a registry (``image``), and
+publishes ports on 127.0.0.1 only. The recipe (config files, environment, command line, readiness) is
+here once; ``EngineDaemon`` runs it synchronously for the tests and benchmarks, ``podman.Podman``
+asynchronously for the demo. ``stop()`` removes every container and ends every process it started.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import tarfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 
-# The same private Podman set-up as the demo's (runc, cgroupfs, private storage).
-from renderer.demo.engine import CONTAINERS_CONF, STORAGE_CONF
-from tests.support.processes import stop_process
+from .process import kill_mentioning, stop_process
+
+__all__ = [
+    "CONTAINERS_CONF",
+    "IMAGE",
+    "STORAGE_CONF",
+    "EngineDaemon",
+    "engine_env",
+    "service_argv",
+    "socket_answers",
+]
 
 IMAGE = "localhost/upstreams-busybox:test"
-APPLETS = (
-    "sh",
-    "httpd",
-    "sleep",
-    "cat",
-    "echo",
-    "rm",
-    "touch",
-    "test",
-    "true",
-    "false",
-    "id",
-    "ls",
-    "kill",
-    "wget",
-    "yes",
-    "head",
-)
+
+# crun fails on some hosts (hybrid cgroups, setrlimit); runc with cgroupfs works everywhere we tried.
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+events_logger = "file"
+tmp_dir = "{tmp}"
+"""
+STORAGE_CONF = """\
+[storage]
+driver = "overlay"
+graphroot = "{root}"
+runroot = "{run}"
+"""
 
 
-def build_image_tar(folder: Path) -> Path:
-    """A rootfs with /bin/busybox and its applet links, a web root and /tmp, as a tar file."""
-    rootfs = folder / "rootfs"
-    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
-    (rootfs / "www").mkdir(exist_ok=True)
-    (rootfs / "tmp").mkdir(exist_ok=True)
-    shutil.copy2("/bin/busybox", rootfs / "bin" / "busybox")
-    for applet in APPLETS:
-        link = rootfs / "bin" / applet
-        if not link.exists():
-            link.symlink_to("busybox")
-    (rootfs / "www" / "index.html").write_text("hello\n")
-    tar = folder / "image.tar"
-    with tarfile.open(tar, "w") as out:
-        out.add(rootfs, arcname=".")
-    return tar
+def engine_env(kind: str, workdir: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for running ``kind``'s service and command line; for Podman, with config files of
+    ``workdir``'s own (private storage, runc) written and named."""
+    if kind != "podman":
+        return dict(env)
+    (workdir / "containers.conf").write_text(CONTAINERS_CONF.format(tmp=workdir / "ptmp"))
+    (workdir / "storage.conf").write_text(STORAGE_CONF.format(root=workdir / "storage", run=workdir / "run"))
+    return {
+        **env,
+        "CONTAINERS_CONF": str(workdir / "containers.conf"),
+        "CONTAINERS_STORAGE_CONF": str(workdir / "storage.conf"),
+    }
+
+
+def service_argv(kind: str, url: str, workdir: Path) -> list[str]:
+    """The command line serving ``kind``'s Docker Engine API on ``url``."""
+    if kind == "podman":
+        return ["podman", "system", "service", "--time=0", url]
+    return [
+        "dockerd",
+        "--host", url,
+        "--data-root", str(workdir / "root"),
+        "--exec-root", str(workdir / "exec"),
+        "--pidfile", str(workdir / "docker.pid"),
+        "--ip", "127.0.0.1",
+        "--live-restore",
+    ]  # fmt: skip
+
+
+def socket_answers(path: Path) -> bool:
+    """Whether something accepts connections on the unix socket ``path``."""
+    # A plain socket first: the SDK leaks its socket when the connection is refused.
+    with socket.socket(socket.AF_UNIX) as sock:
+        return sock.connect_ex(str(path)) == 0
 
 
 class EngineDaemon:
@@ -75,14 +102,7 @@ class EngineDaemon:
         self.url = f"unix://{self.socket}"
         self.log = workdir / f"{kind}.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.env = dict(os.environ)
-        if kind == "podman":
-            (workdir / "containers.conf").write_text(CONTAINERS_CONF.format(tmp=workdir / "ptmp"))
-            (workdir / "storage.conf").write_text(
-                STORAGE_CONF.format(root=workdir / "storage", run=workdir / "run")
-            )
-            self.env["CONTAINERS_CONF"] = str(workdir / "containers.conf")
-            self.env["CONTAINERS_STORAGE_CONF"] = str(workdir / "storage.conf")
+        self.env = engine_env(kind, workdir, os.environ)
         self._client: docker.DockerClient | None = None
 
     # Lifecycle ------------------------------------------------------------------------------------
@@ -90,28 +110,14 @@ class EngineDaemon:
     def start(self) -> None:
         if self.socket.exists():
             self.socket.unlink()
-        if self.kind == "podman":
-            argv = ["podman", "system", "service", "--time=0", self.url]
-        else:
-            argv = [
-                "dockerd",
-                "--host", self.url,
-                "--data-root", str(self.workdir / "root"),
-                "--exec-root", str(self.workdir / "exec"),
-                "--pidfile", str(self.workdir / "docker.pid"),
-                "--ip", "127.0.0.1",
-                "--live-restore",
-            ]  # fmt: skip
+        argv = service_argv(self.kind, self.url, self.workdir)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}; see {self.log}")
-            # A plain socket first: the SDK leaks its socket when the connection is refused.
-            with socket.socket(socket.AF_UNIX) as sock:
-                ready = sock.connect_ex(str(self.socket)) == 0
-            if ready:
+            if socket_answers(self.socket):
                 with docker.APIClient(base_url=self.url, version="1.40", timeout=5) as probe:
                     probe.ping()
                 break
@@ -145,26 +151,13 @@ class EngineDaemon:
                 subprocess.run(
                     ["podman", "rm", "-af", "-t", "0"], env=self.env, capture_output=True, timeout=60
                 )
-            self._kill_leftovers()
+            # conmon / containerd-shim processes of our own storage (found by our unique folder in argv).
+            kill_mentioning(str(self.workdir))
             # Both engines leave mounts behind (Podman its overlay folder, dockerd its data root bind-mounted
             # on itself); unmount them so the folders can be deleted.
             for mounted in ("storage/overlay", "storage", "run", "root", "exec"):
                 if (self.workdir / mounted).exists():
                     subprocess.run(["umount", "-R", str(self.workdir / mounted)], capture_output=True)
-
-    def _kill_leftovers(self) -> None:
-        """conmon / containerd-shim processes of our own storage (found by our unique folder in argv)."""
-        marker = str(self.workdir).encode()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker in cmdline:
-                with contextlib.suppress(OSError):
-                    os.kill(int(entry.name), signal.SIGKILL)
 
     # Containers -----------------------------------------------------------------------------------
 
@@ -182,7 +175,8 @@ class EngineDaemon:
         **kwargs: Any,
     ) -> Any:
         """Start a busybox container; ``ports`` maps "8080/tcp" to a host port on 127.0.0.1 (None: any)."""
-        published = {
+        # The SDK takes ("127.0.0.1",) for "any port on that address", which its type stubs do not list.
+        published: dict[str, Any] = {
             spec: ("127.0.0.1", host) if host else ("127.0.0.1",) for spec, host in (ports or {}).items()
         }
         return self.client.containers.run(

@@ -1,7 +1,9 @@
-"""A real Consul dev agent on free loopback ports, and a tiny synchronous HTTP helper for tests."""
+"""A real Consul agent on free loopback ports: one recipe (config file and command line), started either
+synchronously with a small HTTP helper (tests, benchmarks) or as an asynchronous ``Child`` (the demo)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -11,11 +13,24 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from .ports import free_port
-from .processes import stop_process
+from .process import Child, PartFailed, stop_process
+
+__all__ = ["LEADER_TIMEOUT", "ConsulAgent", "consul_binary", "start_agent", "wait_for_leader"]
+
+LEADER_TIMEOUT = 30.0
+
+
+def consul_binary(env: Mapping[str, str]) -> str | None:
+    """``CONSUL_BIN`` (so tests and the demo can run a current Consul), else consul on the PATH."""
+    return env.get("CONSUL_BIN") or shutil.which("consul", path=env.get("PATH"))
 
 
 class ConsulAgent:
@@ -28,14 +43,17 @@ class ConsulAgent:
         https: bool = False,
         token: str | None = None,
         persistent: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        # Tests and benchmarks pass no env: theirs is the process's (CONSUL_BIN); the demo passes its own.
+        self.env = dict(os.environ if env is None else env)
         # persistent: a one-node server keeping its data on disk, so a restart keeps the catalog
         # (a -dev agent forgets everything); while it elects itself, it answers "No cluster leader".
         self.persistent = persistent
         self.https_port = free_port() if https else None
         self.token = token  # sent with every api() call (the management token when ACLs are on)
-        self.binary = os.environ.get("CONSUL_BIN") or shutil.which("consul") or "/usr/bin/consul"
+        self.binary = consul_binary(self.env) or "/usr/bin/consul"
         self.http_port = free_port()
         self.extra_hcl = extra_hcl
         self.proc: subprocess.Popen[bytes] | None = None
@@ -45,7 +63,8 @@ class ConsulAgent:
     def address(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
+        """Write the agent's config file (every port free) and return its command line."""
         ports = {
             "http": self.http_port,
             "serf_lan": free_port(),
@@ -62,23 +81,24 @@ class ConsulAgent:
             + ("performance { raft_multiplier = 1 }\n" if self.persistent else "")
             + self.extra_hcl
         )
-        (self.workdir / "agent.hcl").write_text(hcl)
+        config = self.workdir / "agent.hcl"
+        config.write_text(hcl)
+        return [
+            self.binary,
+            "agent",
+            *self._mode_args(),
+            "-bind",
+            "127.0.0.1",
+            "-client",
+            "127.0.0.1",
+            "-config-file",
+            str(config),
+        ]
+
+    def start(self) -> None:
+        """Start the agent and block until it has a leader."""
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    "agent",
-                    *self._mode_args(),
-                    "-bind",
-                    "127.0.0.1",
-                    "-client",
-                    "127.0.0.1",
-                    "-config-file",
-                    str(self.workdir / "agent.hcl"),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
         self.wait_leader()
 
     def _mode_args(self) -> list[str]:
@@ -144,3 +164,28 @@ class ConsulAgent:
             self.deregister(sid)
         with contextlib.suppress(urllib.error.HTTPError):
             self.api("DELETE", "/v1/kv/?recurse")
+
+
+async def start_agent(agent: ConsulAgent, stack: AsyncExitStack, part: str = "Consul") -> Child:
+    """Start ``agent`` as an asynchronous child (stopped when ``stack`` closes) and wait for its leader;
+    raise PartFailed naming ``part`` if it exits or never elects one."""
+    child = Child(part, agent.command(), agent.log, agent.env)
+    stack.push_async_callback(child.stop)
+    await child.start()
+    await wait_for_leader(agent.address, child)
+    return child
+
+
+async def wait_for_leader(address: str, child: Child | None = None, timeout: float = LEADER_TIMEOUT) -> None:
+    """Wait until Consul at ``address`` has a leader; raise PartFailed naming Consul otherwise."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            if child is not None and not child.running:
+                raise child.failure("exited at start-up")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                async with session.get(f"{address}/v1/status/leader") as resp:
+                    if resp.status == 200 and (await resp.json()) not in ("", None):
+                        return
+            await asyncio.sleep(0.1)
+    raise PartFailed(f"Consul at {address} has no leader after {timeout:g}s.")

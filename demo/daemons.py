@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .nginx import NginxPaths
-from .process import Child
+from harness.nginx import NginxServer
+from harness.process import Child
+from harness.sidecar import console_script
 
 __all__ = ["HOSTNAME", "start_companion", "start_sidecar"]
 
@@ -20,16 +20,8 @@ TEMPLATE = """\
 """
 
 
-def _console_script(name: str, module: str) -> list[str]:
-    """The installed console script next to this Python, else the same entry point through ``-c``."""
-    script = Path(sys.executable).with_name(name)
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
-
-
 async def start_sidecar(
-    workdir: Path, consul: str, nginx: NginxPaths, status_port: int, env: Mapping[str, str]
+    workdir: Path, consul: str, nginx: NginxServer, status_port: int, env: Mapping[str, str]
 ) -> Child:
     """``upstreams watch`` rendering the primes upstream into nginx's conf.d on every change; its status
     endpoint on ``status_port`` (a free one: the default 9119 may be another sidecar's)."""
@@ -54,7 +46,7 @@ source = "primes.conf.j2"
 destination = {json.dumps(str(nginx.upstreams))}
 """
     )
-    argv = [*_console_script("upstreams", "renderer.cli"), "watch", "--config", str(config)]
+    argv = [*console_script("upstreams", "renderer.cli"), "watch", "--config", str(config)]
     return await Child("the sidecar (upstreams watch)", argv, workdir / "sidecar.log", env).start()
 
 
@@ -79,7 +71,7 @@ resync = "5s"
 listen = ""  # the default port may be taken by a real companion on this host
 """
     )
-    argv = [*_console_script("upstreams-registrar", "healthchecks.cli"), "run", "--config", str(config)]
+    argv = [*console_script("upstreams-registrar", "healthchecks.cli"), "run", "--config", str(config)]
     return await Child(
         "the companion (upstreams-registrar run)", argv, workdir / "registrar.log", env
     ).start()
