@@ -24,6 +24,8 @@ python3Packages.buildPythonApplication {
       ../discovery
       ../renderer
       ../healthchecks
+      ../demo # upstreams demo
+      ../harness # the real parts the demo and the tests start
       ../tests
       ../examples # tests/renderer/test_examples.py loads the example configs
       ./pytest_offline.py
@@ -42,7 +44,7 @@ python3Packages.buildPythonApplication {
     tenacity
     prometheus-client
     docker
-    rich
+    rich # the demo extra: upstreams demo ships in the package
     python-hcl2 # upstreams convert reads consul-template's HCL
   ];
   # The pin may ship an older py-consul (or python-hcl2) than pyproject's bounds; the API we use is the
@@ -76,6 +78,8 @@ python3Packages.buildPythonApplication {
     "discovery"
     "renderer"
     "healthchecks"
+    "demo"
+    "harness"
   ];
 
   meta = {
