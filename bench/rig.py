@@ -1,6 +1,6 @@
-"""The real parts a benchmark runs against, reusing the test suite's helpers, and how to measure them.
+"""The real parts a benchmark runs against, from the harness the tests use too, and how to measure them.
 
-Consul, nginx and the sidecar come from ``tests/support``; this module adds what only the benchmarks
+Consul, nginx and the sidecar come from ``harness/``; this module adds what only the benchmarks
 need: a Consul client for many concurrent calls, process metrics read from /proc (RSS, CPU time,
 connections), and a working folder that is cleaned up whatever happens.
 """

@@ -1,6 +1,6 @@
 """Many sidecars against one real cluster: what each Consul server sees, at idle and under churn.
 
-``python -m bench.sidecars`` starts 3 servers and 2 client agents (tests/support/cluster.py), a catalog of
+``python -m bench.sidecars`` starts 3 servers and 2 client agents (harness/cluster.py), a catalog of
 ``--sizes`` services (two instances each, one per client agent, with TTL checks), then ``--sidecars``
 real ``upstreams watch`` processes (half on each client agent), each watching the same 5 services. For
 each catalog size and read mode (default: the leader answers; ``max_stale``: any server answers) it
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support.cluster import TELEMETRY, Cluster, ClusterAgent
-from tests.support.sidecar import SidecarProcess
+from harness.cluster import TELEMETRY, Cluster, ClusterAgent
+from harness.sidecar import SidecarProcess
 
 from .rig import register_many, wait_until, workdir
 

@@ -11,5 +11,5 @@ asynchronous ``process.Child`` in its own session. Every address is on 127.0.0.1
 * ``engines``  a private Podman or dockerd (``EngineDaemon``); ``podman`` the same Podman, asynchronously
 * ``sidecar``  the project's console scripts; ``upstreams watch`` against a given Consul and nginx
 * ``sockets``  counting a process's TCP connections (from /proc); ``waiting`` polling until a state
-* ``cluster``  (to come) a Consul cluster of several agents: tests/support/cluster.py moves here
+* ``cluster``  a Consul cluster: servers and client agents, each on its own loopback address
 """
