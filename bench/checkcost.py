@@ -1,0 +1,290 @@
+"""Scenario 5, the cost of a script check: machine CPU per check run, on Podman and on Docker.
+
+COUNT busybox containers, each with ``SERVICE_CHECK_SCRIPT=test -f /www/index.html`` every INTERVAL, and the
+real ``upstreams-registrar run`` running them through the engine's exec API. Over a window of SECONDS the
+CPU (utime + stime, from /proc) of the whole engine tree is summed — the API service and everything it
+starts: conmon, runc, the check commands / dockerd, containerd, containerd-shim, runc — plus the
+companion's, and divided by the checks run (the companion's ``upstreams_check_results`` counter).
+
+The engine is started under ``bench/reaper.py`` (a child subreaper), so its daemonized helpers and every
+short-lived process they start stay in one countable tree instead of being re-parented to PID 1.
+
+Then the same checks, same containers, same window, run by ``nsenter`` into the container's namespaces
+(mount, UTS, IPC, net, PID, cgroup), as the container's user, joined to the container's cgroups before
+exec: the candidate cheaper path. What each path's command sees of the kernel's confinement
+(capabilities, seccomp) is recorded too, since that decides whether the cheaper path is equivalent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tests.healthchecks.engines import EngineDaemon, build_image_tar
+from tests.support.ports import free_port
+from tests.support.processes import stop_process
+
+from .progress import Steps
+from .rig import ConsulAgent, wait_until
+
+__all__ = ["cgroup_procs", "run", "tree_cpu"]
+
+SERVICE = "ccheck"
+HOST = "bench-host"
+CHECK = ("test", "-f", "/www/index.html")
+REGISTRAR = str(Path(sys.executable).with_name("upstreams-registrar"))
+REAPER = Path(__file__).with_name("reaper.py")
+TICK = os.sysconf("SC_CLK_TCK")
+NSENTER = ("nsenter", "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup")
+SEEN = re.compile(r"^(Uid|CapEff|CapBnd|Seccomp|NoNewPrivs):.*$", re.M)  # of /proc/self/status
+
+
+def _stat(pid: int) -> tuple[int, int]:
+    """(parent pid, utime + stime + cutime + cstime in ticks) of one process."""
+    # The command name is in parentheses and may hold spaces: split after the last one.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), sum(int(f) for f in fields[11:15])
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of ``root`` and its live descendants, each with its reaped children's."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                parents[int(name)], ticks[int(name)] = _stat(int(name))
+            except (OSError, ValueError, IndexError):
+                continue  # exited while we looked: its times are now its parent's
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(ticks.get(pid, 0) for pid in tree) / TICK
+
+
+def cgroup_procs(cgroup_text: str, mountinfo: str) -> tuple[Path, ...]:
+    """The ``cgroup.procs`` files to write a pid to so it joins every cgroup a /proc/PID/cgroup lists."""
+    mounts: dict[str, str] = {}
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fstype, _, options = [*right.split(), "", "", ""][:3]
+        if fstype == "cgroup2":
+            mounts[""] = left.split()[4]
+        elif fstype == "cgroup":
+            for option in options.split(","):
+                if option not in ("rw", "ro", "relatime") and not option.startswith("clone"):
+                    mounts[option] = left.split()[4]
+    found = []
+    for line in cgroup_text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        mount = mounts.get(controllers.split(",")[0])
+        if mount is not None:
+            found.append(Path(mount) / path.lstrip("/") / "cgroup.procs")
+    return tuple(found)
+
+
+def run(
+    folder: Path,
+    consul: ConsulAgent,
+    *,
+    count: int,
+    seconds: float,
+    steps: Steps,
+    env: Mapping[str, str],
+    engines: tuple[str, ...] = ("podman", "docker"),
+    interval: float = 2.0,
+) -> dict[str, Any]:
+    """Both paths on each engine in ``engines``; CPU seconds, checks run and the confinement seen."""
+    result: dict[str, Any] = {"containers": count, "interval": interval, "seconds": seconds}
+    for kind in engines:
+        root = folder / kind
+        root.mkdir(parents=True, exist_ok=True)
+        engine = EngineDaemon(kind, root, build_image_tar(root))
+        _under_reaper(engine, root / "shim")
+        steps.note(f"starting {kind}")
+        engine.start()
+        try:
+            engine.load_image()
+            names = [f"cc{i:02d}" for i in range(count)]
+            labels = {
+                "SERVICE_NAME": SERVICE,
+                "SERVICE_CHECK_SCRIPT": " ".join(CHECK),
+                "SERVICE_CHECK_INTERVAL": f"{interval:g}s",
+            }
+            for name in names:
+                engine.run(name, labels=labels, ports={"8080/tcp": None})
+            steps.advance(note=f"{kind}: engine exec API")
+            api = _engine_path(folder / f"{kind}-registrar", engine, consul, count, seconds, env)
+            steps.advance(note=f"{kind}: nsenter")
+            pids = [int(engine.client.containers.get(n).attrs["State"]["Pid"]) for n in names]
+            nsenter = _nsenter_path(engine, pids, seconds, interval)
+            result[kind] = {
+                "engine_api": api,
+                "nsenter": nsenter,
+                "seen": _confinement(engine, names[0], pids[0]),
+            }
+            steps.advance()
+        finally:
+            engine.stop()
+    return result
+
+
+def _under_reaper(engine: EngineDaemon, shim: Path) -> None:
+    """Put a ``podman`` / ``dockerd`` first on the engine's PATH that runs the real one under the reaper."""
+    real = shutil.which("podman" if engine.kind == "podman" else "dockerd")
+    if real is None:
+        raise RuntimeError(f"{engine.kind} is not installed")
+    shim.mkdir(parents=True, exist_ok=True)
+    script = shim / Path(real).name
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REAPER}" "{real}" "$@"\n')
+    script.chmod(0o755)
+    engine.env["PATH"] = f"{shim}:{engine.env.get('PATH', os.defpath)}"
+
+
+def _engine_path(
+    folder: Path,
+    engine: EngineDaemon,
+    consul: ConsulAgent,
+    count: int,
+    seconds: float,
+    env: Mapping[str, str],
+) -> dict[str, Any]:
+    """The companion runs the checks through the engine's exec API; CPU over one window."""
+    folder.mkdir(parents=True, exist_ok=True)
+    status = free_port()
+    config = folder / "registrar.toml"
+    config.write_text(
+        f'[consul]\naddress = "{consul.address}"\n\n[registrar]\nhostname = "{HOST}"\n'
+        f'advertise_address = "127.0.0.1"\nresync = "60s"\nengine = "{engine.url}"\n'
+        f'[status]\nlisten = "127.0.0.1:{status}"\n'
+    )
+    own_env = {k: v for k, v in env.items() if not k.startswith(("CONSUL_", "DOCKER_"))}
+    with (folder / "registrar.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [REGISTRAR, "run", "--config", str(config)], stdout=log, stderr=log, env=own_env
+        )
+    try:
+        assert engine.proc is not None
+        metrics = f"http://127.0.0.1:{status}/metrics"
+        wait_until(lambda: _checks_run(metrics) >= 2 * count, timeout=60, interval=0.1)  # warmed up
+        engine0, comp0, checks0, t0 = (
+            tree_cpu(engine.proc.pid),
+            tree_cpu(proc.pid),
+            _checks_run(metrics),
+            time.monotonic(),
+        )
+        time.sleep(seconds)
+        engine1, comp1, checks1, t1 = (
+            tree_cpu(engine.proc.pid),
+            tree_cpu(proc.pid),
+            _checks_run(metrics),
+            time.monotonic(),
+        )
+    finally:
+        stop_process(proc, timeout=20)
+    return {
+        "checks": checks1 - checks0,
+        "window_s": t1 - t0,
+        "engine_cpu_s": engine1 - engine0,
+        "companion_cpu_s": comp1 - comp0,
+    }
+
+
+def _checks_run(metrics_url: str) -> int:
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0
+    return int(
+        sum(float(m) for m in re.findall(r"^upstreams_check_results_total\{[^}]*\} (\S+)$", text, re.M))
+    )
+
+
+def _nsenter_argv(pid: int, argv: tuple[str, ...]) -> list[str]:
+    """nsenter into the container's namespaces as its init's user (first uid / gid in its status)."""
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
+    uid, gid = status["Uid"].split()[0], status["Gid"].split()[0]
+    return [*NSENTER, f"--target={pid}", f"--setuid={uid}", f"--setgid={gid}", "--", *argv]
+
+
+def _joiner(pid: int) -> Any:
+    """A preexec function that moves the child into every cgroup of container process ``pid``."""
+    files = cgroup_procs(Path(f"/proc/{pid}/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
+
+    def join() -> None:
+        me = str(os.getpid()).encode()
+        for path in files:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, me)
+            finally:
+                os.close(fd)
+
+    return join
+
+
+def _nsenter_path(engine: EngineDaemon, pids: list[int], seconds: float, interval: float) -> dict[str, Any]:
+    """The same checks run by nsenter from this process, on the same schedule; CPU over one window."""
+    assert engine.proc is not None
+    plans = [(_nsenter_argv(pid, CHECK), _joiner(pid)) for pid in pids]
+    engine0, launcher0, t0 = tree_cpu(engine.proc.pid), time.process_time(), time.monotonic()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    runs = failed = 0
+    while time.monotonic() - t0 < seconds:
+        tick = time.monotonic()
+        for argv, join in plans:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=10,
+                preexec_fn=join,
+                start_new_session=True,
+            )
+            runs += 1
+            failed += done.returncode != 0
+        time.sleep(max(0.0, interval - (time.monotonic() - tick)))
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    engine1, launcher1, t1 = tree_cpu(engine.proc.pid), time.process_time(), time.monotonic()
+    return {
+        "checks": runs,
+        "failed": failed,
+        "window_s": t1 - t0,
+        "engine_cpu_s": engine1 - engine0,  # the engine idling meanwhile: counted on both paths
+        "command_cpu_s": (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime),
+        "launcher_cpu_s": launcher1 - launcher0,
+    }
+
+
+def _confinement(engine: EngineDaemon, name: str, pid: int) -> dict[str, str]:
+    """What a command started each way sees of its confinement (user, capabilities, seccomp, cgroup)."""
+    container = engine.client.containers.get(name)
+
+    def seen(argv: tuple[str, ...]) -> tuple[str, str]:
+        api = container.exec_run(list(argv)).output.decode()
+        ns = subprocess.run(_nsenter_argv(pid, argv), capture_output=True, text=True, preexec_fn=_joiner(pid))
+        return api, ns.stdout
+
+    api, ns = seen(("cat", "/proc/self/status"))
+    api_cg, ns_cg = seen(("cat", "/proc/self/cgroup"))
+    return {
+        "engine_api": "; ".join(m.group(0).replace("\t", " ") for m in SEEN.finditer(api)),
+        "nsenter": "; ".join(m.group(0).replace("\t", " ") for m in SEEN.finditer(ns)),
+        "engine_api_cgroup": (api_cg.strip().splitlines() or [""])[-1],
+        "nsenter_cgroup": (ns_cg.strip().splitlines() or [""])[-1],
+        "container_cgroup": Path(f"/proc/{pid}/cgroup").read_text().strip().splitlines()[-1],
+    }
