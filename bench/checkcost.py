@@ -9,10 +9,12 @@ companion's, and divided by the checks run (the companion's ``upstreams_check_re
 The engine is started under ``bench/reaper.py`` (a child subreaper), so its daemonized helpers and every
 short-lived process they start stay in one countable tree instead of being re-parented to PID 1.
 
-Then the same checks, same containers, same window, run by ``nsenter`` into the container's namespaces
-(mount, UTS, IPC, net, PID, cgroup), as the container's user, joined to the container's cgroups before
-exec: the candidate cheaper path. What each path's command sees of the kernel's confinement
-(capabilities, seccomp) is recorded too, since that decides whether the cheaper path is equivalent.
+Then the same checks, same containers, same window, run from the benchmark bypassing the engine: by
+``nsenter`` into the container's namespaces (mount, UTS, IPC, net, PID, cgroup) as the container's user,
+joined to the container's cgroups before exec (the candidate cheaper path); and by ``runc exec`` on the
+engine's own runc state (what the engine runs underneath, so the same confinement). What each path's
+command sees of the kernel's confinement (user, capabilities, seccomp, cgroup) is recorded too, since that
+decides whether a cheaper path is equivalent.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +129,14 @@ def run(
             steps.advance(note=f"{kind}: engine exec API")
             api = _engine_path(folder / f"{kind}-registrar", engine, consul, count, seconds, env)
             steps.advance(note=f"{kind}: nsenter")
-            pids = [int(engine.client.containers.get(n).attrs["State"]["Pid"]) for n in names]
-            nsenter = _nsenter_path(engine, pids, seconds, interval)
-            result[kind] = {
-                "engine_api": api,
-                "nsenter": nsenter,
-                "seen": _confinement(engine, names[0], pids[0]),
-            }
+            found = [engine.client.containers.get(n) for n in names]
+            pids = [int(c.attrs["State"]["Pid"]) for c in found]
+            nsenter = _direct_path(engine, [_nsenter_plan(pid, CHECK) for pid in pids], seconds, interval)
+            steps.advance(note=f"{kind}: runc exec")
+            root = _runc_root(engine)
+            runc = _direct_path(engine, [_runc_plan(root, c.id, CHECK) for c in found], seconds, interval)
+            seen = _confinement(engine, names[0], pids[0])
+            result[kind] = {"engine_api": api, "nsenter": nsenter, "runc": runc, "seen": seen}
             steps.advance()
         finally:
             engine.stop()
@@ -237,22 +240,38 @@ def _joiner(pid: int) -> Any:
     return join
 
 
-def _nsenter_path(engine: EngineDaemon, pids: list[int], seconds: float, interval: float) -> dict[str, Any]:
-    """The same checks run by nsenter from this process, on the same schedule; CPU over one window."""
+Plan = tuple[list[str], Callable[[], None] | None]  # argv, and what the child does before exec
+
+
+def _nsenter_plan(pid: int, argv: tuple[str, ...]) -> Plan:
+    return _nsenter_argv(pid, argv), _joiner(pid)
+
+
+def _runc_plan(root: str, container_id: str, argv: tuple[str, ...]) -> Plan:
+    # runc exec takes the process settings (user, capabilities, seccomp, cgroups) from the container's spec.
+    return ["runc", "--root", root, "exec", container_id, *argv], None
+
+
+def _runc_root(engine: EngineDaemon) -> str:
+    """Where the engine keeps runc's state: runc's default for Podman, dockerd's exec root for Docker."""
+    return "/run/runc" if engine.kind == "podman" else str(engine.workdir / "exec" / "runtime-runc" / "moby")
+
+
+def _direct_path(engine: EngineDaemon, plans: list[Plan], seconds: float, interval: float) -> dict[str, Any]:
+    """The same checks run from this process on the same schedule, bypassing the engine; CPU over one window."""
     assert engine.proc is not None
-    plans = [(_nsenter_argv(pid, CHECK), _joiner(pid)) for pid in pids]
     engine0, launcher0, t0 = tree_cpu(engine.proc.pid), time.process_time(), time.monotonic()
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     runs = failed = 0
     while time.monotonic() - t0 < seconds:
         tick = time.monotonic()
-        for argv, join in plans:
+        for argv, before in plans:
             done = subprocess.run(
                 argv,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=10,
-                preexec_fn=join,
+                preexec_fn=before,
                 start_new_session=True,
             )
             runs += 1
@@ -264,7 +283,7 @@ def _nsenter_path(engine: EngineDaemon, pids: list[int], seconds: float, interva
         "checks": runs,
         "failed": failed,
         "window_s": t1 - t0,
-        "engine_cpu_s": engine1 - engine0,  # the engine idling meanwhile: counted on both paths
+        "engine_cpu_s": engine1 - engine0,  # the engine idling meanwhile: counted on every path
         "command_cpu_s": (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime),
         "launcher_cpu_s": launcher1 - launcher0,
     }
@@ -273,18 +292,18 @@ def _nsenter_path(engine: EngineDaemon, pids: list[int], seconds: float, interva
 def _confinement(engine: EngineDaemon, name: str, pid: int) -> dict[str, str]:
     """What a command started each way sees of its confinement (user, capabilities, seccomp, cgroup)."""
     container = engine.client.containers.get(name)
-
-    def seen(argv: tuple[str, ...]) -> tuple[str, str]:
-        api = container.exec_run(list(argv)).output.decode()
-        ns = subprocess.run(_nsenter_argv(pid, argv), capture_output=True, text=True, preexec_fn=_joiner(pid))
-        return api, ns.stdout
-
-    api, ns = seen(("cat", "/proc/self/status"))
-    api_cg, ns_cg = seen(("cat", "/proc/self/cgroup"))
-    return {
-        "engine_api": "; ".join(m.group(0).replace("\t", " ") for m in SEEN.finditer(api)),
-        "nsenter": "; ".join(m.group(0).replace("\t", " ") for m in SEEN.finditer(ns)),
-        "engine_api_cgroup": (api_cg.strip().splitlines() or [""])[-1],
-        "nsenter_cgroup": (ns_cg.strip().splitlines() or [""])[-1],
-        "container_cgroup": Path(f"/proc/{pid}/cgroup").read_text().strip().splitlines()[-1],
-    }
+    runc_root = _runc_root(engine)
+    seen = {"container_cgroup": Path(f"/proc/{pid}/cgroup").read_text().strip().splitlines()[-1]}
+    for path in ("engine_api", "nsenter", "runc"):
+        texts = []
+        for argv in (("cat", "/proc/self/status"), ("cat", "/proc/self/cgroup")):
+            if path == "engine_api":
+                texts.append(container.exec_run(list(argv)).output.decode())
+                continue
+            cmd, before = (
+                _nsenter_plan(pid, argv) if path == "nsenter" else _runc_plan(runc_root, container.id, argv)
+            )
+            texts.append(subprocess.run(cmd, capture_output=True, text=True, preexec_fn=before).stdout)
+        seen[path] = "; ".join(m.group(0).replace("\t", " ") for m in SEEN.finditer(texts[0]))
+        seen[f"{path}_cgroup"] = (texts[1].strip().splitlines() or [""])[-1]
+    return seen

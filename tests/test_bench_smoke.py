@@ -117,7 +117,7 @@ def test_checkcost_harness_counts_engine_cpu_per_check_on_both_paths(
                 consul,
                 count=1,
                 seconds=2.0,
-                steps=bars.scenario("checkcost", 3),
+                steps=bars.scenario("checkcost", 4),
                 env=os.environ,
                 engines=("podman",),
                 interval=0.5,
