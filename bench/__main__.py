@@ -257,7 +257,6 @@ def meta() -> dict[str, Any]:
             "nginx": first_line([NGINX, "-v"]),
             "Traefik": traefik_version(),
             "Podman": first_line(["podman", "--version"]),
-            "Docker": first_line(["dockerd", "--version"]),
             "upstreams": first_line(
                 ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], lambda s: f"commit {s}"
             ),

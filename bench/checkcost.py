@@ -108,7 +108,12 @@ def run(
     interval: float = 2.0,
 ) -> dict[str, Any]:
     """Both paths on each engine in ``engines``; CPU seconds, checks run and the confinement seen."""
-    result: dict[str, Any] = {"containers": count, "interval": interval, "seconds": seconds}
+    result: dict[str, Any] = {
+        "containers": count,
+        "interval": interval,
+        "seconds": seconds,
+        "machine": _machine(),
+    }
     for kind in engines:
         root = folder / kind
         root.mkdir(parents=True, exist_ok=True)
@@ -141,6 +146,33 @@ def run(
         finally:
             engine.stop()
     return result
+
+
+def _machine() -> dict[str, str]:
+    """The CPU, kernel and engine versions of this run (the page's machine table may be another run's)."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        "unknown",
+    )
+
+    def version(argv: list[str]) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return (
+            (done.stdout or done.stderr).strip().splitlines()[0]
+            if (done.stdout or done.stderr).strip()
+            else "?"
+        )
+
+    return {
+        "CPU": f"{cpu}, {os.cpu_count()} cores",
+        "kernel": os.uname().release,
+        "Podman": version(["podman", "--version"]),
+        "Docker": version(["dockerd", "--version"]),
+    }
 
 
 def _under_reaper(engine: EngineDaemon, shim: Path) -> None:

@@ -30,21 +30,29 @@ PATHS = (
 )
 
 
-def _rows(data: dict[str, Any]) -> tuple[list[str], list[str], dict[str, list[float]]]:
+PATHS = (
+    ("engine_api", "engine exec API (the companion today)", "companion_cpu_s", "companion"),
+    ("nsenter", "nsenter + setuid + cgroup join", "launcher_cpu_s", "launcher"),
+    ("runc", "runc exec on the engine's state", "launcher_cpu_s", "launcher"),
+)
+
+
+def _rows(data: dict[str, Any]) -> tuple[list[str], list[str], dict[str, dict[str, float]]]:
+    """The cost table's rows, the confinement table's rows, and ms per check by engine and path."""
     cost, seen = [], []
-    ratios: dict[str, list[float]] = {"nsenter": [], "runc": []}
+    per_check: dict[str, dict[str, float]] = {}
     for kind, label in ENGINES:
         if kind not in data:
             continue
-        per_check: dict[str, float] = {}
+        mine = per_check.setdefault(label, {})
         for key, name, own, who in PATHS:
             if key not in data[kind]:
                 continue
             path = data[kind][key]
-            per_check[key], core, share = _cost(path, own)
+            mine[key], core, share = _cost(path, own)
             cost.append(
-                f"| {label} | {name} | {path['checks']} | {per_check[key]:.1f} | {core:.1f}% "
-                f"| {who} {share:.0f}% | {10_000 / per_check[key]:,.0f} |"
+                f"| {label} | {name} | {path['checks']} | {mine[key]:.1f} | {core:.1f}% "
+                f"| {who} {share:.0f}% | {10_000 / mine[key]:,.0f} |"
             )
             s = data[kind]["seen"]
             if key in s:
@@ -53,74 +61,109 @@ def _rows(data: dict[str, Any]) -> tuple[list[str], list[str], dict[str, list[fl
                     f"| {label} | {name} | {_field(s[key], 'Uid').split()[0]} | `{_field(s[key], 'CapBnd')}` "
                     f"| `{_field(s[key], 'CapEff')}` | {_field(s[key], 'Seccomp')} | {same} |"
                 )
-        for key in ratios:
-            if per_check.get(key):
-                ratios[key].append(per_check["engine_api"] / per_check[key])
-    return cost, seen, ratios
+    return cost, seen, per_check
 
 
-def _span(values: list[float]) -> str:
-    return f"{min(values):.1f}x to {max(values):.1f}x" if values else "-"
+def _ratios(per_check: dict[str, dict[str, float]], key: str) -> str:
+    """'Podman 13.0x, Docker 6.0x': the engine path's cost over another path's, per engine."""
+    parts = [
+        f"{label} {paths['engine_api'] / paths[key]:.1f}x"
+        for label, paths in per_check.items()
+        if paths.get(key) and "engine_api" in paths
+    ]
+    return ", ".join(parts) or "-"
 
 
-def section(data: dict[str, Any]) -> list[str]:
-    """Scenario 5 as markdown lines."""
+def _runc_share(per_check: dict[str, dict[str, float]]) -> str:
+    """'Docker 65%, Podman 34%': runc exec alone, as a share of the engine path's cost."""
+    parts = [
+        f"{label} {100 * paths['runc'] / paths['engine_api']:.0f}%"
+        for label, paths in per_check.items()
+        if paths.get("engine_api") and "runc" in paths
+    ]
+    return ", ".join(parts) or "-"
+
+
+def _intro(data: dict[str, Any]) -> list[str]:
     load = data.get("load", ["?", "?"])
-    cost, seen, ratios = _rows(data)
+    machine = data.get("machine", {})
+    where = "; ".join(
+        f"{k} {v}" if k in ("CPU", "kernel") else str(v) for k, v in machine.items() if k != "upstreams"
+    )
     return [
         "## 5. The cost of a script check",
         "",
         f"_Run {data.get('when', '?')}; load average before / after: {load[0]} / {load[1]}; "
-        f"took {data.get('took_s', 0):.0f} s. The machine was shared with other engineers' work at the time "
-        "(2 cores): absolute figures carry that noise, the two paths were measured in the same run._",
+        f"took {data.get('took_s', 0):.0f} s; {where or 'machine not recorded'}. The machine was shared with "
+        "other engineers' work at the time (2 cores, load above 2): absolute figures carry that noise; the "
+        "paths were measured in the same run, one after the other, on the same containers._",
         "",
         f"{data['containers']} busybox containers with `SERVICE_CHECK_SCRIPT=test -f /www/index.html` every "
-        f"{data['interval']:g} s, a {data['seconds']:g} s window per path and engine. *Machine CPU* is utime + stime "
-        "from /proc of the engine's whole process tree (Podman: the API service, conmon, runc, the check "
-        "commands; Docker: dockerd, containerd, containerd-shim, runc, the commands; started under "
-        "`bench/reaper.py`, a child subreaper, so daemonized helpers and short-lived processes are counted) plus "
-        "the companion's (or, on the nsenter path, the benchmark process launching nsenter and nsenter's own "
-        "tree), divided by the checks run. The engine idling is in both paths' figures.",
+        f"{data['interval']:g} s, a {data['seconds']:g} s window per path and engine. *Machine CPU* is utime + "
+        "stime from /proc of the engine's whole process tree (Podman: the API service, conmon, runc, the check "
+        "commands; Docker: dockerd, containerd, containerd-shim, runc, the commands; the engine is started under "
+        "`bench/reaper.py`, a child subreaper, so its daemonized helpers and every short-lived process are "
+        "counted), plus the companion's; on the two direct paths, plus the benchmark process launching the "
+        "commands and the commands' own trees instead. Divided by the checks run (the companion's "
+        "`upstreams_check_results` counter, or the launches). The engine idling is in every path's figure.",
         "",
         "| engine | path | checks | machine CPU per check (ms) | share of one core | own share | "
         "containers per core at a 10 s interval |",
         "|---|---|---|---|---|---|---|",
+    ]
+
+
+def section(data: dict[str, Any]) -> list[str]:
+    """Scenario 5 as markdown lines."""
+    cost, seen, per_check = _rows(data)
+    return [
+        *_intro(data),
         *cost,
         "",
-        f"Engine exec API / nsenter: {_span(ratios['nsenter'])} (the nsenter path is that much cheaper); "
-        f"engine exec API / runc exec: {_span(ratios['runc'])}. What the command sees of its confinement "
-        "(`/proc/self/status` and `/proc/self/cgroup` read by a command run each way, same container):",
+        f"Ratio, engine exec API over nsenter: {_ratios(per_check, 'nsenter')}; over runc exec: "
+        f"{_ratios(per_check, 'runc')}. What the command sees of its confinement (`/proc/self/status` and "
+        "`/proc/self/cgroup` read by a command started each way, same container):",
         "",
         "| engine | path | uid | capability bounding set | effective capabilities | seccomp mode "
         "| in the container's cgroup |",
         "|---|---|---|---|---|---|---|",
         *seen,
         "",
-        "**Not implemented: the cheaper path does not keep the same isolation.** nsenter does enter the "
-        "container's mount, UTS, IPC, network, PID and cgroup namespaces, the pid joins the container's "
-        "cgroups and it runs as the container's uid; but the command "
-        "then runs with the host's full capability set (`000001fffeffffff`, including CAP_SYS_ADMIN and "
-        "CAP_SYS_MODULE) instead of the container's 14 (`00000000a80425fb`), and without the container's "
-        "seccomp filter (mode 0 instead of 2). The command is a binary from the container's filesystem, which "
-        "the container's own processes can replace: run that way it could load kernel modules (CAP_SYS_MODULE), "
-        "set the host's clock or reboot it (CAP_SYS_TIME, CAP_SYS_BOOT) and make system calls the container's "
-        "filter refuses. That is a container escape. Closing that gap means reproducing what runc does on exec: drop to the container's bounding, "
-        "effective, inheritable and ambient sets, set no_new_privs, load the container's seccomp program "
-        "(readable only with ptrace's PTRACE_SECCOMP_GET_FILTER), apply its AppArmor/SELinux label and user "
-        "namespace mappings, and guard against the container rewriting the host binary through "
-        "`/proc/PID/exe` while it is in the container's PID namespace (CVE-2019-5736). util-linux cannot do "
-        "this (setpriv would have to exist inside the container's filesystem, and has no seccomp), so it would be "
-        "a privileged helper of our own: not a change to make for CPU.",
+        *_verdict(per_check),
+    ]
+
+
+def _verdict(per_check: dict[str, dict[str, float]]) -> list[str]:
+    return [
+        "**nsenter: not implemented, it does not keep the same isolation.** It does enter the container's "
+        "mount, UTS, IPC, network, PID and cgroup namespaces, the pid joins the container's cgroups and it runs "
+        "as the container's uid; but the command then runs with the host's full capability set "
+        "(`000001fffeffffff`, 40 capabilities, CAP_SYS_ADMIN and CAP_SYS_MODULE among them) instead of the "
+        "container's 14 (`00000000a80425fb`), and without the container's seccomp filter (mode 0 instead of 2). "
+        "The command is a binary from the container's filesystem, which the container's own processes can "
+        "replace: started that way it could load kernel modules, set the host's clock or reboot it, and make the "
+        "system calls the container's filter refuses. That is a container escape. Closing the gap means redoing "
+        "what runc does on exec: drop to the container's bounding, effective, inheritable and ambient sets, set "
+        "no_new_privs, load the container's seccomp program (readable only through ptrace's "
+        "PTRACE_SECCOMP_GET_FILTER), apply its AppArmor/SELinux label and user namespace, and keep the container "
+        "from rewriting the host binary through `/proc/PID/exe` while it runs in the container's PID namespace "
+        "(CVE-2019-5736). util-linux cannot (nsenter execs inside the container's filesystem, where setpriv is "
+        "not; setpriv has no seccomp), so it would be a privileged helper of our own: not worth the risk for CPU.",
         "",
-        "The path that does keep the isolation, `runc exec` on the engine's own runc state (runc takes the user, "
-        "capabilities, seccomp program and cgroups from the container's spec, as the engine's exec does), is "
-        "hardly cheaper: runc itself (a Go binary started twice per exec: `runc exec` and `runc init`) is most "
-        "of the cost of a check on both engines, the engine's API, conmon or the shim add the rest. It would also "
-        "tie the companion to each engine's runc state folder and skip the engine's own bookkeeping. So the "
-        "engine's exec API stays the only way the companion runs a check in a container.",
+        "**runc exec on the engine's state keeps the isolation** (runc takes the user, capabilities, seccomp "
+        "program and cgroups from the container's spec, as the engine's own exec does: same rows above) and "
+        f"is cheaper by the ratio above, but runc alone is already a large part of a check's cost ({_runc_share(per_check)} "
+        "of the engine path's): a Go binary started twice per exec (`runc exec`, then `runc init` inside). "
+        "Not implemented either: it needs the engine's runc state folder (`/run/runc` for rootful Podman with "
+        "runc, `<exec-root>/runtime-runc/moby` for Docker: one more thing to configure per host), the host's PID "
+        "namespace and a runc matching the engine's, which a companion in a container with only the engine "
+        "socket does not have; it bypasses the engine's exec bookkeeping and events; and on hosts where Podman "
+        "uses crun (its usual default; crun does not run on this machine kind, so it was not measured) it would "
+        "be a different tool again. A candidate for an opt-in later, if the cost matters more than those.",
         "",
-        "What would cut the cost without weakening isolation: a longer interval (registrator's default, 10 s, "
-        "gives the last column), an HTTP or TCP check where the service has a port (Consul's agent runs those, "
-        "at no exec cost), or the container's own HEALTHCHECK (`health` checks read the engine's status, no exec).",
+        "What cuts the cost today without weakening isolation: a longer interval (the last column is "
+        "registrator's default, 10 s), or an HTTP or TCP check where the service has a port (Consul's agent "
+        "runs those, with no exec at all). A container HEALTHCHECK is no cheaper: the engine runs it through "
+        "the same exec path.",
         "",
     ]
