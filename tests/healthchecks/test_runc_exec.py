@@ -1,0 +1,109 @@
+"""``[checks] exec = "runc"``: script checks run by runc on the engine's state, as confined as the engine's exec.
+
+On real Podman and Docker: the command sees the container's filesystem and PID namespace, runs as the
+container's user with its capabilities and seccomp filter, is in the container's cgroup, and is killed at
+its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from discovery.containers import DockerEngine
+from discovery.errors import EngineError
+from healthchecks.config import load_config
+from healthchecks.runc_exec import RuncExec
+from tests.healthchecks.engines import EngineDaemon
+
+STATUS = ("Uid:", "CapBnd:", "CapEff:", "Seccomp:")
+
+
+def _runc(engine: EngineDaemon) -> RuncExec:
+    """Podman with runc keeps runc's default state folder; dockerd keeps it under its exec root."""
+    if engine.kind == "podman":
+        return RuncExec(root=Path("/run/runc"))
+    return RuncExec(root=engine.workdir / "exec" / "runtime-runc" / "moby")
+
+
+def _status_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(STATUS)]
+
+
+def _engine_exec(engine: EngineDaemon, container_id: str, argv: tuple[str, ...]) -> str:
+    async def go() -> str:
+        client = DockerEngine(engine.url)
+        try:
+            return (await client.exec(container_id, argv, 10.0, 65536)).output
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_a_runc_check_runs_confined_like_the_engines_exec(engine: EngineDaemon) -> None:
+    container = engine.run("runc1", user="1000:1000")
+    container.reload()
+    init_cgroup = Path(f"/proc/{container.attrs['State']['Pid']}/cgroup").read_text().splitlines()[-1]
+    script = (
+        "sh",
+        "-c",
+        "cat /www/index.html; id -u; id -g; cat /proc/1/cmdline; echo; cat /proc/self/cgroup | tail -n 1; "
+        "cat /proc/self/status",
+    )
+    result = asyncio.run(_runc(engine).exec(container.id, script, 10.0, 65536))
+    lines = result.output.splitlines()
+    assert (result.exit_code, result.timed_out) == (0, False)
+    assert lines[:3] == ["hello", "1000", "1000"]  # the container's filesystem and user
+    assert lines[3].startswith("httpd")  # PID 1 of its PID namespace is the container's own command
+    assert lines[4] == init_cgroup
+    # The same user, capability sets and seccomp mode as a command run through the engine's exec API.
+    assert _status_lines(result.output) == _status_lines(_engine_exec(engine, container.id, script))
+    assert "Seccomp:\t2" in _status_lines(result.output)
+
+
+def _running(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_runc_check_is_killed_at_its_timeout_with_its_children(engine: EngineDaemon) -> None:
+    container = engine.run("runc2")
+    started = time.monotonic()
+    result = asyncio.run(
+        _runc(engine).exec(container.id, ("sh", "-c", "echo before; sleep 4242 & sleep 4343"), 1.0, 4096)
+    )
+    assert result.timed_out and result.output == "before\n"
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 5
+    while (_running("4242") or _running("4343")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running("sleep\x004242") == [] and _running("sleep\x004343") == []
+
+
+@pytest.mark.slow
+def test_a_container_runc_does_not_know_is_an_engine_error_not_a_warning(engine: EngineDaemon) -> None:
+    with pytest.raises(EngineError, match="runc could not run the check in container 0123456789ab"):
+        asyncio.run(_runc(engine).exec("0123456789abcdef", ("true",), 5.0, 4096))
+
+
+def test_checks_exec_defaults_to_the_engine_and_takes_runc(tmp_path: Path) -> None:
+    config = tmp_path / "registrar.toml"
+    config.write_text('[registrar]\nhostname = "h1"\n')
+    assert load_config(config, {}).runc is None
+    config.write_text('[registrar]\nhostname = "h1"\n[checks]\nexec = "runc"\nrunc_root = "state"\n')
+    assert load_config(config, {}).runc == RuncExec(root=tmp_path / "state")
+    config.write_text('[registrar]\nhostname = "h1"\n[checks]\nexec = "nsenter"\n')
+    with pytest.raises(Exception, match=r"\[checks\]: key 'exec' must be one of engine, runc, not 'nsenter'"):
+        load_config(config, {})
