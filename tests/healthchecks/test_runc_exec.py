@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,11 @@ from discovery.containers import DockerEngine
 from discovery.errors import EngineError
 from healthchecks.config import load_config
 from healthchecks.runc_exec import RuncExec
+from tests.healthchecks.conftest import Companion, checks_of
 from tests.healthchecks.engines import EngineDaemon
+from tests.support.consul_agent import ConsulAgent
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 STATUS = ("Uid:", "CapBnd:", "CapEff:", "Seccomp:")
 
@@ -107,3 +112,30 @@ def test_checks_exec_defaults_to_the_engine_and_takes_runc(tmp_path: Path) -> No
     config.write_text('[registrar]\nhostname = "h1"\n[checks]\nexec = "nsenter"\n')
     with pytest.raises(Exception, match=r"\[checks\]: key 'exec' must be one of engine, runc, not 'nsenter'"):
         load_config(config, {})
+
+
+@pytest.mark.slow
+def test_the_companion_runs_container_checks_by_runc_when_told(
+    engine: EngineDaemon, consul: ConsulAgent, companion_factory: Callable[..., Companion]
+) -> None:
+    companion = companion_factory(engine)
+    calls = companion.workdir / "runc-calls"
+    runc = companion.workdir / "runc"  # runc itself, counting its calls: the check must go this way
+    runc.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec runc "$@"\n')
+    runc.chmod(0o755)
+    with companion.config.open("a") as config:
+        config.write(f'\n[checks]\nexec = "runc"\nrunc_root = "{_runc(engine).root}"\nrunc = "{runc}"\n')
+    companion.start()
+    script = 'sh -c "cat /www/index.html || exit 2"'
+    labels = {"SERVICE_NAME": "rweb", "SERVICE_CHECK_SCRIPT": script, "SERVICE_CHECK_INTERVAL": "1s"}
+    container = engine.run("runc3", labels=labels, ports={"8080/tcp": free_port()})
+    sid = f"{companion.hostname}:runc3:8080"
+    wait_until(
+        lambda: checks_of(consul, sid).get(f"{sid}:script") == "passing", 20, what="runc check passing"
+    )
+    container.exec_run(["rm", "/www/index.html"])
+    wait_until(
+        lambda: checks_of(consul, sid).get(f"{sid}:script") == "critical", 10, what="runc check critical"
+    )
+    assert "index.html" in consul.api("GET", "/v1/agent/checks")[f"{sid}:script"]["Output"]
+    assert "exec --pid-file" in calls.read_text() and container.id in calls.read_text()
