@@ -5,7 +5,7 @@ Examples:
     python -m bench --scenario convergence --rounds 20
     python -m bench --scenario scale --sizes 5000
     python -m bench --scenario churn,companion
-    python -m bench --scenario checkcost --check-containers 10 --check-seconds 20
+    python -m bench --scenario checkcost --check-containers 10 --check-seconds 15
 
 Results of each scenario (and each scale size) replace the earlier ones in ``bench/results.json``, so
 running one scenario regenerates the whole page with the others' last figures.
@@ -66,7 +66,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--check-containers", type=int, default=10, help="checkcost scenario: containers (default 10)"
     )
     p.add_argument(
-        "--check-seconds", type=float, default=20.0, help="checkcost scenario: seconds per path (default 20)"
+        "--check-seconds", type=float, default=15.0, help="checkcost scenario: seconds per path (default 15)"
     )
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where benchmarks.md and the chart go")

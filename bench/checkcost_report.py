@@ -24,16 +24,18 @@ def _field(seen: str, name: str) -> str:
 
 
 PATHS = (
-    ("engine_api", "engine exec API (the companion today)", "companion_cpu_s", "companion"),
-    ("nsenter", "nsenter + setuid + cgroup join", "launcher_cpu_s", "launcher"),
-    ("runc", "runc exec on the engine's state", "launcher_cpu_s", "launcher"),
+    ("engine_api", "companion, engine exec API (the default)", "companion_cpu_s", "companion"),
+    ("companion_runc", 'companion, `[checks] exec = "runc"`', "companion_cpu_s", "companion"),
+    ("nsenter", "nsenter + setuid + cgroup join, by the benchmark", "launcher_cpu_s", "launcher"),
+    ("runc", "runc exec on the engine's state, by the benchmark", "launcher_cpu_s", "launcher"),
 )
 
 
 PATHS = (
-    ("engine_api", "engine exec API (the companion today)", "companion_cpu_s", "companion"),
-    ("nsenter", "nsenter + setuid + cgroup join", "launcher_cpu_s", "launcher"),
-    ("runc", "runc exec on the engine's state", "launcher_cpu_s", "launcher"),
+    ("engine_api", "companion, engine exec API (the default)", "companion_cpu_s", "companion"),
+    ("companion_runc", 'companion, `[checks] exec = "runc"`', "companion_cpu_s", "companion"),
+    ("nsenter", "nsenter + setuid + cgroup join, by the benchmark", "launcher_cpu_s", "launcher"),
+    ("runc", "runc exec on the engine's state, by the benchmark", "launcher_cpu_s", "launcher"),
 )
 
 
@@ -71,7 +73,7 @@ def _ratios(per_check: dict[str, dict[str, float]], key: str) -> str:
         for label, paths in per_check.items()
         if paths.get(key) and "engine_api" in paths
     ]
-    return ", ".join(parts) or "-"
+    return ", ".join(parts) or "not measured in this run (`python -m bench --scenario checkcost` measures it)"
 
 
 def _runc_share(per_check: dict[str, dict[str, float]]) -> str:
@@ -120,8 +122,9 @@ def section(data: dict[str, Any]) -> list[str]:
         *_intro(data),
         *cost,
         "",
-        f"Ratio, engine exec API over nsenter: {_ratios(per_check, 'nsenter')}; over runc exec: "
-        f"{_ratios(per_check, 'runc')}. What the command sees of its confinement (`/proc/self/status` and "
+        f"Ratio, engine exec API over nsenter: {_ratios(per_check, 'nsenter')}; over runc exec by the "
+        f"benchmark: {_ratios(per_check, 'runc')}; over the companion with runc: "
+        f"{_ratios(per_check, 'companion_runc')}. What the command sees of its confinement (`/proc/self/status` and "
         "`/proc/self/cgroup` read by a command started each way, same container):",
         "",
         "| engine | path | uid | capability bounding set | effective capabilities | seccomp mode "
@@ -150,16 +153,17 @@ def _verdict(per_check: dict[str, dict[str, float]]) -> list[str]:
         "(CVE-2019-5736). util-linux cannot (nsenter execs inside the container's filesystem, where setpriv is "
         "not; setpriv has no seccomp), so it would be a privileged helper of our own: not worth the risk for CPU.",
         "",
-        "**runc exec on the engine's state keeps the isolation** (runc takes the user, capabilities, seccomp "
-        "program and cgroups from the container's spec, as the engine's own exec does: same rows above) and "
-        f"is cheaper by the ratio above, but runc alone is already a large part of a check's cost ({_runc_share(per_check)} "
-        "of the engine path's): a Go binary started twice per exec (`runc exec`, then `runc init` inside). "
-        "Not implemented either: it needs the engine's runc state folder (`/run/runc` for rootful Podman with "
-        "runc, `<exec-root>/runtime-runc/moby` for Docker: one more thing to configure per host), the host's PID "
-        "namespace and a runc matching the engine's, which a companion in a container with only the engine "
-        "socket does not have; it bypasses the engine's exec bookkeeping and events; and on hosts where Podman "
-        "uses crun (its usual default; crun does not run on this machine kind, so it was not measured) it would "
-        "be a different tool again. A candidate for an opt-in later, if the cost matters more than those.",
+        '**runc exec: implemented, opt-in (`[checks] exec = "runc"`, docs/registrar.md).** It keeps the '
+        "isolation: runc takes the user, capabilities, seccomp program and cgroups from the container's spec, "
+        "as the engine's own exec does (same rows above; tests/healthchecks/test_runc_exec.py checks the "
+        "filesystem, PID namespace, user, cgroup and timeout kill on both engines). It is cheaper by the ratios "
+        f"above, not by more: runc alone is a large part of a check's cost ({_runc_share(per_check)} of the "
+        "engine path's), a Go binary started twice per exec (`runc exec`, then `runc init`). It stays opt-in: it "
+        "needs the engine's runc state folder (`/run/runc` for rootful Podman with runc, "
+        "`<exec-root>/runtime-runc/moby` for Docker), root, the host's PID namespace and a runc matching the "
+        "engine's, which a companion in a container with only the engine socket does not have; its execs are "
+        "not in the engine's events; and Podman with crun (its usual default; crun does not run on this "
+        "machine kind, so it was not measured) keeps its state elsewhere.",
         "",
         "What cuts the cost today without weakening isolation: a longer interval (the last column is "
         "registrator's default, 10 s), or an HTTP or TCP check where the service has a port (Consul's agent "
