@@ -9,25 +9,24 @@ companion's, and divided by the checks run (the companion's ``upstreams_check_re
 The engine is started under ``bench/reaper.py`` (a child subreaper), so its daemonized helpers and every
 short-lived process they start stay in one countable tree instead of being re-parented to PID 1.
 
-Then the same checks, same containers, same window, run from the benchmark bypassing the engine: by
-``nsenter`` into the container's namespaces (mount, UTS, IPC, net, PID, cgroup) as the container's user,
-joined to the container's cgroups before exec (the candidate cheaper path); and by ``runc exec`` on the
-engine's own runc state (what the engine runs underneath, so the same confinement). What each path's
-command sees of the kernel's confinement (user, capabilities, seccomp, cgroup) is recorded too, since that
-decides whether a cheaper path is equivalent.
+Then the same checks, same containers, same window: the companion with ``[checks] exec = "runc"`` (runc
+is then the companion's child, counted with it); and from the benchmark bypassing the engine (direct.py),
+by ``nsenter`` into the container's namespaces as the container's user, joined to its cgroups (the
+candidate cheapest path), and by ``runc exec`` on the engine's own runc state. What each path's command
+sees of its confinement (user, capabilities, seccomp, cgroup) is recorded too, since that decides whether a
+cheaper path is equivalent.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,71 +34,18 @@ from tests.healthchecks.engines import EngineDaemon, build_image_tar
 from tests.support.ports import free_port
 from tests.support.processes import stop_process
 
+from .cputime import own_cpu, tree_cpu
+from .direct import confinement, direct_path, nsenter_plan, runc_plan, runc_root
 from .progress import Steps
 from .rig import ConsulAgent, wait_until
 
-__all__ = ["cgroup_procs", "run", "tree_cpu"]
+__all__ = ["run"]
 
 SERVICE = "ccheck"
 HOST = "bench-host"
 CHECK = ("test", "-f", "/www/index.html")
 REGISTRAR = str(Path(sys.executable).with_name("upstreams-registrar"))
 REAPER = Path(__file__).with_name("reaper.py")
-TICK = os.sysconf("SC_CLK_TCK")
-NSENTER = ("nsenter", "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup")
-SEEN = re.compile(r"^(Uid|CapEff|CapBnd|Seccomp|NoNewPrivs):.*$", re.M)  # of /proc/self/status
-
-
-def _stat(pid: int) -> tuple[int, int]:
-    """(parent pid, utime + stime + cutime + cstime in ticks) of one process."""
-    # The command name is in parentheses and may hold spaces: split after the last one.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[1]), sum(int(f) for f in fields[11:15])
-
-
-def own_cpu(pid: int) -> float:
-    """CPU seconds of one process itself (utime + stime), without its reaped children's."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` and its live descendants, each with its reaped children's."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                parents[int(name)], ticks[int(name)] = _stat(int(name))
-            except (OSError, ValueError, IndexError):
-                continue  # exited while we looked: its times are now its parent's
-    tree, grew = {root}, True
-    while grew:
-        more = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= more
-        grew = bool(more)
-    return sum(ticks.get(pid, 0) for pid in tree) / TICK
-
-
-def cgroup_procs(cgroup_text: str, mountinfo: str) -> tuple[Path, ...]:
-    """The ``cgroup.procs`` files to write a pid to so it joins every cgroup a /proc/PID/cgroup lists."""
-    mounts: dict[str, str] = {}
-    for line in mountinfo.splitlines():
-        left, _, right = line.partition(" - ")
-        fstype, _, options = [*right.split(), "", "", ""][:3]
-        if fstype == "cgroup2":
-            mounts[""] = left.split()[4]
-        elif fstype == "cgroup":
-            for option in options.split(","):
-                if option not in ("rw", "ro", "relatime") and not option.startswith("clone"):
-                    mounts[option] = left.split()[4]
-    found = []
-    for line in cgroup_text.splitlines():
-        _, controllers, path = line.split(":", 2)
-        mount = mounts.get(controllers.split(",")[0])
-        if mount is not None:
-            found.append(Path(mount) / path.lstrip("/") / "cgroup.procs")
-    return tuple(found)
 
 
 def run(
@@ -154,22 +100,20 @@ def _one_engine(
         for container in found:
             container.reload()
         pids = [int(c.attrs["State"]["Pid"]) for c in found]
-        runc_root = _runc_root(engine)
+        state = runc_root(engine)
         data: dict[str, Any] = {}
         steps.advance(note=f"{kind}: engine exec API")
         data["engine_api"] = _companion_path(folder / f"{kind}-api", engine, consul, count, seconds, env, "")
         steps.advance(note=f"{kind}: companion with runc")
-        runc_config = f'[checks]\nexec = "runc"\nrunc_root = "{runc_root}"\n'
+        runc_config = f'[checks]\nexec = "runc"\nrunc_root = "{state}"\n'
         data["companion_runc"] = _companion_path(
             folder / f"{kind}-runc", engine, consul, count, seconds, env, runc_config
         )
         steps.advance(note=f"{kind}: nsenter")
-        data["nsenter"] = _direct_path(engine, [_nsenter_plan(pid, CHECK) for pid in pids], seconds, interval)
+        data["nsenter"] = direct_path(engine, [nsenter_plan(pid, CHECK) for pid in pids], seconds, interval)
         steps.advance(note=f"{kind}: runc exec")
-        data["runc"] = _direct_path(
-            engine, [_runc_plan(runc_root, c.id, CHECK) for c in found], seconds, interval
-        )
-        data["seen"] = _confinement(engine, names[0], pids[0])
+        data["runc"] = direct_path(engine, [runc_plan(state, c.id, CHECK) for c in found], seconds, interval)
+        data["seen"] = confinement(engine, names[0], pids[0])
         return data
     finally:
         engine.stop()
@@ -267,97 +211,3 @@ def _checks_run(metrics_url: str) -> int:
     return int(
         sum(float(m) for m in re.findall(r"^upstreams_check_results_total\{[^}]*\} (\S+)$", text, re.M))
     )
-
-
-def _nsenter_argv(pid: int, argv: tuple[str, ...]) -> list[str]:
-    """nsenter into the container's namespaces as its init's user (first uid / gid in its status)."""
-    status = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
-    )
-    uid, gid = status["Uid"].split()[0], status["Gid"].split()[0]
-    return [*NSENTER, f"--target={pid}", f"--setuid={uid}", f"--setgid={gid}", "--", *argv]
-
-
-def _joiner(pid: int) -> Any:
-    """A preexec function that moves the child into every cgroup of container process ``pid``."""
-    files = cgroup_procs(Path(f"/proc/{pid}/cgroup").read_text(), Path("/proc/self/mountinfo").read_text())
-
-    def join() -> None:
-        me = str(os.getpid()).encode()
-        for path in files:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, me)
-            finally:
-                os.close(fd)
-
-    return join
-
-
-Plan = tuple[list[str], Callable[[], None] | None]  # argv, and what the child does before exec
-
-
-def _nsenter_plan(pid: int, argv: tuple[str, ...]) -> Plan:
-    return _nsenter_argv(pid, argv), _joiner(pid)
-
-
-def _runc_plan(root: str, container_id: str, argv: tuple[str, ...]) -> Plan:
-    # runc exec takes the process settings (user, capabilities, seccomp, cgroups) from the container's spec.
-    return ["runc", "--root", root, "exec", container_id, *argv], None
-
-
-def _runc_root(engine: EngineDaemon) -> str:
-    """Where the engine keeps runc's state: runc's default for Podman, dockerd's exec root for Docker."""
-    return "/run/runc" if engine.kind == "podman" else str(engine.workdir / "exec" / "runtime-runc" / "moby")
-
-
-def _direct_path(engine: EngineDaemon, plans: list[Plan], seconds: float, interval: float) -> dict[str, Any]:
-    """The same checks run from this process on the same schedule, bypassing the engine; CPU over one window."""
-    assert engine.proc is not None
-    engine0, launcher0, t0 = tree_cpu(engine.proc.pid), time.process_time(), time.monotonic()
-    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    runs = failed = 0
-    while time.monotonic() - t0 < seconds:
-        tick = time.monotonic()
-        for argv, before in plans:
-            done = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=10,
-                preexec_fn=before,
-                start_new_session=True,
-            )
-            runs += 1
-            failed += done.returncode != 0
-        time.sleep(max(0.0, interval - (time.monotonic() - tick)))
-    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    engine1, launcher1, t1 = tree_cpu(engine.proc.pid), time.process_time(), time.monotonic()
-    return {
-        "checks": runs,
-        "failed": failed,
-        "window_s": t1 - t0,
-        "engine_cpu_s": engine1 - engine0,  # the engine idling meanwhile: counted on every path
-        "command_cpu_s": (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime),
-        "launcher_cpu_s": launcher1 - launcher0,
-    }
-
-
-def _confinement(engine: EngineDaemon, name: str, pid: int) -> dict[str, str]:
-    """What a command started each way sees of its confinement (user, capabilities, seccomp, cgroup)."""
-    container = engine.client.containers.get(name)
-    runc_root = _runc_root(engine)
-    seen = {"container_cgroup": Path(f"/proc/{pid}/cgroup").read_text().strip().splitlines()[-1]}
-    for path in ("engine_api", "nsenter", "runc"):
-        texts = []
-        for argv in (("cat", "/proc/self/status"), ("cat", "/proc/self/cgroup")):
-            if path == "engine_api":
-                texts.append(container.exec_run(list(argv)).output.decode())
-                continue
-            cmd, before = (
-                _nsenter_plan(pid, argv) if path == "nsenter" else _runc_plan(runc_root, container.id, argv)
-            )
-            texts.append(subprocess.run(cmd, capture_output=True, text=True, preexec_fn=before).stdout)
-        seen[path] = "; ".join(m.group(0).replace("\t", " ") for m in SEEN.finditer(texts[0]))
-        seen[f"{path}_cgroup"] = (texts[1].strip().splitlines() or [""])[-1]
-    return seen

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import checkcost, churn, convergence, report, scale
+from bench import checkcost, churn, convergence, direct, report, scale
 from bench.probe import Prober
 from bench.progress import Bars
 from bench.rig import front_nginx
@@ -146,7 +146,7 @@ def test_cgroup_procs_maps_each_hierarchy_to_its_mount() -> None:
         "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
     )
     cgroups = "9:name=systemd:/c1\n1:cpu:/c1\n0::/c1\n4:memory:/c1\n"
-    assert checkcost.cgroup_procs(cgroups, mountinfo) == (
+    assert direct.cgroup_procs(cgroups, mountinfo) == (
         Path("/sys/fs/cgroup/systemd/c1/cgroup.procs"),
         Path("/sys/fs/cgroup/cpu/c1/cgroup.procs"),
         Path("/sys/fs/cgroup/unified/c1/cgroup.procs"),
