@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 from dataclasses import dataclass
@@ -47,6 +48,16 @@ class RuncExec:
             container_id,
             *argv,
         )
+
+    def problem(self) -> str | None:
+        """Why checks run this way would fail here (no state folder, no runc), as a sentence; None if none."""
+        if not self.root.is_dir():
+            return (
+                f"[checks] runc_root {self.root} is not a folder: container script checks will be critical."
+            )
+        if shutil.which(self.binary) is None:
+            return f"[checks] runc {self.binary!r} is not found: container script checks will be critical."
+        return None
 
     async def exec(self, container_id: str, argv: tuple[str, ...], timeout: float, limit: int) -> ExecResult:
         """Run argv in the container; kill it at the timeout; raise EngineError when runc cannot start it."""

@@ -8,6 +8,7 @@ its timeout.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from discovery.containers import DockerEngine
 from discovery.errors import EngineError
 from healthchecks.config import load_config
 from healthchecks.runc_exec import RuncExec
-from tests.healthchecks.conftest import Companion, checks_of
+from tests.healthchecks.conftest import REGISTRAR, Companion, checks_of
 from tests.healthchecks.engines import EngineDaemon
 from tests.support.consul_agent import ConsulAgent
 from tests.support.ports import free_port
@@ -139,3 +140,16 @@ def test_the_companion_runs_container_checks_by_runc_when_told(
     )
     assert "index.html" in consul.api("GET", "/v1/agent/checks")[f"{sid}:script"]["Output"]
     assert "exec --pid-file" in calls.read_text() and container.id in calls.read_text()
+
+
+def test_check_warns_when_runc_state_is_not_there(tmp_path: Path) -> None:
+    config = tmp_path / "registrar.toml"
+    config.write_text(
+        f'[registrar]\nhostname = "h1"\nengine = "unix://{tmp_path}/none.sock"\n'
+        f'[checks]\nexec = "runc"\nrunc_root = "{tmp_path}/no-state"\n'
+    )
+    done = subprocess.run(
+        [str(REGISTRAR), "check", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"warning: [checks] runc_root {tmp_path}/no-state is not a folder" in done.stderr
