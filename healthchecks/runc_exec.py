@@ -4,7 +4,8 @@ Opt-in; the default is the engine's exec API. The confinement is the engine's ow
 itself runs for an exec, takes the command's user, environment, capabilities, seccomp program, AppArmor or
 SELinux label, namespaces and cgroups from the container's spec. What goes away is the engine's share of
 the cost (its API, conmon or containerd and its shim): about 1.5x less machine CPU per check on Docker
-and 3x on Podman (docs/benchmarks.md, section 5), and no exec session or monitor process left behind.
+and 3x on Podman, measured with runc launched by the benchmark (docs/benchmarks.md, section 5), and no
+exec session or monitor process left behind.
 
 It needs the companion where runc's state is (on the host, or with the host's PID namespace and the state
 folder mounted), as root, with the runc the engine uses. nsenter was measured too and is not offered: it
