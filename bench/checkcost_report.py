@@ -122,6 +122,12 @@ def section(data: dict[str, Any]) -> list[str]:
         *_intro(data),
         *cost,
         "",
+        "Podman costs more per check than Docker on the default path: besides its API service and conmon, "
+        "each exec session's conmon runs an exit command, `/usr/bin/podman ... exec cleanup`, a second Podman "
+        "process per check. Since the fix for lingering monitors (discovery/exec_monitors.py) it runs at once "
+        "instead of 300 s later, so it falls inside the window; probably why issue 15 measured Podman no "
+        "dearer than Docker before that fix (not re-measured without it).",
+        "",
         f"Ratio, engine exec API over nsenter: {_ratios(per_check, 'nsenter')}; over runc exec by the "
         f"benchmark: {_ratios(per_check, 'runc')}; over the companion with runc: "
         f"{_ratios(per_check, 'companion_runc')}. What the command sees of its confinement (`/proc/self/status` and "
