@@ -5,6 +5,7 @@ Examples:
     python -m bench --scenario convergence --rounds 20
     python -m bench --scenario scale --sizes 5000
     python -m bench --scenario churn,companion
+    python -m bench --scenario checkcost --check-containers 10 --check-seconds 15
 
 Results of each scenario (and each scale size) replace the earlier ones in ``bench/results.json``, so
 running one scenario regenerates the whole page with the others' last figures.
@@ -27,14 +28,14 @@ from typing import Any
 
 from harness.nginx import nginx_binary
 
-from . import churn, companion, convergence, report, scale
+from . import checkcost, churn, companion, convergence, report, scale
 from .progress import Bars
 from .rig import ConsulAgent, workdir
 from .traefik import traefik_binary
 from .traefik import version as traefik_version
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("convergence", "scale", "churn", "companion")
+SCENARIOS = ("convergence", "scale", "churn", "companion", "checkcost")
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -61,6 +62,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--churn-seconds", type=float, default=60.0)
     p.add_argument("--churn-services", type=int, default=50)
     p.add_argument("--containers", type=int, default=20, help="companion scenario: containers (default 20)")
+    p.add_argument(
+        "--check-containers", type=int, default=10, help="checkcost scenario: containers (default 10)"
+    )
+    p.add_argument(
+        "--check-seconds", type=float, default=15.0, help="checkcost scenario: seconds per path (default 15)"
+    )
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where benchmarks.md and the chart go")
     p.add_argument("--no-report", action="store_true", help="measure only; leave docs/ alone")
@@ -153,6 +160,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     section.update(
                         companion.run(
                             folder / "companion", consul, count=args.containers, steps=steps, env=os.environ
+                        )
+                    )
+            elif scenario == "checkcost":
+                steps = bars.scenario("checkcost", 8)
+                with measured(results, "checkcost", folder / "cc-consul") as (section, consul):
+                    section.update(
+                        checkcost.run(
+                            folder / "checkcost",
+                            consul,
+                            count=args.check_containers,
+                            seconds=args.check_seconds,
+                            steps=steps,
+                            env=os.environ,
                         )
                     )
             steps.done()

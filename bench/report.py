@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .checkcost_report import section as checkcost_section
 from .stats import summary
 
 __all__ = ["TARGETS", "chart", "render"]
@@ -70,6 +71,8 @@ def render(results: dict[str, Any], docs: Path) -> str:
         out += _churn(results["churn"])
     if "companion" in results:
         out += _companion(results["companion"])
+    if "checkcost" in results:
+        out += checkcost_section(results["checkcost"])
     if NOTES.exists():
         out += ["", NOTES.read_text().strip(), ""]
     return "\n".join(out).rstrip() + "\n"

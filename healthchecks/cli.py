@@ -93,6 +93,9 @@ def _check(config: RegistrarConfig) -> int:
     missing = socket_problem(config.engine) if config.engine else None
     if missing is not None:
         print(f"upstreams-registrar: warning: {missing}", file=sys.stderr)
+    runc = config.runc.problem() if config.runc else None  # also a warning: the engine may start later
+    if runc is not None:
+        print(f"upstreams-registrar: warning: {runc}", file=sys.stderr)
     print(f"{config.path}: OK ({count} service files).")
     return EXIT_OK
 

@@ -18,11 +18,14 @@ from discovery.status import parse_listen
 from discovery.table import Table, load_toml
 
 from .labels import HostSettings
+from .runc_exec import RuncExec
 
 __all__ = ["RegistrarConfig", "load_config"]
 
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 DEFAULT_LISTEN = "127.0.0.1:9120"  # the sidecar's is 9119: both can run on one host
+DEFAULT_RUNC_ROOT = "/run/runc"  # runc's own default, where rootful Podman with runc keeps its state
+CHECK_EXECS = ("engine", "runc")
 _OWNER = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
@@ -41,6 +44,8 @@ class RegistrarConfig:
     check_output_limit: int = 4096
     # Where /health, /metrics and /status are served; None: off (load_config defaults to DEFAULT_LISTEN).
     status: tuple[str, int] | None = None
+    # Set: container script checks run by ``runc exec`` on this state ([checks] exec = "runc").
+    runc: RuncExec | None = None
 
     @property
     def owner(self) -> str:
@@ -55,6 +60,7 @@ def load_config(path: Path, env: Mapping[str, str]) -> RegistrarConfig:
     consul = ConsulSettings.from_table(root.table("consul"), env, base)
     reg = root.table("registrar")
     status = _status(root.table("status"))
+    runc = _checks(root.table("checks"), base)
     root.done()
     watch_containers = reg.boolean("containers", True)
     engine = reg.string("engine") or env.get("DOCKER_HOST") or DEFAULT_ENGINE
@@ -92,11 +98,25 @@ def load_config(path: Path, env: Mapping[str, str]) -> RegistrarConfig:
         stop_timeout=reg.duration("stop_timeout", 5.0),
         check_output_limit=reg.integer("check_output_limit", 4096, 256, 1 << 20),
         status=status,
+        runc=runc,
     )
     reg.done()
     if config.engine is None and services_dir is None:
         raise ConfigError(f"{path} [registrar]: with containers = false, 'services_dir' is needed.")
     return config
+
+
+def _checks(table: Table, base: Path) -> RuncExec | None:
+    """``[checks]``: how container script checks are run; None for the engine's exec API (the default)."""
+    how = table.string("exec", "engine")
+    if how not in CHECK_EXECS:
+        raise table.error("exec", f"must be one of {', '.join(CHECK_EXECS)}, not {how!r}")
+    root = table.path("runc_root", base, DEFAULT_RUNC_ROOT)
+    binary = table.string("runc", "runc") or "runc"
+    table.done()
+    if how == "engine" or root is None:
+        return None
+    return RuncExec(root=root, binary=binary)
 
 
 def _status(table: Table) -> tuple[str, int] | None:

@@ -93,7 +93,12 @@ class Registrar:
                 if self.config.status is not None:
                     tg.create_task(self._status_server(self.config.status).serve(), name="status")
                 self._runners = Runners(
-                    self.agent, self.engine, tg.create_task, self.config.check_output_limit, self._reported
+                    self.agent,
+                    self.engine,
+                    tg.create_task,
+                    self.config.check_output_limit,
+                    self._reported,
+                    runc=self.config.runc,
                 )
                 self.dirty.set()
                 tg.create_task(self._reconcile_loop(), name="reconcile")

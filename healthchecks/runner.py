@@ -1,7 +1,8 @@
 """Checks the companion runs itself, each reported to its TTL check on the agent.
 
-* ``script`` in a container: the engine's exec API, argv as given (no shell unless asked), killed at its
-  timeout; exit 0 is passing, 1 warning, anything else (and a timeout) critical, as Consul does.
+* ``script`` in a container: the engine's exec API (or, opted in, ``runc exec``: runc_exec.py), argv as
+  given (no shell unless asked), killed at its timeout; exit 0 is passing, 1 warning, anything else (and a
+  timeout) critical, as Consul does.
 * ``script`` on the host (service files): a subprocess in its own process group, killed at its timeout.
 * ``health``: the container's own HEALTHCHECK status (healthy -> passing, starting and unhealthy ->
   critical), read again on each run and whenever a ``health_status`` event pokes it.
@@ -20,13 +21,16 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discovery.containers import Engine
 from discovery.errors import ConsulError, EngineError
 
 from .agent import Agent
 from .spec import CheckSpec
+
+if TYPE_CHECKING:  # runc_exec runs its command through run_host_script below
+    from .runc_exec import RuncExec
 
 __all__ = ["Report", "Runners", "run_host_script", "status_for_exit"]
 
@@ -41,8 +45,11 @@ def status_for_exit(code: int) -> str:
     return "passing" if code == 0 else "warning" if code == 1 else "critical"
 
 
-async def run_host_script(argv: tuple[str, ...], timeout: float, limit: int) -> tuple[int, str, bool]:
-    """Run argv on the host; return (exit code, bounded output, timed out)."""
+async def run_host_script(
+    argv: tuple[str, ...], timeout: float, limit: int, before_kill: Callable[[], None] | None = None
+) -> tuple[int, str, bool]:
+    """Run argv on the host; return (exit code, bounded output, timed out). ``before_kill`` runs first
+    when the process group is killed (the runc path kills the command in the container with it)."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -71,6 +78,8 @@ async def run_host_script(argv: tuple[str, ...], timeout: float, limit: int) -> 
         timed_out = True
     finally:
         if proc.returncode is None:
+            if before_kill is not None:
+                before_kill()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
@@ -89,9 +98,11 @@ class Runners:
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
         limit: int,
         report: Report,
+        runc: RuncExec | None = None,
     ) -> None:
         self.agent = agent
         self.engine = engine
+        self.runc = runc  # set: container scripts run by runc exec, not through the engine's API
         self.spawn = spawn
         self.limit = limit
         self.report = report
@@ -150,10 +161,11 @@ class Runners:
         if check.container_id is None:
             code, output, timed_out = await run_host_script(check.argv, check.timeout, self.limit)
         else:
-            if self.engine is None:
+            runner = self.runc or self.engine
+            if runner is None:
                 return "critical", "No container engine is configured."
             try:
-                result = await self.engine.exec(check.container_id, check.argv, check.timeout, self.limit)
+                result = await runner.exec(check.container_id, check.argv, check.timeout, self.limit)
             except EngineError as exc:
                 return "critical", str(exc)
             code, output, timed_out = result.exit_code, result.output, result.timed_out

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from bench import churn, convergence, report, scale
+from bench import checkcost, churn, convergence, direct, report, scale
 from bench.probe import Prober
 from bench.progress import Bars
 from bench.rig import front_nginx
@@ -102,3 +104,50 @@ def test_chart_is_written_as_png(tmp_path: Path) -> None:
     conv = {"systems": {"floor": {"remove": [0.11, 0.12], "recover": [0.01, None]}}, "labels": {}}
     report.chart(conv, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkcost_harness_counts_engine_cpu_per_check_on_both_paths(
+    tmp_path: Path, consul: ConsulAgent
+) -> None:
+    short = Path(tempfile.mkdtemp(prefix="upc-", dir="/tmp"))  # unix socket paths: at most 108 bytes
+    try:
+        with Bars(quiet=True) as bars:
+            data = checkcost.run(
+                short,
+                consul,
+                count=1,
+                seconds=1.0,
+                steps=bars.scenario("checkcost", 4),
+                env=os.environ,
+                engines=("podman",),
+                interval=0.3,
+            )
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    podman = data["podman"]
+    api, ns = podman["engine_api"], podman["nsenter"]
+    assert api["checks"] >= 1 and api["engine_cpu_s"] > 0 and api["companion_cpu_s"] > 0
+    assert ns["checks"] >= 1 and ns["failed"] == 0 and ns["command_cpu_s"] > 0
+    seen = podman["seen"]
+    assert seen["nsenter_cgroup"] == seen["container_cgroup"] == seen["engine_api_cgroup"]
+    assert "Seccomp: 2" in seen["engine_api"] and "Seccomp: 0" in seen["nsenter"]
+    assert seen["runc"] == seen["engine_api"] and seen["runc_cgroup"] == seen["container_cgroup"]
+    assert podman["runc"]["checks"] >= 1 and podman["runc"]["failed"] == 0
+    by_runc = podman["companion_runc"]  # the companion's own runc path: runc is its child, not the engine's
+    assert by_runc["checks"] >= 1 and by_runc["command_cpu_s"] > 0 and api["command_cpu_s"] == 0
+    page = report.render({"checkcost": {**data, "load": ["0", "0"]}}, tmp_path)
+    assert "## 5. The cost of a script check" in page and "| Podman | companion, engine exec API" in page
+
+
+def test_cgroup_procs_maps_each_hierarchy_to_its_mount() -> None:
+    mountinfo = (
+        "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+        "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    cgroups = "9:name=systemd:/c1\n1:cpu:/c1\n0::/c1\n4:memory:/c1\n"
+    assert direct.cgroup_procs(cgroups, mountinfo) == (
+        Path("/sys/fs/cgroup/systemd/c1/cgroup.procs"),
+        Path("/sys/fs/cgroup/cpu/c1/cgroup.procs"),
+        Path("/sys/fs/cgroup/unified/c1/cgroup.procs"),
+    )
