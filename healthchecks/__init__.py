@@ -15,7 +15,7 @@ Modules, from the pure core to the edges:
   reconciles; the status endpoint; systemd readiness
 * ``cli``      ``upstreams-registrar run|check``
 
-The container engine itself is reached through ``discovery.containers``.
+The container engine itself is reached through ``engine`` (its own subpackage).
 """
 
 from .config import RegistrarConfig, load_config

@@ -19,14 +19,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from discovery.client import ConsulClient
-from discovery.containers import DockerEngine
-from discovery.engine_socket import socket_problem
 from discovery.errors import ConfigError, UpstreamsError
 from discovery.logs import setup_logging
 
 from .agent import Agent
 from .config import RegistrarConfig, load_config
 from .daemon import Registrar
+from .engine import DockerEngine, socket_problem
 from .files import ServiceFiles
 
 __all__ = ["main"]

@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from discovery.containers import CONNECTED, ContainerEvent, ContainerInfo, Engine, is_relevant
 from discovery.errors import ConsulError, ConsulUnavailable, EngineError, unwrap_group
 from discovery.status import StatusServer
 from discovery.systemd import notify
 
 from .agent import Agent
 from .config import RegistrarConfig
+from .engine import CONNECTED, ContainerEvent, ContainerInfo, Engine, is_relevant
 from .files import ServiceFiles
 from .labels import services_for
 from .metrics import RegistrarMetrics

@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
-from discovery.containers import ContainerInfo, PortBinding
 from discovery.duration import parse_duration
 
+from .engine import ContainerInfo, PortBinding
 from .ports import all_ports, no_port_reason, ports_to_register
 from .spec import (
     MAX_META,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from discovery.containers import ContainerInfo, PortBinding
+from .engine import ContainerInfo, PortBinding
 
 if TYPE_CHECKING:
     from .labels import HostSettings

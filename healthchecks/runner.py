@@ -23,10 +23,10 @@ import signal
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
-from discovery.containers import Engine
 from discovery.errors import ConsulError, EngineError
 
 from .agent import Agent
+from .engine import Engine
 from .spec import CheckSpec
 
 if TYPE_CHECKING:  # runc_exec runs its command through run_host_script below

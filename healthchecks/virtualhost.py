@@ -8,8 +8,9 @@ here and again by ``nginx.sites()`` (discovery/sites.py): a value that could add
 
 from __future__ import annotations
 
-from discovery.containers import ContainerInfo
 from discovery.sites import HOST_META, PATH_META, split_hosts, valid_host, valid_path
+
+from .engine import ContainerInfo
 
 __all__ = ["virtual_meta"]
 

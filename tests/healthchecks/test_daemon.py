@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from discovery.client import ConsulClient
-from discovery.containers import CONNECTED, ContainerEvent, ContainerInfo, ExecResult, PortBinding
 from discovery.errors import EngineError
 from discovery.settings import ConsulSettings
 from healthchecks.agent import Agent
 from healthchecks.config import RegistrarConfig
 from healthchecks.daemon import Registrar
+from healthchecks.engine import CONNECTED, ContainerEvent, ContainerInfo, ExecResult, PortBinding
 from healthchecks.labels import HostSettings
 from tests.support.consul_agent import ConsulAgent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discovery.containers import ContainerInfo, PortBinding
+from healthchecks.engine import ContainerInfo, PortBinding
 from healthchecks.labels import HostSettings, services_for
 from healthchecks.spec import MAX_META, registration_body, valid_meta_key
 

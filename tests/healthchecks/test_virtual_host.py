@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from discovery.containers import PortBinding
+from healthchecks.engine import PortBinding
 from healthchecks.labels import services_for
 from tests.healthchecks.engines import EngineDaemon
 from tests.healthchecks.test_labels import HOST, container

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from discovery.containers import (
+from discovery.errors import EngineError
+from healthchecks.engine import (
     ContainerEvent,
     DockerEngine,
     PortBinding,
     container_from_inspect,
     is_relevant,
 )
-from discovery.errors import EngineError
 
 DOCKER = {
     "Id": "4834f57013f6" + "0" * 52,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from discovery.engine_socket import socket_path, socket_problem
+from healthchecks.engine.unix_socket import socket_path, socket_problem
 
 
 def test_tcp_urls_have_no_socket_file() -> None:
