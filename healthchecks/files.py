@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ from discovery.errors import ConfigError
 from discovery.table import Table, load_toml
 
 from .spec import (
-    MAX_META,
-    MAX_META_VALUE,
-    STATUSES,
     CheckSpec,
+    Problem,
     ServiceSpec,
-    valid_meta_key,
-    valid_service_name,
+    Timing,
+    build_meta,
+    build_timing,
+    id_problem,
+    name_problem,
+    weight_problem,
 )
 
 __all__ = ["ServiceFiles", "load_service_file"]
@@ -48,39 +51,36 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def _raise_first(table: Table, problems: Iterable[Problem | None]) -> None:
+    """Service files are strict: the first problem a builder found is the file's error."""
+    for problem in problems:
+        if problem is not None:
+            raise table.error(problem.field, problem.says)
+
+
 def load_service_file(path: Path, hostname: str, advertise_address: str) -> ServiceSpec:
     """Read one service file; raise ConfigError naming the file and key at fault."""
     table = Table(_load(path), str(path))
     name = table.string("name")
-    if name is None or not valid_service_name(name):
-        raise table.error("name", "must be letters, digits, '_', '.', '-' of at most 63 characters")
+    _raise_first(table, [name_problem(name or "")])
     if not _STEM.match(path.stem):
         raise ConfigError(f"Service file name {path.name!r} must be letters, digits, '_', '.', '-'.")
     sid = table.string("id") or f"{hostname}:file:{path.stem}"
-    if len(sid) > 256 or any(ord(ch) < 32 or ch == "/" for ch in sid):
-        raise table.error("id", "must be at most 256 characters without '/' or control characters")
-    port = table.integer("port", 0, 0, 65535)
-    address = table.string("address") or advertise_address
-    tags = table.strings("tags", ()) or ()
     weight = table.raw("weight")
-    if weight is not None and (
-        isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 65535
-    ):
-        raise table.error("weight", "must be a whole number from 1 to 65535")
-    meta = _meta(table)
-    checks = tuple(_check(t, sid, name, i) for i, t in enumerate(table.tables("checks")))
-    table.done()
-    return ServiceSpec(
+    _raise_first(table, [id_problem(sid), None if weight is None else weight_problem(weight)])
+    spec = ServiceSpec(
         id=sid,
-        name=name,
-        address=address,
-        port=port,
-        tags=tuple(dict.fromkeys(tags)),
-        meta=meta,
+        name=str(name),
+        address=table.string("address") or advertise_address,
+        port=table.integer("port", 0, 0, 65535),
+        tags=tuple(dict.fromkeys(table.strings("tags", ()) or ())),
+        meta=_meta(table),
         weight=weight,
-        checks=checks,
+        checks=tuple(_check(t, sid, str(name), i) for i, t in enumerate(table.tables("checks"))),
         origin=f"service file {path.name}",
     )
+    table.done()
+    return spec
 
 
 def _meta(table: Table) -> tuple[tuple[str, str], ...]:
@@ -89,39 +89,29 @@ def _meta(table: Table) -> tuple[tuple[str, str], ...]:
         return ()
     if not isinstance(raw, dict):
         raise table.error("meta", "must be a table of strings")
-    if len(raw) > MAX_META - 2:
-        raise table.error("meta", f"has more than {MAX_META - 2} keys")
-    for key, value in raw.items():
-        if not valid_meta_key(key):
-            raise table.error(
-                "meta",
-                f"has key {key[:80]!r}, which is not [A-Za-z0-9_-], starts with 'consul-' or is reserved",
-            )
-        if not isinstance(value, str) or len(value) > MAX_META_VALUE:
-            raise table.error(
-                "meta", f"has a value for {key!r} that is not a string of at most {MAX_META_VALUE} characters"
-            )
-    return tuple(sorted(raw.items()))
+    meta, problems = build_meta(raw.items())
+    _raise_first(table, problems)
+    return meta
+
+
+def _given_duration(table: Table, key: str) -> float | None:
+    """None when absent: a given zero must be refused, not taken for the default."""
+    return None if table.raw(key) is None else table.duration(key, 0.0)
+
+
+def _timing(table: Table) -> Timing:
+    timing, problems = build_timing(
+        interval=_given_duration(table, "interval"),
+        timeout=_given_duration(table, "timeout"),
+        initial_status=table.string("initial_status"),
+        deregister_after=_given_duration(table, "deregister_after"),
+    )
+    _raise_first(table, problems)
+    return timing
 
 
 def _check(table: Table, sid: str, name: str, index: int) -> CheckSpec:
-    interval = table.duration("interval", 10.0)
-    timeout = table.duration("timeout", min(5.0, interval))
-    if interval <= 0 or timeout <= 0:
-        raise table.error("interval", "and 'timeout' must be above zero")
-    deregister_after = table.duration("deregister_after", -1.0)
-    if 0 <= deregister_after < 60:
-        raise table.error("deregister_after", "must be at least 1m (Consul's minimum)")
-    initial = table.string("initial_status")
-    if initial is not None and initial not in STATUSES:
-        raise table.error("initial_status", f"must be one of {', '.join(STATUSES)}")
-    common: dict[str, Any] = {
-        "check_id": f"{sid}:check{index + 1}",
-        "interval": interval,
-        "timeout": timeout,
-        "initial_status": initial,
-        "deregister_after": deregister_after if deregister_after >= 0 else None,
-    }
+    common: dict[str, Any] = {"check_id": f"{sid}:check{index + 1}", **asdict(_timing(table))}
     http, tcp, ttl = table.string("http"), table.string("tcp"), table.raw("ttl")
     script, shell = table.strings("script"), table.string("shell")
     given = [

@@ -4,6 +4,11 @@ Every registration carries two Meta keys: ``upstreams-registrar`` names the host
 (only services with this host's value are ever deregistered), and ``upstreams-registrar-digest`` is a
 hash of the rest of the body, so comparing digests tells whether the agent holds the current version.
 Bodies contain only fields Consul 1.8 knows (it rejects unknown ones with 400).
+
+The rules a spec's values must follow are written once, here, as builders that return problems
+(``Problem``: the field at fault and a phrase saying what it must be). Labels turn each problem into a
+warning and drop or replace the value (``labels``); service files turn the first into a ConfigError
+(``files``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,11 +27,18 @@ __all__ = [
     "MAX_META",
     "OWNER_KEY",
     "CheckSpec",
+    "Problem",
     "ServiceSpec",
+    "Timing",
+    "build_meta",
+    "build_timing",
     "check_ttl",
+    "id_problem",
+    "name_problem",
     "registration_body",
     "valid_meta_key",
     "valid_service_name",
+    "weight_problem",
 ]
 
 OWNER_KEY = "upstreams-registrar"
@@ -34,6 +47,9 @@ MAX_META = 64  # Consul's limit on Meta pairs, ours included
 MAX_META_KEY = 128
 MAX_META_VALUE = 512
 STATUSES = ("passing", "warning", "critical")
+MIN_DEREGISTER_AFTER = 60.0  # Consul's minimum for DeregisterCriticalServiceAfter
+DEFAULT_INTERVAL = 10.0
+MAX_TIMEOUT_DEFAULT = 5.0  # a check's timeout defaults to this, or to its interval when shorter
 CheckKind = Literal["http", "tcp", "ttl", "script", "health"]
 
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -94,6 +110,103 @@ class ServiceSpec:
     weight: int | None = None
     checks: tuple[CheckSpec, ...] = ()
     origin: str = ""  # for messages: "container web-1", "service file db.toml"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One value a spec cannot take: the field at fault and what it must be ("must be ...")."""
+
+    field: str
+    says: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timing:
+    """The fields every kind of check shares."""
+
+    interval: float = DEFAULT_INTERVAL
+    timeout: float = MAX_TIMEOUT_DEFAULT
+    initial_status: str | None = None
+    deregister_after: float | None = None
+
+
+def name_problem(name: str) -> Problem | None:
+    """A service name usable in DNS and URLs, or the problem with it."""
+    if valid_service_name(name):
+        return None
+    return Problem("name", "must be letters, digits, '_', '.', '-' of at most 63 characters")
+
+
+def id_problem(sid: str) -> Problem | None:
+    """A service ID the agent's URL paths can carry, or the problem with it."""
+    if sid and len(sid) <= 256 and not any(ord(ch) < 32 or ch == "/" for ch in sid):
+        return None
+    return Problem("id", "must be 1 to 256 characters without '/' or control characters")
+
+
+def weight_problem(weight: object) -> Problem | None:
+    """A passing weight Consul accepts (a bool is no number, though Python says it is an int)."""
+    if isinstance(weight, int) and not isinstance(weight, bool) and 1 <= weight <= 65535:
+        return None
+    return Problem("weight", "must be a whole number from 1 to 65535")
+
+
+def build_meta(pairs: Iterable[tuple[str, object]]) -> tuple[tuple[tuple[str, str], ...], list[Problem]]:
+    """The valid pairs (at most Consul's limit less our two), and a problem for each one left out."""
+    meta: dict[str, str] = {}
+    problems: list[Problem] = []
+    for key, value in pairs:
+        if not valid_meta_key(key):
+            problems.append(
+                Problem(
+                    "meta",
+                    f"has key {key[:MAX_META_KEY]!r}, which is not [A-Za-z0-9_-] of at most {MAX_META_KEY} "
+                    "characters, starts with 'consul-' or is reserved",
+                )
+            )
+        elif not isinstance(value, str) or len(value) > MAX_META_VALUE:
+            problems.append(
+                Problem(
+                    "meta",
+                    f"has a value for {key!r} that is not a string of at most {MAX_META_VALUE} characters",
+                )
+            )
+        elif len(meta) >= MAX_META - 2:  # two pairs are ours
+            problems.append(Problem("meta", f"has more than {MAX_META - 2} keys (from {key!r} on)"))
+            break
+        else:
+            meta[key] = value
+    return tuple(sorted(meta.items())), problems
+
+
+def build_timing(
+    interval: float | None = None,
+    timeout: float | None = None,
+    initial_status: str | None = None,
+    deregister_after: float | None = None,
+) -> tuple[Timing, list[Problem]]:
+    """A check's shared fields (None: not given), each bad one replaced by its fallback with a problem."""
+    problems: list[Problem] = []
+    if interval is not None and interval <= 0:
+        problems.append(Problem("interval", "must be above zero"))
+        interval = None
+    interval = interval or DEFAULT_INTERVAL
+    if timeout is not None and timeout <= 0:
+        problems.append(Problem("timeout", "must be above zero"))
+        timeout = None
+    if initial_status is not None and initial_status not in STATUSES:
+        problems.append(Problem("initial_status", f"must be one of {', '.join(STATUSES)}"))
+        initial_status = None
+    if deregister_after is not None and deregister_after < MIN_DEREGISTER_AFTER:
+        problems.append(Problem("deregister_after", "must be at least 1m (Consul's minimum)"))
+        deregister_after = MIN_DEREGISTER_AFTER
+    timing = Timing(
+        interval=interval,
+        timeout=timeout or min(MAX_TIMEOUT_DEFAULT, interval),
+        initial_status=initial_status,
+        deregister_after=deregister_after,
+    )
+    return timing, problems
 
 
 def check_ttl(check: CheckSpec) -> float:
