@@ -1,4 +1,4 @@
-"""Logging set-up shared by both daemons: one line per event, human or JSON."""
+"""Logging set-up shared by both daemons: one line per event, human or JSON; and when to repeat a failure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-__all__ = ["setup_logging"]
+__all__ = ["setup_logging", "worth_logging"]
 
 
 class _JsonFormatter(logging.Formatter):
@@ -37,3 +37,11 @@ def setup_logging(*, debug: bool = False, fmt: str = "human", level: str | None 
     if not debug:
         logging.getLogger("asyncio").setLevel(logging.WARNING)
         logging.getLogger("watchdog").setLevel(logging.WARNING)
+
+
+def worth_logging(attempt: int, every: int) -> bool:
+    """Whether the n-th failure in a row is logged: the 1st, 2nd and 4th, then every ``every``-th.
+
+    An outage of hours then says so a few times at its start and now and then after, not every retry.
+    """
+    return attempt in (1, 2, 4) or attempt % every == 0

@@ -13,43 +13,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+
+import tenacity
 
 from discovery.errors import ConsulError, ConsulUnavailable, EngineError, unwrap_group
+from discovery.logs import worth_logging
 from discovery.status import StatusServer
 from discovery.systemd import notify
 
 from .agent import Agent
 from .config import RegistrarConfig
-from .engine import CONNECTED, ContainerEvent, ContainerInfo, Engine, is_relevant
+from .engine import ContainerInfo, Engine
+from .engine_events import EngineEvents
 from .files import ServiceFiles
 from .labels import services_for
 from .metrics import RegistrarMetrics
-from .plan import make_plan, owned_ids
+from .plan import Plan, make_plan, owned_ids
+from .retry import LOG_EVERY, retrying
 from .runner import Runners
 from .spec import ServiceSpec
 from .state import RegistrarState
+from .stop import deregister_owned
+from .watch_dir import watch_dir
 
 __all__ = ["Registrar"]
 
 log = logging.getLogger(__name__)
-DEATHS = frozenset({"die", "died", "stop", "destroy", "remove", "pause"})
-BIRTHS = frozenset({"start", "restart", "unpause"})
-# One more reconcile this long after the last event: an engine's list can lag its events (Docker still
-# lists a container as paused just after its "unpause" event).
-SETTLE = 0.5
-BACKOFF_INITIAL = 0.2
-BACKOFF_MAX = 10.0
 AGENT_PROBE = 2.0  # seconds between looks at the agent (is it there; does it still hold our services?)
-
-
-def backoff(attempt: int) -> float:
-    """Exponential backoff with jitter for the n-th consecutive failure (n >= 1)."""
-    base = min(BACKOFF_MAX, BACKOFF_INITIAL * 2.0 ** (attempt - 1))
-    return base * (0.5 + random.random() / 2)  # jitter, not cryptography
 
 
 class Registrar:
@@ -76,14 +67,13 @@ class Registrar:
         self.reconciled = 0  # completed reconciles, for tests and logs
         self._containers: tuple[ContainerInfo, ...] = ()
         self._warned: set[tuple[str, str]] = set()
-        self._stream_error: str | None = None  # what the event loop last said about the engine
         self._runners: Runners | None = None
         self._refresh = True  # inspect every container again at the next reconcile
-        # Containers whose death the engine announced: a listing made at once may still show them running.
-        self._dead: set[str] = set()
-        self._settle: asyncio.TimerHandle | None = None
         self.metrics = RegistrarMetrics()
         self.state = RegistrarState(consul=config.consul.address, engine=config.engine)
+        self.events = EngineEvents(
+            self.dirty, self.state, self.metrics, reconnected=self._inspect_again, health_changed=self._rerun
+        )
         self.ready = asyncio.Event()  # set after the first successful reconcile
 
     async def run(self) -> None:
@@ -105,26 +95,33 @@ class Registrar:
                 tg.create_task(self._resync_loop(), name="resync")
                 tg.create_task(self._probe_agent(), name="agent-probe")
                 if self.engine is not None:
-                    tg.create_task(self._event_loop(self.engine), name="engine-events")
+                    tg.create_task(self.events.follow(self.engine), name="engine-events")
                 if self.config.services_dir is not None:
-                    tg.create_task(self._watch_dir(self.config.services_dir), name="services-dir")
+                    tg.create_task(watch_dir(self.config.services_dir, self.dirty.set), name="services-dir")
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None  # one sentence (a status port in use), not a tree
         finally:
-            if self._settle is not None:
-                self._settle.cancel()
+            self.events.stop()
             if self._runners is not None:
                 self._runners.stop()
             if self.config.deregister_on_stop:
-                await self._deregister_owned()
+                await deregister_owned(self.agent, self.config.owner, self.config.stop_timeout, self.metrics)
 
     # Triggers -----------------------------------------------------------------------------------------
 
     async def _resync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.resync)
-            self._refresh = True
+            self._inspect_again()
             self.dirty.set()
+
+    def _inspect_again(self) -> None:
+        self._refresh = True
+
+    def _rerun(self, container_id: str) -> None:
+        """A container's own health changed: run its checks now, not at their next interval."""
+        if self._runners is not None:
+            self._runners.poke(container_id=container_id)
 
     async def _probe_agent(self) -> None:
         """Notice Consul going away, coming back, or coming back empty, and reconcile then.
@@ -155,125 +152,36 @@ class Registrar:
                 )
                 self.dirty.set()
 
-    async def _event_loop(self, engine: Engine) -> None:
-        failures, connections = 0, 0
-        while True:
-            try:
-                async for event in engine.events():
-                    if event.action == CONNECTED:
-                        connections += 1
-                        if connections > 1:
-                            self.metrics.engine_reconnects.inc()
-                        self.state.engine_error = self._stream_error = None
-                        self._refresh = True
-                        if failures:
-                            log.info("Reconnected to the container engine; reconciling.")
-                        failures = 0
-                    self._on_event(event)
-                # The stream ended without an error (the engine stopped its API service cleanly): a lost
-                # connection all the same, so the next CONNECTED is a reconnection and says so.
-                failures += 1
-            except EngineError as exc:
-                failures += 1
-                self.state.engine_error = self._stream_error = str(exc)
-                if failures in (1, 2, 4) or failures % 20 == 0:
-                    log.warning("%s Reconnecting (attempt %d).", exc, failures)
-            await asyncio.sleep(backoff(max(failures, 1)))
-
-    def _on_event(self, event: ContainerEvent) -> None:
-        """Note deaths and births; reconcile now and once more after SETTLE; rerun a changed health check."""
-        base = event.action.split(":", 1)[0]
-        if base in DEATHS:
-            self._dead.add(event.container_id)
-        elif base in BIRTHS:
-            self._dead.discard(event.container_id)
-        if not is_relevant(event):
-            return
-        log.debug("Engine event %s for %s.", event.action, event.name or event.container_id[:12])
-        self.dirty.set()
-        if self._settle is not None:
-            self._settle.cancel()
-        self._settle = asyncio.get_running_loop().call_later(SETTLE, self.dirty.set)
-        if event.action.startswith("health_status") and self._runners is not None:
-            self._runners.poke(container_id=event.container_id)
-
-    async def _watch_dir(self, directory: Path) -> None:
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        loop = asyncio.get_running_loop()
-        dirty = self.dirty
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.event_type not in ("opened", "closed_no_write"):
-                    loop.call_soon_threadsafe(dirty.set)
-
-        observer = Observer()
-        observer.schedule(Handler(), str(directory), recursive=False)
-        observer.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            observer.stop()
-            await asyncio.to_thread(observer.join, 5)
-
     # Reconcile ----------------------------------------------------------------------------------------
 
     async def _reconcile_loop(self) -> None:
-        failures = 0
         while True:
             await self.dirty.wait()
-            self.dirty.clear()
-            try:
-                await self.reconcile()
-            except (EngineError, ConsulError) as exc:
-                self._failed(exc)
-                failures += 1
-                # The event loop already says the same engine error (e.g. its socket is missing) each
-                # time it reconnects; saying it again here would double every line.
-                repeated = isinstance(exc, EngineError) and str(exc) == self._stream_error
-                if not repeated and (failures in (1, 2, 4) or failures % 20 == 0):
-                    log.warning("%s Retrying (attempt %d).", exc, failures)
-                await asyncio.sleep(backoff(failures))
-                self.dirty.set()
-            else:
-                failures = 0
-                self._mark_ready()
+            async for attempt in retrying((EngineError, ConsulError), self._reconcile_failed):
+                with attempt:
+                    self.dirty.clear()  # a change from here on is seen by this pass or marks the next
+                    await self.reconcile()
+            self._mark_ready()
+
+    def _reconcile_failed(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if not isinstance(exc, EngineError | ConsulError):
+            return
+        self._failed(exc)
+        # The event loop already says the same engine error (e.g. its socket is missing) each time it
+        # reconnects; saying it again here would double every line.
+        repeated = isinstance(exc, EngineError) and str(exc) == self.events.stream_error
+        if not repeated and worth_logging(state.attempt_number, LOG_EVERY):
+            log.warning("%s Retrying (attempt %d).", exc, state.attempt_number)
 
     async def reconcile(self) -> None:
         """Make the agent match the running containers and service files, once."""
-        engine_error: EngineError | None = None
-        if self.engine is not None:
-            try:
-                refresh, self._refresh = self._refresh, False
-                self._containers = await self.engine.running(refresh=refresh)
-                self.state.engine_error = None
-            except EngineError as exc:
-                engine_error = exc  # keep the last listing: the containers may well still run
-                self.state.engine_error = str(exc)
-                self._refresh = True
-            self.metrics.watched_containers.set(len(self._containers))
-        listed = {c.id for c in self._containers}
-        self._dead &= listed
+        engine_error = await self._list_containers()
         desired = self._desired()
-        services = await self.agent.services()
-        plan = make_plan(desired, services, self.config.owner)
+        plan = make_plan(desired, await self.agent.services(), self.config.owner)
         for warning in plan.warnings:
             self._warn_once(warning)
-        failed: set[str] = set(plan.skipped)
-        for spec, body in plan.register:
-            try:
-                await self.agent.register(body)
-            except ConsulUnavailable:
-                raise
-            except ConsulError as exc:
-                self.metrics.consul_errors.inc()
-                self._warn_once(f"{exc} ({spec.origin})")
-                failed.add(spec.id)
-            else:
-                self.metrics.registrations.inc()
-                log.info("Registered %s (%s).", spec.id, spec.origin)
+        failed = set(plan.skipped) | await self._register(plan)
         for sid in plan.deregister:
             await self.agent.deregister(sid)
             self.metrics.deregistrations.inc()
@@ -291,10 +199,44 @@ class Registrar:
         if engine_error is not None:
             raise engine_error
 
+    async def _list_containers(self) -> EngineError | None:
+        """List the running containers; when the engine fails, keep the last listing and return why."""
+        if self.engine is None:
+            return None
+        engine_error: EngineError | None = None
+        try:
+            refresh, self._refresh = self._refresh, False
+            self._containers = await self.engine.running(refresh=refresh)
+            self.state.engine_error = None
+        except EngineError as exc:
+            engine_error = exc  # keep the last listing: the containers may well still run
+            self.state.engine_error = str(exc)
+            self._refresh = True
+        self.metrics.watched_containers.set(len(self._containers))
+        self.events.dead &= {c.id for c in self._containers}
+        return engine_error
+
+    async def _register(self, plan: Plan) -> set[str]:
+        """Register what the plan says; return the IDs the agent refused (Consul being away raises)."""
+        failed: set[str] = set()
+        for spec, body in plan.register:
+            try:
+                await self.agent.register(body)
+            except ConsulUnavailable:
+                raise
+            except ConsulError as exc:
+                self.metrics.consul_errors.inc()
+                self._warn_once(f"{exc} ({spec.origin})")
+                failed.add(spec.id)
+            else:
+                self.metrics.registrations.inc()
+                log.info("Registered %s (%s).", spec.id, spec.origin)
+        return failed
+
     def _desired(self) -> list[ServiceSpec]:
         desired: list[ServiceSpec] = []
         for container in self._containers:
-            if container.id in self._dead:
+            if container.id in self.events.dead:
                 continue
             specs, warnings = services_for(container, self.config.host)
             for warning in warnings:
@@ -345,23 +287,3 @@ class Registrar:
                 self._warned.clear()
             self._warned.add((key, message))
             log.warning("%s", message)
-
-    async def _deregister_owned(self) -> None:
-        """Deregister every service this host owns, giving up after ``stop_timeout``."""
-
-        async def all_owned() -> int:
-            services: dict[str, Any] = await self.agent.services()
-            ids = owned_ids(services, self.config.owner)
-            await asyncio.gather(*(self.agent.deregister(sid) for sid in ids))
-            return len(ids)
-
-        try:
-            count = await asyncio.wait_for(all_owned(), self.config.stop_timeout)
-            self.metrics.deregistrations.inc(count)
-            log.info("Deregistered %d services on stop.", count)
-        except (ConsulError, TimeoutError) as exc:
-            # str(TimeoutError()) is empty: say what happened instead.
-            log.warning(
-                "Could not deregister on stop: %s",
-                str(exc) or f"timed out after {self.config.stop_timeout:g}s",
-            )

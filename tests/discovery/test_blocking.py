@@ -71,7 +71,11 @@ async def collect(query: BlockingQuery[Any], count: int) -> list[Any]:
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 10))
+    async def bounded() -> Any:
+        async with asyncio.timeout(10):
+            return await coro
+
+    return asyncio.run(bounded())
 
 
 def test_unchanged_answers_are_not_yielded() -> None:
