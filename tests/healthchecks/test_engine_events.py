@@ -1,0 +1,70 @@
+"""The follower of the engine's events counts failures from the last connection, as its log says."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from discovery.errors import EngineError
+from healthchecks.engine import CONNECTED, ContainerEvent, ContainerInfo, ExecResult
+from healthchecks.engine_events import EngineEvents
+from healthchecks.metrics import RegistrarMetrics
+from healthchecks.state import RegistrarState
+
+
+class FlakyEngine:
+    """An event stream that fails to open, opens and breaks, fails again, then stays open."""
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = script  # one entry per call of events(): "down", "breaks" or "stays"
+        self.stayed = asyncio.Event()
+
+    async def running(self, refresh: bool = False) -> tuple[ContainerInfo, ...]:
+        return ()
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        return None
+
+    async def events(self) -> AsyncIterator[ContainerEvent]:
+        step = self.script.pop(0)
+        if step == "down":
+            raise EngineError("The container engine at fake could not open the event stream: down.")
+        yield ContainerEvent(CONNECTED, "")
+        if step == "breaks":
+            raise EngineError("The event stream of the container engine at fake broke: reset.")
+        self.stayed.set()
+        await asyncio.Event().wait()
+
+    async def exec(self, container_id: str, argv: tuple[str, ...], timeout: float, limit: int) -> ExecResult:
+        return ExecResult(0, "")
+
+    async def close(self) -> None:
+        pass
+
+
+def test_failures_are_counted_from_the_last_connection(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = RegistrarMetrics()
+    state = RegistrarState(consul="127.0.0.1:1", engine="fake")
+    reconnects: list[int] = []
+    events = EngineEvents(
+        asyncio.Event(), state, metrics, reconnected=lambda: reconnects.append(1), health_changed=print
+    )
+    engine = FlakyEngine(["down", "down", "breaks", "down", "stays"])
+
+    async def go() -> None:
+        task = asyncio.create_task(events.follow(engine))
+        async with asyncio.timeout(20):
+            await engine.stayed.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        events.stop()
+
+    with caplog.at_level(logging.INFO, logger="healthchecks.engine_events"):
+        asyncio.run(go())
+    attempts = [r.getMessage().rsplit("(", 1)[1] for r in caplog.records if "Reconnecting" in r.getMessage()]
+    assert attempts == ["attempt 1).", "attempt 2).", "attempt 1).", "attempt 2)."]
+    assert sum("Reconnected" in r.getMessage() for r in caplog.records) == 2
+    assert len(reconnects) == 2 and state.engine_error is None and events.stream_error is None
