@@ -2,9 +2,11 @@
 
 Modules, from the pure core to the edges:
 
-* ``spec``     frozen ServiceSpec / CheckSpec and their Consul 1.8 registration bodies (owner marker, digest)
-* ``labels``   container labels and environment -> specs (registrator's conventions), with warnings
-* ``files``    service files (TOML / JSON) -> specs
+* ``spec``     frozen ServiceSpec / CheckSpec, their Consul 1.8 registration bodies (owner marker, digest),
+  and the one set of rules for their values (builders that return problems)
+* ``labels``   container labels and environment -> specs (registrator's conventions), with warnings;
+  ``label_checks`` the SERVICE_CHECK_* labels, ``ports`` SERVICE_PORTS, ``virtualhost`` VIRTUAL_HOST
+* ``files``    service files (TOML / JSON) -> specs (the same rules, as config errors)
 * ``plan``     desired specs vs. the agent's services -> what to register and deregister
 * ``agent``    the local agent's HTTP API (list, register, deregister, update a TTL check)
 * ``runner``   script and HEALTHCHECK checks the companion runs itself, reported to TTL checks
@@ -13,9 +15,11 @@ Modules, from the pure core to the edges:
 * ``metrics``  its Prometheus metrics (``/metrics``)
 * ``daemon``   one TaskGroup: engine events, the services folder, a timer and an agent probe trigger
   reconciles; the status endpoint; systemd readiness
+* ``engine_events`` following the engine's events (deaths remembered, reconnects); ``watch_dir`` the
+  services folder; ``retry`` backoff through tenacity; ``stop`` deregistration on stop
+* ``engine``   the container engine edge (subpackage): values, inspect translation, event policy, the
+  SDK's thread bridge, DockerEngine, process-tree kill, Podman's exec monitors, socket diagnosis
 * ``cli``      ``upstreams-registrar run|check``
-
-The container engine itself is reached through ``engine`` (its own subpackage).
 """
 
 from .config import RegistrarConfig, load_config
