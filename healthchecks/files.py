@@ -54,8 +54,11 @@ def _load(path: Path) -> dict[str, Any]:
 def _raise_first(table: Table, problems: Iterable[Problem | None]) -> None:
     """Service files are strict: the first problem a builder found is the file's error."""
     for problem in problems:
-        if problem is not None:
-            raise table.error(problem.field, problem.says)
+        if problem is None:
+            continue
+        if problem.part:  # "key 'meta' has key 'consul-x', which is not ..."
+            raise table.error(problem.field, f"has {problem.part}, which {problem.says}")
+        raise table.error(problem.field, problem.says)
 
 
 def load_service_file(path: Path, hostname: str, advertise_address: str) -> ServiceSpec:

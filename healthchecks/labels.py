@@ -206,5 +206,6 @@ def _weight(text: str | None, where: str, warnings: list[str]) -> int | None:
 def _meta(keys: dict[str, str], where: str, warnings: list[str]) -> tuple[tuple[str, str], ...]:
     pairs = [(k, v) for k, v in sorted(keys.items()) if k not in KNOWN and not k.startswith(CHECK_PREFIX)]
     meta, problems = build_meta(pairs)
-    warnings.extend(f"{where}: Meta {problem.says}; skipped" for problem in problems)
+    # "Meta key 'bad.key' is not ...; skipped", "Meta has more than 62 keys ...; skipped"
+    warnings.extend(f"{where}: Meta {p.part + ' ' if p.part else ''}{p.says}; skipped" for p in problems)
     return meta

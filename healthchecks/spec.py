@@ -114,10 +114,15 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class Problem:
-    """One value a spec cannot take: the field at fault and what it must be ("must be ...")."""
+    """One value a spec cannot take: the field at fault and what it must be ("must be ...").
+
+    ``part`` narrows it down within the field ("key 'x'" of the meta table); ``says`` then follows the
+    part as its predicate ("is not ...").
+    """
 
     field: str
     says: str
+    part: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,15 +165,17 @@ def build_meta(pairs: Iterable[tuple[str, object]]) -> tuple[tuple[tuple[str, st
             problems.append(
                 Problem(
                     "meta",
-                    f"has key {key[:MAX_META_KEY]!r}, which is not [A-Za-z0-9_-] of at most {MAX_META_KEY} "
-                    "characters, starts with 'consul-' or is reserved",
+                    f"is not [A-Za-z0-9_-] of at most {MAX_META_KEY} characters, starts with 'consul-' or "
+                    "is reserved",
+                    part=f"key {key[:MAX_META_KEY]!r}",
                 )
             )
         elif not isinstance(value, str) or len(value) > MAX_META_VALUE:
             problems.append(
                 Problem(
                     "meta",
-                    f"has a value for {key!r} that is not a string of at most {MAX_META_VALUE} characters",
+                    f"is not a string of at most {MAX_META_VALUE} characters",
+                    part=f"value of {key!r}",
                 )
             )
         elif len(meta) >= MAX_META - 2:  # two pairs are ours
