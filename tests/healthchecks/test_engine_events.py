@@ -19,7 +19,7 @@ class FlakyEngine:
     """An event stream that fails to open, opens and breaks, fails again, then stays open."""
 
     def __init__(self, script: list[str]) -> None:
-        self.script = script  # one entry per call of events(): "down", "breaks" or "stays"
+        self.script = script  # one entry per call of events(): "down", "breaks", "ends" or "stays"
         self.stayed = asyncio.Event()
 
     async def running(self, refresh: bool = False) -> tuple[ContainerInfo, ...]:
@@ -35,6 +35,8 @@ class FlakyEngine:
         yield ContainerEvent(CONNECTED, "")
         if step == "breaks":
             raise EngineError("The event stream of the container engine at fake broke: reset.")
+        if step == "ends":
+            return
         self.stayed.set()
         await asyncio.Event().wait()
 
@@ -45,14 +47,15 @@ class FlakyEngine:
         pass
 
 
-def test_failures_are_counted_from_the_last_connection(caplog: pytest.LogCaptureFixture) -> None:
+def follow(script: list[str]) -> tuple[EngineEvents, RegistrarState, list[int]]:
+    """Follow a FlakyEngine until its stream stays open."""
     metrics = RegistrarMetrics()
     state = RegistrarState(consul="127.0.0.1:1", engine="fake")
     reconnects: list[int] = []
     events = EngineEvents(
         asyncio.Event(), state, metrics, reconnected=lambda: reconnects.append(1), health_changed=print
     )
-    engine = FlakyEngine(["down", "down", "breaks", "down", "stays"])
+    engine = FlakyEngine(script)
 
     async def go() -> None:
         task = asyncio.create_task(events.follow(engine))
@@ -62,9 +65,24 @@ def test_failures_are_counted_from_the_last_connection(caplog: pytest.LogCapture
         await asyncio.gather(task, return_exceptions=True)
         events.stop()
 
+    asyncio.run(go())
+    return events, state, reconnects
+
+
+def test_failures_are_counted_from_the_last_connection(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="healthchecks.engine_events"):
-        asyncio.run(go())
+        events, state, reconnects = follow(["down", "down", "breaks", "down", "stays"])
     attempts = [r.getMessage().rsplit("(", 1)[1] for r in caplog.records if "Reconnecting" in r.getMessage()]
     assert attempts == ["attempt 1).", "attempt 2).", "attempt 1).", "attempt 2)."]
     assert sum("Reconnected" in r.getMessage() for r in caplog.records) == 2
     assert len(reconnects) == 2 and state.engine_error is None and events.stream_error is None
+
+
+def test_a_stream_that_just_ends_is_a_reconnection_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="healthchecks.engine_events"):
+        _, state, reconnects = follow(["ends", "stays"])
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert "Reconnected" in caplog.records[0].getMessage()
+    assert len(reconnects) == 2 and state.engine_error is None
