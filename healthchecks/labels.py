@@ -134,23 +134,19 @@ def _service(
         address=address,
         port=port,
         tags=_tags(keys.get("tags", ""), where, reading.warnings),
-        # nginx-proxy's VIRTUAL_* become nginx-host/nginx-path (virtualhost.py); they win over SERVICE_* meta.
-        meta=tuple(
-            sorted(
-                {
-                    **dict(_meta(keys, where, reading.warnings)),
-                    **dict(
-                        virtual_meta(
-                            reading.container, binding.port, reading.several, where, reading.warnings
-                        )
-                    ),
-                }.items()
-            )
-        ),
+        meta=_all_meta(reading, binding, keys),
         weight=_weight(keys.get("weight"), where, reading.warnings),
         checks=checks_for(svc),
         origin=where,
     )
+
+
+def _all_meta(reading: _Reading, binding: PortBinding, keys: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """SERVICE_* meta, then nginx-proxy's VIRTUAL_* as nginx-host/nginx-path (virtualhost.py), which win."""
+    meta = dict(_meta(keys, reading.where, reading.warnings))
+    container, where, warnings = reading.container, reading.where, reading.warnings
+    meta.update(virtual_meta(container, binding.port, reading.several, where, warnings))
+    return tuple(sorted(meta.items()))
 
 
 def _unique_ids(specs: list[ServiceSpec], where: str, warnings: list[str]) -> list[ServiceSpec]:
