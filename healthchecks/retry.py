@@ -23,9 +23,10 @@ def retrying(
     """Retry ``errors`` for ever, backing off from BACKOFF_INITIAL to BACKOFF_MAX; others propagate."""
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception_type(errors),
-        wait=tenacity.wait_exponential_jitter(
-            multiplier=BACKOFF_INITIAL, max=BACKOFF_MAX, jitter=BACKOFF_INITIAL
-        ),
+        # Half the exponential step, plus a random part of up to the other half: waits spread over
+        # [base/2, base], so the engine's and Consul's retries do not march in step.
+        wait=tenacity.wait_exponential(multiplier=BACKOFF_INITIAL / 2, max=BACKOFF_MAX / 2)
+        + tenacity.wait_random_exponential(multiplier=BACKOFF_INITIAL / 2, max=BACKOFF_MAX / 2),
         before_sleep=before_sleep,
         reraise=True,
     )
