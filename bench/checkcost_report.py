@@ -124,7 +124,7 @@ def section(data: dict[str, Any]) -> list[str]:
         "",
         "Podman costs more per check than Docker on the default path: besides its API service and conmon, "
         "each exec session's conmon runs an exit command, `/usr/bin/podman ... exec cleanup`, a second Podman "
-        "process per check. Since the fix for lingering monitors (discovery/exec_monitors.py) it runs at once "
+        "process per check. Since the fix for lingering monitors (healthchecks/engine/exec_monitors.py) it runs at once "
         "instead of 300 s later, so it falls inside the window; probably why issue 15 measured Podman no "
         "dearer than Docker before that fix (not re-measured without it).",
         "",

@@ -22,9 +22,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from discovery.containers import ExecResult
 from discovery.errors import EngineError
 
+from .engine import ExecResult
 from .runner import run_host_script
 
 __all__ = ["RuncExec"]

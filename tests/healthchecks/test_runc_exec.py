@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from discovery.containers import DockerEngine
 from discovery.errors import EngineError
 from healthchecks.config import load_config
+from healthchecks.engine import DockerEngine
 from healthchecks.runc_exec import RuncExec
 from tests.healthchecks.conftest import REGISTRAR, Companion, checks_of
 from tests.healthchecks.engines import EngineDaemon
