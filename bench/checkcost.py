@@ -30,9 +30,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.healthchecks.engines import EngineDaemon, build_image_tar
-from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from harness.engines import EngineDaemon
+from harness.image import build_image_tar
+from harness.ports import free_port
+from harness.process import stop_process
 
 from .cputime import own_cpu, tree_cpu
 from .direct import confinement, direct_path, nsenter_plan, runc_plan, runc_root

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.healthchecks.engines import EngineDaemon
+from harness.engines import EngineDaemon
 
 from .cputime import tree_cpu
 

@@ -10,7 +10,7 @@ import aiohttp
 
 from discovery.blocking import BlockingQuery
 from discovery.catalog import parse_health
-from discovery.errors import ConsulUnavailable
+from plumbing.errors import ConsulUnavailable
 
 from .board import Board
 from .replicas import SERVICE

@@ -6,9 +6,9 @@ import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from discovery.errors import ConfigError
 from discovery.settings import ConsulSettings
-from discovery.table import Table
+from plumbing.errors import ConfigError
+from plumbing.table import Table
 
 __all__ = ["ENGINES", "DemoOptions", "add_parser"]
 

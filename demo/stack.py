@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from discovery.errors import unwrap_group
 from harness.nginx import NginxServer
 from harness.podman import Podman, engine_missing
 from harness.ports import free_port
 from harness.process import Child, PartFailed
+from plumbing.errors import unwrap_group
 
 from .actions import Actions
 from .board import Board

@@ -1,4 +1,4 @@
-"""Reading the world: Consul's catalog, health and KV as whole, sorted Snapshots (and the shared plumbing).
+"""Reading the world: Consul's catalog, health and KV as whole, sorted Snapshots.
 
 Modules, from the pure core to the edges:
 
@@ -9,12 +9,13 @@ Modules, from the pure core to the edges:
 * ``acl``       whether the configured token can read services at all
 * ``settings``  Consul connection settings: the [consul] table plus Consul's environment conventions
 * ``client``    the asyncio Consul client and its transport; query paths quoted as one segment each
-* ``errors``    the one exception tree of the project
-* ``duration``, ``table``, ``latest``, ``logs``, ``metrics``, ``status``, ``systemd``: shared plumbing
+
+The exception tree and the plumbing both daemons share (durations, logs, metrics, the status server,
+systemd notify) live in the ``plumbing`` package; the errors are re-exported here for callers of
+``discovery``.
 """
 
-from .client import ConsulClient
-from .errors import (
+from plumbing.errors import (
     ConfigError,
     ConsulDenied,
     ConsulError,
@@ -27,6 +28,8 @@ from .errors import (
     TemplateError,
     UpstreamsError,
 )
+
+from .client import ConsulClient
 from .model import CatalogQuery, Dependency, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
 from .settings import ConsulSettings
 from .watch import Watcher

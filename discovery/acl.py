@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import consul
 
+from plumbing.errors import ConsulDenied
+
 from .client import ConsulClient, consul_errors
-from .errors import ConsulDenied
 
 __all__ = ["token_problem"]
 

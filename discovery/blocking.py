@@ -29,7 +29,8 @@ from typing import Generic, TypeVar
 
 import tenacity
 
-from .errors import ConsulError
+from plumbing.errors import ConsulError
+from plumbing.logs import worth_logging
 
 __all__ = ["BlockingQuery", "consul_retrying", "next_index", "too_stale"]
 
@@ -120,7 +121,7 @@ class BlockingQuery(Generic[T]):
     def _report(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, ConsulError):
-            if state.attempt_number in (1, 2, 4) or state.attempt_number % 10 == 0:
+            if worth_logging(state.attempt_number, 10):
                 log.warning("%s (query %s, attempt %d; retrying)", exc, self.name, state.attempt_number)
             if self.on_error:
                 self.on_error(exc)

@@ -21,9 +21,10 @@ import consul.aio
 import consul.base
 from consul.callback import CB
 
+from plumbing.duration import parse_duration
+from plumbing.errors import ConsulDenied, ConsulUnavailable, first_line
+
 from .blocking import too_stale
-from .duration import parse_duration
-from .errors import ConsulDenied, ConsulUnavailable, first_line
 from .settings import ConsulSettings
 
 __all__ = [

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
-from .table import Table
+from plumbing.errors import ConfigError
+from plumbing.table import Table
 
 __all__ = ["ConsulSettings"]
 

@@ -32,13 +32,14 @@ from typing import Any
 import consul.exceptions
 import tenacity
 
+from plumbing.errors import ConsulError, first_line
+from plumbing.latest import Latest
+from plumbing.metrics import ConsulMetrics
+
 from .blocking import BlockingQuery, consul_retrying
 from .catalog import parse_health
 from .client import ConsulClient, agent_silent, consul_errors, unservable
 from .datacenter import Datacenter
-from .errors import ConsulError, first_line
-from .latest import Latest
-from .metrics import ConsulMetrics
 from .model import (
     CatalogQuery,
     Dependency,

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from discovery.errors import UpstreamsError
+from plumbing.errors import UpstreamsError
 
 __all__ = ["Child", "PartFailed", "kill_mentioning", "stop_process"]
 

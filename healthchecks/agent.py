@@ -15,7 +15,7 @@ import consul.callback
 import consul.exceptions
 
 from discovery.client import ConsulClient, consul_errors
-from discovery.errors import ConsulError, first_line
+from plumbing.errors import ConsulError, first_line
 
 __all__ = ["Agent"]
 

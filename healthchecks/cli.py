@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from discovery.client import ConsulClient
-from discovery.errors import ConfigError, UpstreamsError
-from discovery.logs import setup_logging
+from plumbing.errors import ConfigError, UpstreamsError
+from plumbing.logs import setup_logging
 
 from .agent import Agent
 from .config import RegistrarConfig, load_config

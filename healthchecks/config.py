@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from discovery.errors import ConfigError
 from discovery.settings import ConsulSettings
-from discovery.status import parse_listen
-from discovery.table import Table, load_toml
+from plumbing.errors import ConfigError
+from plumbing.status import parse_listen
+from plumbing.table import Table, load_toml
 
 from .labels import HostSettings
 from .runc_exec import RuncExec

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 
 import tenacity
 
-from discovery.errors import ConsulError, ConsulUnavailable, EngineError, unwrap_group
-from discovery.logs import worth_logging
-from discovery.status import StatusServer
-from discovery.systemd import notify
+from plumbing.errors import ConsulError, ConsulUnavailable, EngineError, unwrap_group
+from plumbing.logs import worth_logging
+from plumbing.status import StatusServer
+from plumbing.systemd import notify
 
 from .agent import Agent
 from .config import RegistrarConfig

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import tenacity
 
-from discovery.errors import EngineError
-from discovery.logs import worth_logging
+from plumbing.errors import EngineError
+from plumbing.logs import worth_logging
 
 from .engine import CONNECTED, ContainerEvent, Engine, is_relevant
 from .engine.events import BIRTHS, DEATHS, kind

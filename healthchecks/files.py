@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from discovery.errors import ConfigError
-from discovery.table import Table, load_toml
+from plumbing.errors import ConfigError
+from plumbing.table import Table, load_toml
 
 from .spec import (
     CheckSpec,

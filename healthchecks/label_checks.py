@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from discovery.duration import parse_duration
+from plumbing.duration import parse_duration
 
 from .engine import ContainerInfo
 from .spec import CheckSpec, Problem, Timing, build_timing

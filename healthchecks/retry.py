@@ -1,7 +1,7 @@
 """The companion's retries: exponential backoff with jitter, for ever, through tenacity (as the sidecar's).
 
 The engine and Consul may be away for hours; the daemon never gives up on them, and a failure is logged
-at its 1st, 2nd and 4th attempt, then every ``LOG_EVERY``-th (``discovery.logs.worth_logging``).
+at its 1st, 2nd and 4th attempt, then every ``LOG_EVERY``-th (``plumbing.logs.worth_logging``).
 """
 
 from __future__ import annotations

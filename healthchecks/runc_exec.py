@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from discovery.errors import EngineError
+from plumbing.errors import EngineError
 
 from .engine import ExecResult
 from .runner import run_host_script

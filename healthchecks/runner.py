@@ -23,7 +23,7 @@ import signal
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
-from discovery.errors import ConsulError, EngineError
+from plumbing.errors import ConsulError, EngineError
 
 from .agent import Agent
 from .engine import Engine

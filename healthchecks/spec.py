@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from discovery.duration import format_duration
+from plumbing.duration import format_duration
 
 __all__ = [
     "DIGEST_KEY",

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from discovery.status import Health
+from plumbing.status import Health
 
 from .spec import ServiceSpec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from discovery.errors import ConsulError
+from plumbing.errors import ConsulError
 
 from .agent import Agent
 from .metrics import RegistrarMetrics

@@ -21,6 +21,7 @@ python3Packages.buildPythonApplication {
       ../pyproject.toml
       (lib.fileset.maybeMissing ../README.md)
       (lib.fileset.maybeMissing ../LICENSE)
+      ../plumbing
       ../discovery
       ../renderer
       ../healthchecks
@@ -75,6 +76,7 @@ python3Packages.buildPythonApplication {
   disabledTests = [ "test_example_renders_and_passes_nginx_check" ];
 
   pythonImportsCheck = [
+    "plumbing"
     "discovery"
     "renderer"
     "healthchecks"

@@ -11,9 +11,9 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from discovery.errors import NginxCheckFailed, NginxError, OutputError
 from discovery.model import Snapshot
-from discovery.systemd import notify
+from plumbing.errors import NginxCheckFailed, NginxError, OutputError
+from plumbing.systemd import notify
 
 from .apply import Outcome, apply_renders
 from .exclusion import Exclusion

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from discovery.errors import NginxCheckFailed, OutputError
+from plumbing.errors import NginxCheckFailed, OutputError
 
 from .config import TemplateConfig
 from .files import read_bytes, remove, write_atomic

@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from discovery.duration import parse_duration
-from discovery.errors import ConfigError, ConsulDenied, TemplateError, UpstreamsError
-from discovery.logs import setup_logging
 from discovery.model import Snapshot
+from plumbing.duration import parse_duration
+from plumbing.errors import ConfigError, ConsulDenied, TemplateError, UpstreamsError
+from plumbing.logs import setup_logging
 
 from . import convert
 from .config import SidecarConfig, load_config

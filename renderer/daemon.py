@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from discovery.client import ConsulClient
-from discovery.duration import format_duration
-from discovery.errors import ConfigError, TemplateError, unwrap_group
 from discovery.model import Dependency, Snapshot
-from discovery.status import Health, StatusServer
 from discovery.watch import Watcher
+from plumbing.duration import format_duration
+from plumbing.errors import ConfigError, TemplateError, unwrap_group
+from plumbing.status import Health, StatusServer
 
 from .applier import EXCLUSION_ROUNDS, Applier, files_of
 from .config import SidecarConfig

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from discovery.errors import OutputError
+from plumbing.errors import OutputError
 
 __all__ = ["read_bytes", "remove", "write_atomic"]
 

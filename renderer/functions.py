@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from discovery.errors import TemplateError
 from discovery.model import (
     DatacentersQuery,
     Dependency,
@@ -24,6 +23,7 @@ from discovery.model import (
     PrefixQuery,
 )
 from discovery.sites import HOST_META, PATH_META, split_hosts, valid_host, valid_path
+from plumbing.errors import TemplateError
 
 from .escape import NGINX_NAME
 

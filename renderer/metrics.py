@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from discovery.metrics import ConsulMetrics
+from plumbing.metrics import ConsulMetrics
 
 __all__ = ["SidecarMetrics"]
 

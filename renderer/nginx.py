@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from discovery.errors import NginxCheckFailed, NginxError, NginxNotRunning, NginxReloadFailed
+from plumbing.errors import NginxCheckFailed, NginxError, NginxNotRunning, NginxReloadFailed
 
 from .config import NginxConfig
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from discovery.errors import (
+from plumbing.errors import (
     NginxCheckFailed,
     NginxError,
     NginxNotRunning,

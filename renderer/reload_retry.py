@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from discovery.errors import NginxNotRunning, NginxReloadFailed
+from plumbing.errors import NginxNotRunning, NginxReloadFailed
 
 from .metrics import SidecarMetrics
 from .nginx import CommandNginx, Nginx, master_started_at

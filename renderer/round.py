@@ -30,8 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from discovery.errors import TemplateError
 from discovery.model import Dependency, ServiceQuery, Snapshot
+from plumbing.errors import TemplateError
 
 from .template import Rendered, TemplateSet
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from discovery.model import Snapshot
-from discovery.status import Health
+from plumbing.status import Health
 
 __all__ = ["SidecarState"]
 

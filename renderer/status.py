@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from discovery.errors import ConfigError, UpstreamsError
+from plumbing.errors import ConfigError, UpstreamsError
 
 from .config import SidecarConfig
 

@@ -19,7 +19,6 @@ import jinja2
 import jinja2.nodes
 from jinja2.exceptions import SecurityError
 
-from discovery.errors import TemplateError
 from discovery.model import (
     CatalogQuery,
     Dependency,
@@ -29,6 +28,7 @@ from discovery.model import (
     ServiceSummary,
     Snapshot,
 )
+from plumbing.errors import TemplateError
 
 from .escape import NGINX_NAME, NginxText
 from .functions import DATA_FUNCTIONS, FILTERS, DataFunctions, make_env

@@ -10,7 +10,7 @@ import jinja2.meta
 import jinja2.nodes
 from jinja2.exceptions import SecurityError
 
-from discovery.errors import TemplateError
+from plumbing.errors import TemplateError
 
 __all__ = ["check_names", "describe", "error_line"]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from discovery.acl import token_problem
 from discovery.client import ConsulClient
-from discovery.errors import ConsulDenied, ConsulUnavailable
+from plumbing.errors import ConsulDenied, ConsulUnavailable
 
 __all__ = ["TOKEN_RECHECK", "TokenGuard"]
 

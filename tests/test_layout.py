@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Which top-level packages each may not import. The tests of the benchmarks (tests/**/test_bench*.py:
 # the smoke test, the cluster benchmark's) import them; nothing else in tests/ does.
 FORBIDDEN = {
+    "plumbing": {"discovery", "renderer", "healthchecks", "demo", "harness", "tests", "bench"},
     "discovery": {"renderer", "healthchecks", "demo", "harness", "tests", "bench"},
     "renderer": {"demo", "harness", "tests", "bench"},
     "healthchecks": {"demo", "harness", "tests", "bench"},

@@ -19,7 +19,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from discovery.errors import EngineError, first_line
+from plumbing.errors import EngineError, first_line
 
 from .bridge import ThreadFailed, read_in_thread
 from .exec_monitors import ExecMonitors

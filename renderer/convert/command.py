@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from discovery.errors import ConfigError, TemplateError, UpstreamsError
+from plumbing.errors import ConfigError, TemplateError, UpstreamsError
 
 from ..config import load_config
 from ..template import TemplateSet

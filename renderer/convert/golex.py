@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from discovery.errors import TemplateError
+from plumbing.errors import TemplateError
 
 __all__ = ["Token", "lex"]
 

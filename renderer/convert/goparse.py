@@ -6,7 +6,7 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from discovery.errors import TemplateError
+from plumbing.errors import TemplateError
 
 from .golex import Token, lex
 

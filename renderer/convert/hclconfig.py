@@ -12,7 +12,7 @@ import hcl2
 import lark
 from hcl2.utils import SerializationOptions
 
-from discovery.errors import ConfigError
+from plumbing.errors import ConfigError
 
 from .reload import NginxPlan
 from .report import Problem

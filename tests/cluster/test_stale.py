@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from discovery.client import ConsulClient, consul_errors
-from discovery.errors import ConsulUnavailable
 from discovery.settings import ConsulSettings
+from plumbing.errors import ConsulUnavailable
 from tests.support.cluster import Cluster
 from tests.support.figures import record
 from tests.support.waiting import wait_until

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from discovery.blocking import BlockingQuery, next_index, too_stale
-from discovery.errors import ConsulDenied, ConsulUnavailable
+from plumbing.errors import ConsulDenied, ConsulUnavailable
 
 
 def test_first_answer_index_is_sent_back() -> None:

@@ -6,8 +6,8 @@ import aiohttp
 import consul
 
 from discovery.client import agent_silent
-from discovery.errors import ConsulUnavailable
 from discovery.reachability import Outage, blames_agent
+from plumbing.errors import ConsulUnavailable
 
 
 def _error(cause: BaseException) -> ConsulUnavailable:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from discovery.duration import format_duration, parse_duration
-from discovery.errors import ConfigError
 from discovery.settings import ConsulSettings
-from discovery.table import Table
+from plumbing.duration import format_duration, parse_duration
+from plumbing.errors import ConfigError
+from plumbing.table import Table
 
 
 def settings(

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from discovery.client import ConsulClient
-from discovery.errors import EngineError
 from discovery.settings import ConsulSettings
 from healthchecks.agent import Agent
 from healthchecks.config import RegistrarConfig
 from healthchecks.daemon import Registrar
 from healthchecks.engine import CONNECTED, ContainerEvent, ContainerInfo, ExecResult, PortBinding
 from healthchecks.labels import HostSettings
+from plumbing.errors import EngineError
 from tests.support.consul_agent import ConsulAgent
 
 HOST = "fake-host"

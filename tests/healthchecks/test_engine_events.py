@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from discovery.errors import EngineError
 from healthchecks.engine import CONNECTED, ContainerEvent, ContainerInfo, ExecResult
 from healthchecks.engine_events import EngineEvents
 from healthchecks.metrics import RegistrarMetrics
 from healthchecks.state import RegistrarState
+from plumbing.errors import EngineError
 
 
 class FlakyEngine:

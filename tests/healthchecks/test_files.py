@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import ConfigError
 from healthchecks.files import ServiceFiles, load_service_file
+from plumbing.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from discovery.status import Health
 from healthchecks.spec import CheckSpec, ServiceSpec
 from healthchecks.state import RegistrarState
+from plumbing.status import Health
 from tests.healthchecks.conftest import REGISTRAR, Companion, owned
 from tests.healthchecks.engines import EngineDaemon
 from tests.support.acl import token_with

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import EngineError
 from healthchecks.config import load_config
 from healthchecks.engine import DockerEngine
 from healthchecks.runc_exec import RuncExec
+from plumbing.errors import EngineError
 from tests.healthchecks.conftest import REGISTRAR, Companion, checks_of
 from tests.healthchecks.engines import EngineDaemon
 from tests.support.consul_agent import ConsulAgent

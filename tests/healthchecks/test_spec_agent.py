@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from discovery.client import ConsulClient
-from discovery.errors import ConsulError, ConsulUnavailable
 from discovery.settings import ConsulSettings
 from healthchecks.agent import Agent
 from healthchecks.spec import CheckSpec, ServiceSpec, registration_body
+from plumbing.errors import ConsulError, ConsulUnavailable
 from tests.support.consul_agent import ConsulAgent
 
 EVERY_KIND = ServiceSpec(

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import ConfigError
 from healthchecks.engine import ContainerInfo, PortBinding
 from healthchecks.files import load_service_file
 from healthchecks.labels import HostSettings, services_for
 from healthchecks.spec import MAX_META, Problem, Timing, build_meta, build_timing, id_problem, weight_problem
+from plumbing.errors import ConfigError
 
 HOST = HostSettings(hostname="h1", advertise_address="127.0.0.1")
 

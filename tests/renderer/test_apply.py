@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import NginxCheckFailed, NginxReloadFailed, OutputError
+from plumbing.errors import NginxCheckFailed, NginxReloadFailed, OutputError
 from renderer.apply import Outcome, apply_renders
 from renderer.config import TemplateConfig
 from renderer.files import write_atomic

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import ConfigError
+from plumbing.errors import ConfigError
 from renderer.config import load_config
 
 

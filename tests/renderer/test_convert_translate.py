@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from discovery.errors import TemplateError
 from discovery.model import CatalogQuery, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+from plumbing.errors import TemplateError
 from renderer.convert.golex import lex
 from renderer.convert.goparse import Action, Chain, Cmd, Field, Ident, If, Lit, Pipe, Range, Text, parse
 from renderer.convert.translate import translate

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import NginxCheckFailed, NginxReloadFailed
+from plumbing.errors import NginxCheckFailed, NginxReloadFailed
 from renderer.config import load_config
 from renderer.daemon import Sidecar
 from tests.support.consul_agent import ConsulAgent

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discovery.errors import TemplateError
 from discovery.model import (
     CatalogQuery,
     DatacentersQuery,
@@ -30,6 +29,7 @@ from discovery.model import (
     ServiceSummary,
     Snapshot,
 )
+from plumbing.errors import TemplateError
 from renderer.sandbox import REFUSED_FILTERS
 from renderer.template import TemplateSet
 from tests.support.nginx_tokens import tokens

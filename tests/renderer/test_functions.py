@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import ConfigError, TemplateError
 from discovery.model import (
     CatalogQuery,
     DatacentersQuery,
@@ -27,6 +26,7 @@ from discovery.model import (
     Snapshot,
 )
 from discovery.nodes import parse_node, parse_nodes
+from plumbing.errors import ConfigError, TemplateError
 from renderer.config import load_config
 from renderer.functions import by_tag, parse_json, regex_replace, split_text, to_json
 from renderer.template import TemplateSet

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import NginxNotRunning
+from plumbing.errors import NginxNotRunning
 from renderer.config import NginxConfig
 from renderer.nginx import CommandNginx, is_nginx_master
 from tests.renderer.conftest import register_backend

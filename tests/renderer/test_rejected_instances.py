@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import NginxCheckFailed
+from plumbing.errors import NginxCheckFailed
 from renderer.config import NginxConfig
 from renderer.daemon import EXCLUSION_ROUNDS
 from renderer.exclusion import CheckProblem, parse_check_error

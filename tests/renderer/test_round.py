@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import NginxCheckFailed, NginxError, NginxNotRunning, NginxReloadFailed, OutputError
 from discovery.model import CatalogQuery, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+from plumbing.errors import NginxCheckFailed, NginxError, NginxNotRunning, NginxReloadFailed, OutputError
 from renderer.apply import Outcome
 from renderer.outcome import KEPT, Verdict, judge
 from renderer.round import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from discovery.model import Instance, ServiceQuery, Snapshot
-from discovery.status import Health
+from plumbing.status import Health
 from renderer.state import SidecarState
 
 TOKEN = "ACLs are on and the Consul token can read no service at all."

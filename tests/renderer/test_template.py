@@ -8,8 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from discovery.errors import TemplateError
 from discovery.model import CatalogQuery, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+from plumbing.errors import TemplateError
 from renderer.escape import nginx_ident, nginx_token
 from renderer.template import TemplateSet, parse_service_spec
 from tests.support.nginx_tokens import directives, tokens

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import EngineError
 from healthchecks.engine import DockerEngine
+from plumbing.errors import EngineError
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from discovery.errors import EngineError
 from healthchecks.engine import DockerEngine
 from healthchecks.engine.unix_socket import socket_problem
+from plumbing.errors import EngineError
 from tests.healthchecks.engines import EngineDaemon
 
 RUNS = 12

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from discovery.logs import worth_logging
+from plumbing.logs import worth_logging
 
 
 def test_an_outage_is_logged_at_its_start_then_now_and_then() -> None:
