@@ -1,50 +1,25 @@
-"""docs/benchmarks.md and its chart, regenerated from the merged results of the runs so far."""
+"""docs/benchmarks.md and its chart, regenerated from the merged results of the runs so far.
+
+Each scenario's section is its own module (convergence_report, scale_report, checkcost_report); the
+shared targets and formatting are report_text.
+"""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from .checkcost_report import section as checkcost_section
+from .convergence_report import CHART, chart
+from .convergence_report import section as convergence_section
+from .report_text import TARGETS, dist, load_line, ms, ratio, verdict
+from .scale_report import section as scale_section
 from .stats import summary
 
-__all__ = ["TARGETS", "chart", "render"]
+__all__ = ["CHART", "TARGETS", "chart", "render"]
 
-CHART = "benchmarks-convergence.png"
 NOTES = Path(__file__).with_name("notes.md")
 COMMAND = "python -m bench"
-TARGETS = {
-    "recover": 50.0,  # ms, median, scenario 1
-    "remove": 150.0,  # ms, median, scenario 1
-    "connections": 8,  # at 5,000 services
-    "rss": 150.0,  # MB at 5,000 services
-    "flip": 300.0,  # ms at 5,000 services
-    "idle_cpu": 1.0,  # % at 5,000 services
-    "companion": 100.0,  # ms, median, each way
-}
-
-
-def ms(value: float | None, digits: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
-        return "-"
-    return f"{a / b:.2f}x"
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "**MISSED**"
-
-
-def _dist(samples: list[float | None]) -> str:
-    s = summary(samples)
-    text = f"{ms(s['median'])} / {ms(s['p90'])} / {ms(s['max'])}"
-    return text + (f" ({s['timeouts']} timed out)" if s["timeouts"] else "")
 
 
 def render(results: dict[str, Any], docs: Path) -> str:
@@ -64,9 +39,9 @@ def render(results: dict[str, Any], docs: Path) -> str:
     out += _machine(results.get("meta", {}))
     out += _targets(results)
     if "convergence" in results:
-        out += _convergence(results["convergence"])
+        out += convergence_section(results["convergence"])
     if "scale" in results:
-        out += _scale(results["scale"])
+        out += scale_section(results["scale"])
     if "churn" in results:
         out += _churn(results["churn"])
     if "companion" in results:
@@ -89,210 +64,62 @@ def _machine(meta: dict[str, Any]) -> list[str]:
     return [*rows, ""]
 
 
-def _load(section: dict[str, Any]) -> str:
-    load = section.get("load")
-    when = section.get("when", "")
-    if not load:
-        return ""
-    return f"_Run {when}; load average before / after: {load[0]} / {load[1]}; took {section.get('took_s', 0):.0f} s._"
-
-
 def _targets(results: dict[str, Any]) -> list[str]:
-    rows = ["## Targets at a glance", "", "| target | measured | |", "|---|---|---|"]
-    conv = results.get("convergence", {}).get("systems", {}).get("ours")
-    if conv:
-        rec, rem = summary(conv["recover"])["median"], summary(conv["remove"])["median"]
-        rows.append(
-            f"| recovered instance routed, median < 50 ms | {ms(rec)} ms | {verdict(rec < TARGETS['recover'])} |"
-        )
-        rows.append(
-            f"| failed instance removed, median < 150 ms | {ms(rem)} ms | {verdict(rem < TARGETS['remove'])} |"
-        )
-    big = results.get("scale", {}).get("5000", {}).get("systems", {}).get("ours")
-    if big:
-        flip = max(summary(big["remove"])["median"], summary(big["recover"])["median"])
-        rows += [
-            f"| 5,000 services: connections to Consul ≤ 8 | {big['peak_connections']} (peak) | "
-            f"{verdict(big['peak_connections'] <= TARGETS['connections'])} |",
-            f"| 5,000 services: RSS < 150 MB | {ms(big['peak_rss_mb'])} MB (peak) | "
-            f"{verdict(big['peak_rss_mb'] < TARGETS['rss'])} |",
-            f"| 5,000 services: flip-to-route < 300 ms (median, worse of remove/recover) | {ms(flip)} ms | "
-            f"{verdict(flip < TARGETS['flip'])} |",
-            f"| 5,000 services: idle CPU < 1% | {ms(big['idle_cpu_pct'], 2)} % | "
-            f"{verdict(big['idle_cpu_pct'] < TARGETS['idle_cpu'])} |",
-        ]
-    churn = results.get("churn", {})
+    """The targets table: a row per target whose scenario has results; nothing when none has."""
+    rows = _convergence_targets(results.get("convergence", {}).get("systems", {}).get("ours"))
+    rows += _scale_targets(results.get("scale", {}).get("5000", {}).get("systems", {}).get("ours"))
+    rows += _churn_targets(results.get("churn", {}))
+    rows += _companion_targets(results.get("companion"))
+    if not rows:
+        return []
+    return ["## Targets at a glance", "", "| target | measured | |", "|---|---|---|", *rows, ""]
+
+
+def _convergence_targets(conv: dict[str, Any] | None) -> list[str]:
+    if not conv:
+        return []
+    rec, rem = summary(conv["recover"])["median"], summary(conv["remove"])["median"]
+    return [
+        f"| recovered instance routed, median < 50 ms | {ms(rec)} ms | {verdict(rec < TARGETS['recover'])} |",
+        f"| failed instance removed, median < 150 ms | {ms(rem)} ms | {verdict(rem < TARGETS['remove'])} |",
+    ]
+
+
+def _scale_targets(big: dict[str, Any] | None) -> list[str]:
+    if not big:
+        return []
+    flip = max(summary(big["remove"])["median"], summary(big["recover"])["median"])
+    return [
+        f"| 5,000 services: connections to Consul ≤ 8 | {big['peak_connections']} (peak) | "
+        f"{verdict(big['peak_connections'] <= TARGETS['connections'])} |",
+        f"| 5,000 services: RSS < 150 MB | {ms(big['peak_rss_mb'])} MB (peak) | "
+        f"{verdict(big['peak_rss_mb'] < TARGETS['rss'])} |",
+        f"| 5,000 services: flip-to-route < 300 ms (median, worse of remove/recover) | {ms(flip)} ms | "
+        f"{verdict(flip < TARGETS['flip'])} |",
+        f"| 5,000 services: idle CPU < 1% | {ms(big['idle_cpu_pct'], 2)} % | "
+        f"{verdict(big['idle_cpu_pct'] < TARGETS['idle_cpu'])} |",
+    ]
+
+
+def _churn_targets(churn: dict[str, Any]) -> list[str]:
     ours = churn.get("systems", {}).get("ours")
-    if ours:
-        allowed = _allowed_reloads(churn)
-        rows.append(f"| churn: zero failed requests | {ours['failed']} | {verdict(ours['failed'] == 0)} |")
-        rows.append(
-            f"| churn: ≤ one reload per wait.max (≤ {allowed}) | {ours['reloads']} | {verdict(ours['reloads'] <= allowed)} |"
-        )
-    comp = results.get("companion")
-    if comp and "register" in comp:
-        reg, dereg = summary(comp["register"])["median"], summary(comp["deregister"])["median"]
-        rows.append(
-            f"| companion: start -> in Consul, median < 100 ms | {ms(reg)} ms | {verdict(reg < TARGETS['companion'])} |"
-        )
-        rows.append(
-            f"| companion: death -> deregistered, median < 100 ms | {ms(dereg)} ms | {verdict(dereg < TARGETS['companion'])} |"
-        )
-    return [*rows, ""] if len(rows) > 4 else []
-
-
-def _convergence(conv: dict[str, Any]) -> list[str]:
-    systems = conv["systems"]
-    labels = conv.get("labels", {})
-    floor = systems.get("floor")
-    traefik = systems.get("traefik-1s")
-    out = [
-        "## 1. Convergence: one of four instances fails, then recovers",
-        "",
-        _load(conv),
-        "",
-        "A TTL check is failed (then passed) through the agent API at t0 while a client asks the proxy without",
-        "pause (a new connection per request). *Remove*: t0 to the last answer from that instance; *recover*: t0",
-        "to its first answer. The floor is a minimal sidecar (one blocking query; write; SIGHUP; no check, no",
-        "template engine) measured in the same run.",
-        "",
-        "| system | rounds | remove (ms) | recover (ms) | remove / floor | recover / floor | remove / Traefik 1s | recover / Traefik 1s |",
-        "|---|---|---|---|---|---|---|---|",
+    if not ours:
+        return []
+    allowed = _allowed_reloads(churn)
+    return [
+        f"| churn: zero failed requests | {ours['failed']} | {verdict(ours['failed'] == 0)} |",
+        f"| churn: ≤ one reload per wait.max (≤ {allowed}) | {ours['reloads']} | {verdict(ours['reloads'] <= allowed)} |",
     ]
-    for key, data in systems.items():
-        rem, rec = summary(data["remove"]), summary(data["recover"])
-        fl_rem = summary(floor["remove"])["median"] if floor else None
-        fl_rec = summary(floor["recover"])["median"] if floor else None
-        tr_rem = summary(traefik["remove"])["median"] if traefik else None
-        tr_rec = summary(traefik["recover"])["median"] if traefik else None
-        out.append(
-            f"| {labels.get(key, key)} | {rem['n']} | {_dist(data['remove'])} | {_dist(data['recover'])} | "
-            f"{ratio(rem['median'], fl_rem)} | {ratio(rec['median'], fl_rec)} | "
-            f"{ratio(rem['median'], tr_rem)} | {ratio(rec['median'], tr_rec)} |"
-        )
-    out.append("")
-    if floor and "parts" in floor:
-        parts = floor["parts"]
-        out += [
-            "Floor, split: Consul's blocking query wakes after the flip, then nginx from SIGHUP until it routes:",
-            "",
-            "| part | median / p90 / max (ms) |",
-            "|---|---|",
-            f"| Consul wakes a blocking `/v1/health/service/prime` after the flip | {_dist(parts['consul_wake'])} |",
-            f"| nginx SIGHUP -> new upstream routes (added instance) | {_dist(parts['reload_add'])} |",
-            f"| nginx SIGHUP -> last request to the removed instance (old workers linger) | {_dist(parts['reload_remove'])} |",
-            "",
-        ]
-    ours = systems.get("ours")
-    if ours:
-        rec, rem = summary(ours["recover"])["median"], summary(ours["remove"])["median"]
-        out.append(
-            f"Targets: recover < 50 ms median: {ms(rec)} ms, {verdict(rec < TARGETS['recover'])}; "
-            f"remove < 150 ms median: {ms(rem)} ms, {verdict(rem < TARGETS['remove'])}"
-            + (" (see *Diagnosis* below)." if rec >= TARGETS["recover"] or rem >= TARGETS["remove"] else ".")
-        )
-        failed = {k: v.get("failed_requests", 0) for k, v in systems.items()}
-        out += [
-            "",
-            "Failed client requests during the rounds: "
-            + ", ".join(f"{k} {v}" for k, v in failed.items())
-            + ".",
-        ]
-    out += ["", f"![Convergence distributions]({CHART})", ""]
-    return out
 
 
-def _scale(scale: dict[str, Any]) -> list[str]:
-    out = [
-        "## 2. Scale: N services x 4 instances, one upstream per service",
-        "",
-        "Instances registered through `/v1/catalog/register` by 16 threads (registration time is apart from",
-        "the first render). Flip-to-route is the remove / recover latency of one instance of one service among",
-        "N, seen through the proxy. CPU is % of one core over 10 s (idle) and over 10 s of 10 flips/s (churn);",
-        "for the sidecar, `+ n` is CPU of the children it ran (`nginx -t`). Connections: peak established TCP",
-        "connections to Consul's HTTP port. Traefik runs with refreshInterval 1s.",
-        "",
+def _companion_targets(comp: dict[str, Any] | None) -> list[str]:
+    if not comp or "register" not in comp:  # a companion run that failed has only its error
+        return []
+    reg, dereg = summary(comp["register"])["median"], summary(comp["deregister"])["median"]
+    return [
+        f"| companion: start -> in Consul, median < 100 ms | {ms(reg)} ms | {verdict(reg < TARGETS['companion'])} |",
+        f"| companion: death -> deregistered, median < 100 ms | {ms(dereg)} ms | {verdict(dereg < TARGETS['companion'])} |",
     ]
-    for size in sorted(scale, key=int):
-        data = scale[size]
-        systems = data.get("systems", {})
-        ours, tr, floor = systems.get("ours"), systems.get("traefik-1s"), data.get("floor")
-        out += [f"### {int(size):,} services ({data['instances']:,} instances)", "", _load(data), ""]
-        out += [
-            f"Registration: {data['registration_s']:.1f} s.",
-            "",
-            "| metric | upstreams | Traefik 1s | floor | ours / Traefik | ours / floor |",
-            "|---|---|---|---|---|---|",
-        ]
-
-        row = _rows(out)
-        first = get(ours, "first_render_s")
-        row("first complete render (ms)", first * 1000 if first else None, None)
-        row(
-            "first route through the proxy (ms)",
-            (get(ours, "first_route_s") or math.nan) * 1000,
-            (get(tr, "first_route_s") or math.nan) * 1000,
-        )
-        fl_rem = (med(floor, "consul_wake") or 0) + (med(floor, "reload_remove") or 0) if floor else None
-        fl_add = (med(floor, "consul_wake") or 0) + (med(floor, "reload_add") or 0) if floor else None
-        row("flip -> removed, median (ms)", med(ours, "remove"), med(tr, "remove"), fl_rem)
-        row("flip -> recovered, median (ms)", med(ours, "recover"), med(tr, "recover"), fl_add)
-        if ours:
-            out.append(
-                f"| flip latencies, median / p90 / max (ms) | remove {_dist(ours['remove'])}; recover {_dist(ours['recover'])} | "
-                + (f"remove {_dist(tr['remove'])}; recover {_dist(tr['recover'])}" if tr else "-")
-                + " | | | |"
-            )
-        row("RSS idle (MB)", get(ours, "idle_rss_mb"), get(tr, "idle_rss_mb"))
-        row("RSS peak (MB)", get(ours, "peak_rss_mb"), get(tr, "peak_rss_mb"))
-        out.append(
-            f"| CPU idle (%) | {ms(get(ours, 'idle_cpu_pct'), 2)} + {ms(get(ours, 'idle_children_cpu_pct'), 2)} | "
-            f"{ms(get(tr, 'idle_cpu_pct'), 2)} | | {ratio(get(ours, 'idle_cpu_pct'), get(tr, 'idle_cpu_pct'))} | |"
-        )
-        out.append(
-            f"| CPU under churn (%) | {ms(get(ours, 'churn_cpu_pct'), 1)} + {ms(get(ours, 'churn_children_cpu_pct'), 1)} | "
-            f"{ms(get(tr, 'churn_cpu_pct'), 1)} | | {ratio(get(ours, 'churn_cpu_pct'), get(tr, 'churn_cpu_pct'))} | |"
-        )
-        out.append(f"| nginx reloads during churn | {ms(get(ours, 'churn_reloads'))} | - | | | |")
-        row("connections to Consul, peak", get(ours, "peak_connections"), get(tr, "peak_connections"))
-        if floor:
-            out.append(
-                f"| floor parts (ms) | | | Consul wake {_dist(floor['consul_wake'])}; `nginx -t` {_dist(floor['nginx_check'])}; "
-                f"reload->removed {_dist(floor['reload_remove'])}; reload->added {_dist(floor['reload_add'])} | | |"
-            )
-        if int(size) == 5000 and ours:
-            flip = max(med(ours, "remove") or 0, med(ours, "recover") or 0)
-            checks = [
-                ("connections ≤ 8", ours["peak_connections"] <= TARGETS["connections"]),
-                ("RSS < 150 MB", ours["peak_rss_mb"] < TARGETS["rss"]),
-                ("flip-to-route < 300 ms", flip < TARGETS["flip"]),
-                ("idle CPU < 1%", ours["idle_cpu_pct"] < TARGETS["idle_cpu"]),
-            ]
-            out += [
-                "",
-                "Targets at 5,000: "
-                + "; ".join(f"{name}: {verdict(ok)}" for name, ok in checks)
-                + ("." if all(ok for _, ok in checks) else ". See *Diagnosis* below."),
-            ]
-        out.append("")
-    return out
-
-
-def get(s: dict[str, Any] | None, key: str) -> Any:
-    return None if s is None else s.get(key)
-
-
-def med(s: dict[str, Any] | None, key: str) -> float | None:
-    return None if s is None or key not in s else summary(s[key])["median"]
-
-
-def _rows(out: list[str]) -> Any:
-    def row(label: str, a: Any, b: Any, f: Any = None, digits: int = 0) -> None:
-        out.append(
-            f"| {label} | {ms(a, digits)} | {ms(b, digits)} | {ms(f, digits)} | {ratio(a, b)} | {ratio(a, f)} |"
-        )
-
-    return row
 
 
 def _allowed_reloads(churn: dict[str, Any]) -> int:
@@ -304,7 +131,7 @@ def _churn(churn: dict[str, Any]) -> list[str]:
     out = [
         "## 3. Churn: steady client load while instances flip",
         "",
-        _load(churn),
+        load_line(churn),
         "",
         f"{churn['flips']} flips over {churn['seconds']:g} s across {churn['services']} services (each keeps at least",
         "three healthy instances), the sidecar with `wait` min 100 ms / max 1 s; clients cycle through every",
@@ -346,7 +173,7 @@ def _companion(comp: dict[str, Any]) -> list[str]:
     return [
         "## 4. Companion: containers on Podman -> Consul",
         "",
-        _load(comp),
+        load_line(comp),
         "",
         f"{reg['n']} busybox containers labelled `SERVICE_NAME=cweb`, started and killed one at a time with",
         "`upstreams-registrar run` watching Podman's Docker-compatible API. Latency from the engine's event",
@@ -355,11 +182,11 @@ def _companion(comp: dict[str, Any]) -> list[str]:
         "",
         "| step | upstreams-registrar (ms) | floor (ms) | ours / floor |",
         "|---|---|---|---|",
-        f"| start event -> service in the catalog | {_dist(comp['register'])} | {_dist(floor.get('consul_register', []))} "
+        f"| start event -> service in the catalog | {dist(comp['register'])} | {dist(floor.get('consul_register', []))} "
         f"(agent register -> catalog) | {ratio(reg['median'], fl_reg)} |",
-        f"| die event -> deregistered | {_dist(comp['deregister'])} | {_dist(floor.get('consul_register', []))} "
+        f"| die event -> deregistered | {dist(comp['deregister'])} | {dist(floor.get('consul_register', []))} "
         f"(same Consul path) | {ratio(dereg['median'], fl_reg)} |",
-        f"| (engine) kill call -> die event | | {_dist(floor.get('engine_die_event', []))} | |",
+        f"| (engine) kill call -> die event | | {dist(floor.get('engine_die_event', []))} | |",
         "",
         f"Targets (< 100 ms median each): register {ms(reg['median'])} ms, {verdict(reg_ok)}; "
         f"deregister {ms(dereg['median'])} ms, {verdict(dereg_ok)}. (Floor of the engine itself: "
@@ -367,42 +194,3 @@ def _companion(comp: dict[str, Any]) -> list[str]:
         + ("" if reg_ok and dereg_ok else " See *Diagnosis* below."),
         "",
     ]
-
-
-def chart(conv: dict[str, Any], path: Path) -> None:
-    """Strip plots of the remove and recover samples per system, log scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    systems = conv["systems"]
-    names = list(systems)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.9 * len(names) + 1.6), sharey=True)
-    targets = {"remove": TARGETS["remove"], "recover": TARGETS["recover"]}
-    for ax, kind in zip(axes, ("remove", "recover"), strict=True):
-        for y, key in enumerate(names):
-            values = [v * 1000 for v in systems[key][kind] if v is not None]
-            jitter = [y + 0.25 * math.sin(i * 2.4) for i in range(len(values))]
-            ax.scatter(values, jitter, s=14, alpha=0.7)
-            if values:
-                median = summary(systems[key][kind])["median"]
-                ax.plot([median, median], [y - 0.35, y + 0.35], color="black", linewidth=2)
-        ax.axvline(
-            targets[kind], color="red", linestyle="--", linewidth=1, label=f"target {targets[kind]:g} ms"
-        )
-        ax.set_xscale("log")
-        ax.set_xlabel("milliseconds (log scale); bar = median")
-        ax.set_title(
-            "failed instance: last request" if kind == "remove" else "recovered instance: first request"
-        )
-        ax.legend(loc="lower right", fontsize=8)
-        ax.grid(True, axis="x", which="both", alpha=0.3)
-    axes[0].set_yticks(range(len(names)))
-    axes[0].set_yticklabels(
-        [conv.get("labels", {}).get(n, n).split(" (")[0] + f"\n({n})" for n in names], fontsize=8
-    )
-    fig.suptitle("Convergence after a health flip (Consul -> proxy routes accordingly)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
