@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,19 @@ REGISTRAR = str(Path(sys.executable).with_name("upstreams-registrar"))
 REAPER = Path(__file__).with_name("reaper.py")
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every path of every engine shares: where, against which Consul, how many, how long."""
+
+    folder: Path
+    consul: ConsulAgent
+    count: int
+    seconds: float
+    interval: float
+    env: Mapping[str, str]
+    steps: Steps
+
+
 def run(
     folder: Path,
     consul: ConsulAgent,
@@ -67,57 +81,54 @@ def run(
         "seconds": seconds,
         "machine": _machine(),
     }
+    at = _Run(folder, consul, count, seconds, interval, env, steps)
     for kind in engines:
-        result[kind] = _one_engine(kind, folder, consul, count, seconds, interval, env, steps)
+        result[kind] = _one_engine(kind, at)
     return result
 
 
-def _one_engine(
-    kind: str,
-    folder: Path,
-    consul: ConsulAgent,
-    count: int,
-    seconds: float,
-    interval: float,
-    env: Mapping[str, str],
-    steps: Steps,
-) -> dict[str, Any]:
+def _one_engine(kind: str, at: _Run) -> dict[str, Any]:
     """Every path on one engine, on the same ``count`` containers."""
-    root = folder / kind
+    root = at.folder / kind
     root.mkdir(parents=True, exist_ok=True)
     engine = EngineDaemon(kind, root, build_image_tar(root))
     _under_reaper(engine, root / "shim")
-    steps.note(f"starting {kind}")
+    at.steps.note(f"starting {kind}")
     engine.start()
     try:
         engine.load_image()
-        names = [f"cc{i:02d}" for i in range(count)]
-        labels = {
-            "SERVICE_NAME": SERVICE,
-            "SERVICE_CHECK_SCRIPT": " ".join(CHECK),
-            "SERVICE_CHECK_INTERVAL": f"{interval:g}s",
-        }
-        found = [engine.run(name, labels=labels, ports={"8080/tcp": None}) for name in names]
-        for container in found:
-            container.reload()
-        pids = [int(c.attrs["State"]["Pid"]) for c in found]
-        state = runc_root(engine)
-        data: dict[str, Any] = {}
-        steps.advance(note=f"{kind}: engine exec API")
-        data["engine_api"] = _companion_path(folder / f"{kind}-api", engine, consul, count, seconds, env, "")
-        steps.advance(note=f"{kind}: companion with runc")
-        runc_config = f'[checks]\nexec = "runc"\nrunc_root = "{state}"\n'
-        data["companion_runc"] = _companion_path(
-            folder / f"{kind}-runc", engine, consul, count, seconds, env, runc_config
-        )
-        steps.advance(note=f"{kind}: nsenter")
-        data["nsenter"] = direct_path(engine, [nsenter_plan(pid, CHECK) for pid in pids], seconds, interval)
-        steps.advance(note=f"{kind}: runc exec")
-        data["runc"] = direct_path(engine, [runc_plan(state, c.id, CHECK) for c in found], seconds, interval)
-        data["seen"] = confinement(engine, names[0], pids[0])
-        return data
+        return _paths(kind, at, engine)
     finally:
         engine.stop()
+
+
+def _paths(kind: str, at: _Run, engine: EngineDaemon) -> dict[str, Any]:
+    """``count`` labelled containers on a started engine, then each path's window over them."""
+    names = [f"cc{i:02d}" for i in range(at.count)]
+    labels = {
+        "SERVICE_NAME": SERVICE,
+        "SERVICE_CHECK_SCRIPT": " ".join(CHECK),
+        "SERVICE_CHECK_INTERVAL": f"{at.interval:g}s",
+    }
+    found = [engine.run(name, labels=labels, ports={"8080/tcp": None}) for name in names]
+    for container in found:
+        container.reload()
+    pids = [int(c.attrs["State"]["Pid"]) for c in found]
+    state = runc_root(engine)
+    data: dict[str, Any] = {}
+    at.steps.advance(note=f"{kind}: engine exec API")
+    data["engine_api"] = _companion_path(at.folder / f"{kind}-api", engine, at, "")
+    at.steps.advance(note=f"{kind}: companion with runc")
+    runc_config = f'[checks]\nexec = "runc"\nrunc_root = "{state}"\n'
+    data["companion_runc"] = _companion_path(at.folder / f"{kind}-runc", engine, at, runc_config)
+    at.steps.advance(note=f"{kind}: nsenter")
+    nsenter = [nsenter_plan(pid, CHECK) for pid in pids]
+    data["nsenter"] = direct_path(engine, nsenter, at.seconds, at.interval)
+    at.steps.advance(note=f"{kind}: runc exec")
+    runc = [runc_plan(state, c.id, CHECK) for c in found]
+    data["runc"] = direct_path(engine, runc, at.seconds, at.interval)
+    data["seen"] = confinement(engine, names[0], pids[0])
+    return data
 
 
 def _machine() -> dict[str, str]:
@@ -159,25 +170,12 @@ def _under_reaper(engine: EngineDaemon, shim: Path) -> None:
     engine.env["PATH"] = f"{shim}:{engine.env.get('PATH', os.defpath)}"
 
 
-def _companion_path(
-    folder: Path,
-    engine: EngineDaemon,
-    consul: ConsulAgent,
-    count: int,
-    seconds: float,
-    env: Mapping[str, str],
-    extra: str,
-) -> dict[str, Any]:
+def _companion_path(folder: Path, engine: EngineDaemon, at: _Run, extra: str) -> dict[str, Any]:
     """The companion runs the checks (through the engine's exec API, or as ``extra`` config says)."""
     folder.mkdir(parents=True, exist_ok=True)
     status = free_port()
-    config = folder / "registrar.toml"
-    config.write_text(
-        f'[consul]\naddress = "{consul.address}"\n\n[registrar]\nhostname = "{HOST}"\n'
-        f'advertise_address = "127.0.0.1"\nresync = "60s"\nengine = "{engine.url}"\n'
-        f'[status]\nlisten = "127.0.0.1:{status}"\n{extra}'
-    )
-    own_env = {k: v for k, v in env.items() if not k.startswith(("CONSUL_", "DOCKER_"))}
+    config = _registrar_config(folder, at.consul, engine, status, extra)
+    own_env = {k: v for k, v in at.env.items() if not k.startswith(("CONSUL_", "DOCKER_"))}
     with (folder / "registrar.log").open("ab") as log:
         proc = subprocess.Popen(
             [REGISTRAR, "run", "--config", str(config)], stdout=log, stderr=log, env=own_env
@@ -185,10 +183,10 @@ def _companion_path(
     try:
         assert engine.proc is not None
         metrics = f"http://127.0.0.1:{status}/metrics"
-        wait_until(lambda: _checks_run(metrics) >= 2 * count, timeout=60, interval=0.1)  # warmed up
+        wait_until(lambda: _checks_run(metrics) >= 2 * at.count, timeout=60, interval=0.1)  # warmed up
         before = (tree_cpu(engine.proc.pid), tree_cpu(proc.pid), own_cpu(proc.pid), _checks_run(metrics))
         t0 = time.monotonic()
-        time.sleep(seconds)
+        time.sleep(at.seconds)
         after = (tree_cpu(engine.proc.pid), tree_cpu(proc.pid), own_cpu(proc.pid), _checks_run(metrics))
         t1 = time.monotonic()
     finally:
@@ -201,6 +199,18 @@ def _companion_path(
         "companion_cpu_s": own_s,
         "command_cpu_s": tree_s - own_s,  # what it started: runc on the runc path, nothing on the API's
     }
+
+
+def _registrar_config(
+    folder: Path, consul: ConsulAgent, engine: EngineDaemon, status: int, extra: str
+) -> Path:
+    config = folder / "registrar.toml"
+    config.write_text(
+        f'[consul]\naddress = "{consul.address}"\n\n[registrar]\nhostname = "{HOST}"\n'
+        f'advertise_address = "127.0.0.1"\nresync = "60s"\nengine = "{engine.url}"\n'
+        f'[status]\nlisten = "127.0.0.1:{status}"\n{extra}'
+    )
+    return config
 
 
 def _checks_run(metrics_url: str) -> int:

@@ -105,20 +105,12 @@ def _play(
     nginx: NginxServer | None,
 ) -> dict[str, Any]:
     """Play ``plan`` through Consul, or (the floor) by writing nginx's upstreams and reloading it directly."""
-    direct = system == "floor"
-    if direct:
-        assert nginx is not None
-        down: dict[int, str] = {}
-        _write_direct(nginx, names, down)
+    direct = nginx if system == "floor" else None
+    down: dict[int, str] = {}
+    if direct is not None:
+        _write_direct(direct, names, down)
     with Prober(port, names, pause=0.004, max_seconds=seconds + 300) as prober:
-        wait_until(
-            lambda: (
-                len(prober.since(time.monotonic() - 0.5)) > 5
-                and all(r.ok for r in prober.since(time.monotonic() - 0.5))
-            ),
-            timeout=120,
-            what=f"{system} serving every service",
-        )
+        _wait_serving(prober, system)
         time.sleep(1.0)
         reloads_before = nginx.reloads() if nginx else 0
         start = time.monotonic()
@@ -126,13 +118,8 @@ def _play(
             delay = start + k * seconds / len(plan) - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            if direct:
-                assert nginx is not None
-                if status == "passing":
-                    down.pop(i, None)
-                else:
-                    down[i] = backend
-                _write_direct(nginx, names, down)
+            if direct is not None:
+                _flip_direct(direct, names, down, i, backend, status)
             else:
                 consul.set_ttl(sid(i, backend), status)
             if k % 10 == 0:
@@ -146,6 +133,29 @@ def _play(
     for r in failed:
         kinds[r.label] = kinds.get(r.label, 0) + 1
     return {"reloads": reloads, "requests": total, "failed": len(failed), "failed_kinds": kinds}
+
+
+def _wait_serving(prober: Prober, system: str) -> None:
+    """Until the last half second of requests is more than five, all answered."""
+    wait_until(
+        lambda: (
+            len(prober.since(time.monotonic() - 0.5)) > 5
+            and all(r.ok for r in prober.since(time.monotonic() - 0.5))
+        ),
+        timeout=120,
+        what=f"{system} serving every service",
+    )
+
+
+def _flip_direct(
+    nginx: NginxServer, names: list[str], down: dict[int, str], i: int, backend: str, status: str
+) -> None:
+    """The floor's flip: ``down`` updated, the whole file rewritten and nginx reloaded."""
+    if status == "passing":
+        down.pop(i, None)
+    else:
+        down[i] = backend
+    _write_direct(nginx, names, down)
 
 
 def _write_direct(nginx: NginxServer, names: list[str], down: dict[int, str]) -> None:
