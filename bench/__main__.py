@@ -1,11 +1,12 @@
 """``python -m bench``: run the benchmarks, merge the results, regenerate docs/benchmarks.md.
 
 Examples:
-    python -m bench                                   # everything (about 15-20 minutes)
+    python -m bench                                   # every default scenario (about 21 minutes)
     python -m bench --scenario convergence --rounds 20
     python -m bench --scenario scale --sizes 5000
     python -m bench --scenario churn,companion
     python -m bench --scenario checkcost --check-containers 10 --check-seconds 15
+    python -m bench --scenario sidecars --sidecars 20 --sidecar-sizes 50,500   # not in the default set
 
 Results of each scenario (and each scale size) replace the earlier ones in ``bench/results.json``, so
 running one scenario regenerates the whole page with the others' last figures.
@@ -20,28 +21,40 @@ import platform
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.nginx import nginx_binary
 
-from . import checkcost, churn, companion, convergence, report, scale
+from . import convergence, report
 from .progress import Bars
-from .rig import ConsulAgent, workdir
+from .rig import workdir
+from .scenarios import DEFAULT, SCENARIOS, Run
 from .traefik import traefik_binary
 from .traefik import version as traefik_version
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("convergence", "scale", "churn", "companion", "checkcost")
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    _what(p)
+    _sizing(p)
+    p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
+    p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where benchmarks.md and the chart go")
+    p.add_argument("--no-report", action="store_true", help="measure only; leave docs/ alone")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--keep", action="store_true", help="keep the working folder (logs) under /tmp")
+    return p.parse_args(argv)
+
+
+def _what(p: argparse.ArgumentParser) -> None:
+    """Which scenarios and systems run, scale's sizes and convergence's rounds."""
     p.add_argument(
-        "--scenario", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}"
+        "--scenario",
+        default=",".join(DEFAULT),
+        help=f"comma-separated subset of {', '.join(SCENARIOS)} (default: all but sidecars)",
     )
     p.add_argument(
         "--sizes", type=_sizes, default="100,1000,5000", help="scale sizes (services), comma-separated"
@@ -58,6 +71,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default="floor,ours,traefik-1s,traefik-default",
         help="systems to compare: floor, ours, traefik-1s, traefik-default",
     )
+
+
+def _sizing(p: argparse.ArgumentParser) -> None:
+    """How big and how long the churn, companion, checkcost and sidecars scenarios are."""
     p.add_argument("--churn-flips", type=int, default=200)
     p.add_argument("--churn-seconds", type=float, default=60.0)
     p.add_argument("--churn-services", type=int, default=50)
@@ -68,12 +85,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--check-seconds", type=float, default=15.0, help="checkcost scenario: seconds per path (default 15)"
     )
-    p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
-    p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where benchmarks.md and the chart go")
-    p.add_argument("--no-report", action="store_true", help="measure only; leave docs/ alone")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--keep", action="store_true", help="keep the working folder (logs) under /tmp")
-    return p.parse_args(argv)
+    p.add_argument("--sidecars", type=int, default=20, help="sidecars scenario: sidecars (default 20)")
+    p.add_argument(
+        "--sidecar-sizes", type=_sizes, default="50,500", help="sidecars scenario: catalog sizes (services)"
+    )
+    p.add_argument(
+        "--sidecar-seconds",
+        type=float,
+        default=15.0,
+        help="sidecars scenario: seconds per idle and churn phase",
+    )
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -111,101 +132,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["meta"] = meta()
     with Bars(quiet=args.quiet) as bars, workdir(keep=args.keep) as folder:
         bars.log(f"Working folder: {folder}")
+        run = Run(args, systems, results, folder, bars)
         for scenario in scenarios:
-            if scenario == "convergence":
-                total = sum(args.default_rounds if s == "traefik-default" else args.rounds for s in systems)
-                steps = bars.scenario("convergence", total)
-                with measured(results, "convergence", folder / "c-consul") as (section, consul):
-                    section.update(
-                        convergence.run(
-                            folder / "convergence",
-                            consul,
-                            rounds=args.rounds,
-                            default_rounds=args.default_rounds,
-                            systems=tuple(s for s in systems if s in convergence.SYSTEMS),
-                            steps=steps,
-                        )
-                    )
-            elif scenario == "scale":
-                scale_systems = tuple(s for s in systems if s in ("ours", "traefik-1s"))
-                steps = bars.scenario(
-                    "scale", len(args.sizes) * (scale.Plan().steps * len(scale_systems) + 2)
-                )
-                table = results.setdefault("scale", {})
-                for size in args.sizes:
-                    with measured(table, str(size), folder / f"s{size}-consul") as (section, consul):
-                        section.update(
-                            scale.run_size(
-                                folder / f"scale{size}", consul, size, systems=scale_systems, steps=steps
-                            )
-                        )
-            elif scenario == "churn":
-                churn_systems = tuple(s for s in ("floor", "ours", "traefik-1s") if s in systems)
-                steps = bars.scenario("churn", args.churn_flips * len(churn_systems))
-                with measured(results, "churn", folder / "ch-consul") as (section, consul):
-                    section.update(
-                        churn.run(
-                            folder / "churn",
-                            consul,
-                            services=args.churn_services,
-                            flips=args.churn_flips,
-                            seconds=args.churn_seconds,
-                            systems=churn_systems,
-                            steps=steps,
-                        )
-                    )
-            elif scenario == "companion":
-                steps = bars.scenario("companion", args.containers + 2)
-                with measured(results, "companion", folder / "co-consul") as (section, consul):
-                    section.update(
-                        companion.run(
-                            folder / "companion", consul, count=args.containers, steps=steps, env=os.environ
-                        )
-                    )
-            elif scenario == "checkcost":
-                steps = bars.scenario("checkcost", 8)
-                with measured(results, "checkcost", folder / "cc-consul") as (section, consul):
-                    section.update(
-                        checkcost.run(
-                            folder / "checkcost",
-                            consul,
-                            count=args.check_containers,
-                            seconds=args.check_seconds,
-                            steps=steps,
-                            env=os.environ,
-                        )
-                    )
-            steps.done()
-            save(args.results, results)
+            SCENARIOS[scenario].run(run).done()
+            save(args.results, results)  # after each scenario: an interrupted run keeps what it measured
             if not args.no_report:
                 write_docs(results, args.docs)
     bars.console.print(
         f"Results: {args.results}" + ("" if args.no_report else f"; page: {args.docs / 'benchmarks.md'}")
     )
     return 0
-
-
-@contextmanager
-def measured(
-    table: dict[str, Any], key: str, consul_folder: Path
-) -> Iterator[tuple[dict[str, Any], ConsulAgent]]:
-    """A fresh section ``table[key]`` stamped with the time, the load average and the duration, and a
-    fresh Consul dev agent of the scenario's own (in ``consul_folder``) to measure against."""
-    section: dict[str, Any] = {}
-    before = os.getloadavg()
-    start = time.monotonic()
-    consul_folder.mkdir(parents=True, exist_ok=True)
-    consul = ConsulAgent(consul_folder)
-    consul.start()
-    try:
-        yield section, consul
-    finally:
-        consul.stop()
-    after = os.getloadavg()
-    section["load"] = [f"{before[0]:.2f}", f"{after[0]:.2f}"]
-    section["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    section["took_s"] = time.monotonic() - start
-    table[key] = section
 
 
 def load(path: Path) -> dict[str, Any]:

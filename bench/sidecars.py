@@ -7,7 +7,9 @@ each catalog size and read mode (default: the leader answers; ``max_stale``: any
 measures, per server, the RPC requests and blocking queries per second (Consul's own counters,
 ``consul_rpc_request`` and ``consul_rpc_query``) and the established RPC connections, first at idle,
 then while checks flip across the whole catalog. Nothing here judges the figures; they go to
-``bench/results.json`` under ``sidecars`` and are quoted in docs/operations.md.
+``bench/results.json`` under ``sidecars`` and are quoted in docs/operations.md. ``python -m bench
+--scenario sidecars`` runs the same measure (its options ``--sidecars``, ``--sidecar-sizes``,
+``--sidecar-seconds``).
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import random
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness.cluster import TELEMETRY, Cluster, ClusterAgent
 from harness.sidecar import SidecarProcess
 
+from .progress import Steps
 from .rig import register_many, wait_until, workdir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +117,7 @@ def run_size(root: Path, cluster: Cluster, size: int, sidecars: int, seconds: fl
             for i in range(sidecars)
         ]
         try:
-            wait_until(lambda p=procs: all((Path(x.log).parent / "up.conf").exists() for x in p), timeout=120)
+            wait_until(partial(_all_rendered, procs), timeout=120)
             idle = phase(cluster, seconds)
 
             def flip(k: int) -> None:
@@ -130,6 +134,10 @@ def run_size(root: Path, cluster: Cluster, size: int, sidecars: int, seconds: fl
     for c in cluster.clients:
         c.clear()
     return result
+
+
+def _all_rendered(procs: list[SidecarProcess]) -> bool:
+    return all((Path(x.log).parent / "up.conf").exists() for x in procs)
 
 
 def summary(size: int, result: dict[str, Any], sidecars: int) -> list[str]:
@@ -149,6 +157,50 @@ def summary(size: int, result: dict[str, Any], sidecars: int) -> list[str]:
     return lines
 
 
+def measure(
+    folder: Path,
+    *,
+    count: int,
+    sizes: Sequence[int],
+    seconds: float,
+    log: Callable[[str], None],
+    steps: Steps | None = None,
+) -> dict[str, Any]:
+    """The ``sidecars`` section of the results, on a cluster of its own started in ``folder``."""
+    cluster = Cluster(folder / "cluster")
+    for agent in cluster.agents:
+        agent.extra_hcl = TELEMETRY
+    cluster.start()
+    try:
+        section = measure_on(cluster, folder, count=count, sizes=sizes, seconds=seconds, log=log, steps=steps)
+    finally:
+        cluster.stop()
+    section["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return section
+
+
+def measure_on(
+    cluster: Cluster,
+    folder: Path,
+    *,
+    count: int,
+    sizes: Sequence[int],
+    seconds: float,
+    log: Callable[[str], None],
+    steps: Steps | None = None,
+) -> dict[str, Any]:
+    """Every size on a started ``cluster`` (its servers' telemetry on), ``count`` sidecars each."""
+    section: dict[str, Any] = {"sidecars": count, "watched_services": WATCHED, "sizes": {}}
+    for size in sizes:
+        if steps is not None:
+            steps.note(f"{size} services, {count} sidecars")
+        section["sizes"][str(size)] = run_size(folder, cluster, size, count, seconds)
+        log("\n".join(summary(size, section["sizes"][str(size)], count)))
+        if steps is not None:
+            steps.advance()
+    return section
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.sidecars", description=__doc__.split("\n\n")[0])
     p.add_argument("--sidecars", type=int, default=20)
@@ -156,23 +208,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=15.0, help="length of each idle and churn phase")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
     args = p.parse_args(argv)
-    section: dict[str, Any] = {"sidecars": args.sidecars, "watched_services": WATCHED, "sizes": {}}
+    sizes = [int(s) for s in args.sizes.split(",")]
     with workdir(keep=False) as folder:
-        cluster = Cluster(folder / "cluster")
-        for agent in cluster.agents:
-            agent.extra_hcl = TELEMETRY
-        cluster.start()
-        try:
-            for size in (int(s) for s in args.sizes.split(",")):
-                section["sizes"][str(size)] = run_size(folder, cluster, size, args.sidecars, args.seconds)
-                print("\n".join(summary(size, section["sizes"][str(size)], args.sidecars)), flush=True)
-        finally:
-            cluster.stop()
+        section = measure(folder, count=args.sidecars, sizes=sizes, seconds=args.seconds, log=_print)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    section["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results["sidecars"] = section
     args.results.write_text(json.dumps(results, indent=1, default=str) + "\n")
     return 0
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
 
 
 if __name__ == "__main__":

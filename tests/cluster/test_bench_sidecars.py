@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.sidecars import phase, sidecar, summary
+from bench.sidecars import measure_on, phase, sidecar, summary
 from tests.support.cluster import Cluster
 from tests.support.waiting import wait_until
 
@@ -32,3 +32,19 @@ def test_a_phase_reads_every_servers_counters_and_rpc_connections(tmp_path: Path
     lines = summary(1, {"baseline": measured, "default": {"idle": measured, "churn": measured},
                         "max_stale": {"idle": measured, "churn": measured}}, 1)  # fmt: skip
     assert len(lines) == 4 and all("queries/s" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_the_measure_both_entry_points_share_fills_a_section_per_size_and_mode(
+    tmp_path: Path, cluster: Cluster
+) -> None:
+    logged: list[str] = []
+    section = measure_on(cluster, tmp_path, count=2, sizes=[2], seconds=0.3, log=logged.append)
+    assert (section["sidecars"], section["watched_services"], list(section["sizes"])) == (2, 5, ["2"])
+    size = section["sizes"]["2"]
+    assert size["register_s"] > 0 and set(size["baseline"]["servers"]) == {s.name for s in cluster.servers}
+    for mode in ("default", "max_stale"):
+        assert size[mode]["churn"]["flips"] >= 1, mode
+        # the flips hit watched services (svc0, svc1): the sidecars' blocking queries wake and start again
+        assert sum(s["queries_per_s"] for s in size[mode]["churn"]["servers"].values()) > 0, mode
+    assert len(logged) == 1 and logged[0].count("queries/s") == 4
