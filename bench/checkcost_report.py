@@ -31,14 +31,6 @@ PATHS = (
 )
 
 
-PATHS = (
-    ("engine_api", "companion, engine exec API (the default)", "companion_cpu_s", "companion"),
-    ("companion_runc", 'companion, `[checks] exec = "runc"`', "companion_cpu_s", "companion"),
-    ("nsenter", "nsenter + setuid + cgroup join, by the benchmark", "launcher_cpu_s", "launcher"),
-    ("runc", "runc exec on the engine's state, by the benchmark", "launcher_cpu_s", "launcher"),
-)
-
-
 def _rows(data: dict[str, Any]) -> tuple[list[str], list[str], dict[str, dict[str, float]]]:
     """The cost table's rows, the confinement table's rows, and ms per check by engine and path."""
     cost, seen = [], []

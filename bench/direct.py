@@ -123,13 +123,16 @@ def direct_path(engine: EngineDaemon, plans: list[Plan], seconds: float, interva
 def confinement(engine: EngineDaemon, name: str, pid: int) -> dict[str, str]:
     """What a command started each way sees of its confinement (user, capabilities, seccomp, cgroup)."""
     container = engine.client.containers.get(name)
+    assert container.id is not None  # a container the engine just listed has one
     state = runc_root(engine)
     seen = {"container_cgroup": Path(f"/proc/{pid}/cgroup").read_text().strip().splitlines()[-1]}
     for path in ("engine_api", "nsenter", "runc"):
         texts = []
         for argv in (("cat", "/proc/self/status"), ("cat", "/proc/self/cgroup")):
             if path == "engine_api":
-                texts.append(container.exec_run(list(argv)).output.decode())
+                output = container.exec_run(list(argv)).output
+                assert isinstance(output, bytes)  # not streamed: the whole output at once
+                texts.append(output.decode())
                 continue
             cmd, before = (
                 nsenter_plan(pid, argv) if path == "nsenter" else runc_plan(state, container.id, argv)
