@@ -74,6 +74,9 @@ def test_render_gives_up_clearly_when_consul_never_answers(tmp_path: Path) -> No
     out = run("render", "--timeout", "1", "--config", str(path))
     assert out.returncode == 1
     assert "did not complete within 1s" in out.stderr and "127.0.0.1:1" in out.stderr
+    # In its own words: it never reached Consul, so nothing was "lost", and no aiohttp internals.
+    assert "Lost Consul" not in out.stderr and "ssl:default" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_demo_refuses_a_malformed_consul_address_at_once() -> None:
