@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import sidecar_config
-from tests.cluster.load import Load, Renders
+from tests.cluster.load import Renders
 from tests.support.cluster import Cluster
 from tests.support.figures import record
+from tests.support.load import Load
 from tests.support.nginx import NginxServer
 from tests.support.sidecar import SidecarProcess
 from tests.support.waiting import wait_until

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import sidecar_config
-from tests.cluster.load import Load
 from tests.healthchecks.conftest import Companion, owned
 from tests.healthchecks.engines import EngineDaemon, build_image_tar
 from tests.support.cluster import Cluster, ClusterAgent
 from tests.support.figures import record
+from tests.support.load import Load
 from tests.support.nginx import NginxServer
 from tests.support.ports import free_port
 from tests.support.sidecar import SidecarProcess

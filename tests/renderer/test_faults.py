@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,38 +15,10 @@ from tests.renderer.conftest import register_backend
 from tests.support.consul_agent import ConsulAgent
 from tests.support.fault_proxy import ERROR_500, HANG, PASS, FaultProxy
 from tests.support.figures import record
+from tests.support.load import Load
 from tests.support.nginx import NginxServer
 from tests.support.sidecar import SidecarProcess, write_config
 from tests.support.waiting import wait_until
-
-
-class Load:
-    """A steady, bounded stream of requests through nginx in a thread; counts what failed."""
-
-    def __init__(self, nginx: NginxServer, limit: float = 120.0) -> None:
-        self.nginx, self.limit = nginx, limit
-        self.sent = self.failed = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.limit
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            status, body = self.nginx.get()
-            self.sent += 1
-            if status != 200:
-                self.failed += 1
-                self.failures.append(f"{status} {body}")
-            time.sleep(0.005)
 
 
 @pytest.fixture
