@@ -13,17 +13,16 @@ connections. KV keys (and ls/tree prefixes) are watched with one recursive block
 datacenter. So at most 2 + pool (+1 with keys) connections per datacenter, whatever the number of
 services; nodes(), node() and datacenters() add one more per datacenter and one shared (discovery/nodes.py).
 
-Reachability is kept per datacenter (``discovery.reachability``): a local failure means "Consul away"
-(``reachable`` is False, nothing is rendered); a remote datacenter's failure puts it in ``away`` and
-its services keep their last good data. A remote datacenter that has never answered
-``FIRST_ANSWER_WAIT`` seconds after it failed has its missing dependencies stood in for by empty data
-(``stand_ins``), so the first render is not held back forever.
+Reachability is kept per datacenter (``discovery.reachability``; ``discovery.outages`` keeps it
+current): a local failure means "Consul away" (``reachable`` is False, nothing is rendered); a remote
+datacenter's failure puts it in ``away`` and its services keep their last good data. A remote
+datacenter that has never answered ``FIRST_ANSWER_WAIT`` seconds after it failed has its missing
+dependencies stood in for by empty data (``stand_ins``), so the first render is not held back forever.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -38,7 +37,7 @@ from plumbing.metrics import ConsulMetrics
 
 from .blocking import BlockingQuery, consul_retrying
 from .catalog import parse_health
-from .client import ConsulClient, agent_silent, consul_errors, unservable
+from .client import ConsulClient, consul_errors, unservable
 from .datacenter import Datacenter
 from .model import (
     CatalogQuery,
@@ -51,12 +50,12 @@ from .model import (
     Snapshot,
 )
 from .nodes import NodeWatch
-from .reachability import FIRST_ANSWER_WAIT, Outage, blames_agent
+from .outages import Outages
+from .reachability import FIRST_ANSWER_WAIT, Outage
 
 __all__ = ["Watcher"]
 
 log = logging.getLogger(__name__)
-EXPLAIN_GRACE = 0.25  # how long a catalog change waits for the health query to explain it
 RESYNC_EVERY = 600.0  # a full refresh of watched services now and then, as a safety net
 
 
@@ -91,6 +90,7 @@ class Watcher:
         self._unreadable: set[ServiceQuery] = set()  # warned about once, until they read again
         self._tasks: set[asyncio.Task[None]] = set()
         self.nodes = NodeWatch(self, self._spawn)
+        self._outages = Outages(self)  # what failed and answered queries change in the fields above
 
     @property
     def wanted(self) -> frozenset[Dependency]:
@@ -104,8 +104,8 @@ class Watcher:
             fetch=fetch,
             wait=self.wait,
             min_interval=self.min_interval,
-            on_error=lambda exc: self._lost(dc, exc),
-            on_success=lambda: self._reached(dc),
+            on_error=lambda exc: self._outages.lost(dc, exc),
+            on_success=lambda: self._outages.reached(dc),
         )
 
     def store(self, dep: Dependency, value: Any) -> None:
@@ -164,7 +164,7 @@ class Watcher:
             self._datacenter(query.dc).mark([query])
         for outage in list(self.away.values()):
             if time.monotonic() - outage.started >= FIRST_ANSWER_WAIT:
-                self._stand_in(outage.dc)  # a template now reads more of a datacenter long away
+                self._outages.stand_in(outage.dc)  # a template now reads more of a datacenter long away
         self._publish()
 
     def _datacenter(self, dc: str) -> Datacenter:
@@ -228,7 +228,7 @@ class Watcher:
         self._unreadable.discard(query)
         self._data[query] = parse_health(entries, query.dc, keep_order=bool(query.near))
         self.stand_ins.discard(query)
-        self._reached(query.dc)
+        self._outages.reached(query.dc)
 
     async def _fetch_health(self, query: ServiceQuery, limit: asyncio.Semaphore) -> tuple[Any, str | None]:
         """(entries, None), retried while Consul is away; or (None, why) when Consul refuses this name."""
@@ -236,7 +236,7 @@ class Watcher:
         def report(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, ConsulError):
-                self._lost(query.dc, exc)
+                self._outages.lost(query.dc, exc)
 
         async for attempt in consul_retrying(report):
             with attempt:
@@ -261,66 +261,3 @@ class Watcher:
             await asyncio.sleep(RESYNC_EVERY)
             for dc in self._dcs:
                 self._mark_dirty(dc, None)
-
-    def _lost(self, dc: str, exc: ConsulError) -> None:
-        self.metrics.consul_errors.inc()
-        if not blames_agent(dc, agent_silent(exc)):
-            self._remote_lost(dc, exc)
-            return
-        self.metrics.consul_up.set(0)
-        if self.reachable is not False:
-            log.warning("Lost Consul: %s Keeping the last good files live.", exc)
-        self.reachable, self.last_error = False, str(exc)
-
-    def _reached(self, dc: str) -> None:
-        if dc and dc in self.away:
-            log.info("Datacenter %s is reachable again; resynchronising its services.", dc)
-            del self.away[dc]
-            self._mark_dirty(dc, None)
-            self._publish_again()
-        if dc and self.reachable is not False:
-            return  # a remote answer proves the agent answers, but the local queries say if all is well
-        self.metrics.consul_up.set(1)
-        if self.reachable is False:
-            log.info("Consul is reachable again; resynchronising.")
-            self.reconnected_at = time.monotonic()
-            for name in self._dcs:
-                self._mark_dirty(name, None)
-            self._publish_again()
-        self.reachable, self.last_error = True, None
-
-    def _publish_again(self) -> None:
-        # Wake the consumer even if nothing changed: it skipped renders while Consul was away.
-        if self.updates.value is not None:
-            self.updates.publish(self.updates.value)
-
-    def _remote_lost(self, dc: str, exc: ConsulError) -> None:
-        outage = self.away.get(dc)
-        if outage is None:
-            log.warning(
-                "Datacenter %s is unreachable: %s Its upstreams keep their last good instances.", dc, exc
-            )
-            self.away[dc] = Outage(dc, time.time(), time.monotonic(), str(exc))
-            asyncio.get_running_loop().call_later(FIRST_ANSWER_WAIT, self._stand_in, dc)
-        else:
-            self.away[dc] = dataclasses.replace(outage, error=str(exc))
-
-    def _stand_in(self, dc: str) -> None:
-        """First-render policy: what a datacenter away this long never answered is rendered empty."""
-        outage = self.away.get(dc)
-        # A timer of an earlier outage finds a newer one, not yet that old: its own timer will come.
-        if outage is None or time.monotonic() - outage.started < FIRST_ANSWER_WAIT - 0.01:
-            return
-        missing = [d for d in self._wanted if d.dc == dc and d not in self._data]
-        if not missing:
-            return
-        log.warning(
-            "Datacenter %s has not answered for %gs: rendering %s with no instances (502) until it does.",
-            dc,
-            FIRST_ANSWER_WAIT,
-            ", ".join(sorted(map(str, missing))),
-        )
-        for dep in missing:
-            self._data[dep] = None if isinstance(dep, KeyQuery) else ()
-            self.stand_ins.add(dep)
-        self._publish()
