@@ -1,7 +1,7 @@
 """``upstreams convert``: consul-template's HCL config and Go templates -> sidecar.toml and Jinja2.
 
 hclconfig (HCL and -template flags -> a plan), reload (a command -> [nginx]), golex + goparse (Go
-template -> nodes), expr + gofuncs + scratch + translate (nodes -> pieces), jinjatext (pieces -> Jinja2
+template -> gonodes), expr + gofuncs + scratch + translate (nodes -> pieces), jinjatext (pieces -> Jinja2
 text), report (what needs a hand), command (the CLI).
 """
 

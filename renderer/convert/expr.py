@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .goparse import Arg, Chain, Cmd, Dot, Field, Ident, Lit, Pipe, Var
+from .gonodes import Arg, Chain, Cmd, Dot, Field, Ident, Lit, Pipe, Var
 from .report import Unconvertible
 
 __all__ = ["ELEMENT", "UNSUPPORTED", "Val", "Values", "literal"]

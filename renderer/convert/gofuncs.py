@@ -8,7 +8,7 @@ import re
 
 from ..template import parse_service_spec
 from .expr import ELEMENT, Val, Values
-from .goparse import Arg, Lit
+from .gonodes import Arg, Lit
 from .report import Unconvertible
 
 __all__ = ["GoFunctions", "python_format", "service_query"]

@@ -7,7 +7,7 @@ import re
 
 from .expr import Val
 from .gofuncs import GoFunctions
-from .goparse import Arg, Chain, Cmd, Ident, Lit
+from .gonodes import Arg, Chain, Cmd, Ident, Lit
 from .report import Unconvertible
 
 __all__ = ["Scratch", "is_scratch"]

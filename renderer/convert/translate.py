@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..template import FUNCTIONS
 from .expr import ELEMENT, Val
-from .goparse import (
+from .gonodes import (
     Action,
     Arg,
     Chain,
