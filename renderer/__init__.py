@@ -7,7 +7,7 @@ Modules, from the pure core to the edges:
 * ``round``      one round, decided by pure functions: render, what the templates need, what to do
 * ``outcome``    what an apply's result means (pure)
 * ``exclusion``  which instance a line nginx rejected was written from (pure); ``left_out`` keeps them
-* ``debounce``   the quiescence policy (wait.min / wait.max) over a given clock
+* ``debounce``   the quiescence policy (wait.min / wait.max) over a given clock; ``quiescence`` waits on it
 * ``apply``      compare bytes, write atomically, check, reload; restore on failure (``files``)
 * ``nginx``      the Nginx Protocol and the real nginx (check command, SIGHUP to the master)
 * ``applier``    carrying out a complete round and its verdict; ``reload_retry`` tells nginx again

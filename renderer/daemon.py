@@ -10,12 +10,12 @@ This module only wires the pieces and carries out what they decide:
 * ``reload_retry`` telling nginx again after a failed reload
 * ``runtime``     config, templates, policy and nginx control, swapped as one value on SIGHUP
 * ``template_watch`` the template folders, watched from a task in the daemon's TaskGroup
+* ``quiescence``  waiting for Consul to be quiet (wait.min / wait.max), and to settle after an outage
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -35,6 +35,7 @@ from .config import SidecarConfig
 from .left_out import LeftOut
 from .metrics import SidecarMetrics
 from .nginx import Nginx
+from .quiescence import quiesce, settle
 from .reload_retry import NGINX_START_MARGIN
 from .round import Action, RenderSet, RoundInput, changed_services, decide_round, needs, render_round, watched
 from .runtime import Runtime, reload_runtime, start_runtime
@@ -46,7 +47,6 @@ __all__ = ["EXCLUSION_ROUNDS", "NGINX_START_MARGIN", "Sidecar"]
 
 log = logging.getLogger(__name__)
 TEMPLATE_SETTLE = 0.05  # editors save in several steps; let them finish
-RECONNECT_SETTLE = 2.0  # seconds after Consul returns from an outage before its answers are rendered
 
 
 class Sidecar:
@@ -162,34 +162,12 @@ class Sidecar:
             await self._kick.wait()
             self._kick.clear()
             if self.state.ready:
-                await self._quiesce()
-                await self._settle(watcher)
+                await quiesce(lambda: self.runtime.policy, self.clock, self._kick)
+                await settle(watcher.reconnected_at)
                 if watcher.reachable is False:
                     continue  # no render while Consul is away; its return will wake us again
             if await self._round(watcher) and self._once:
                 return
-
-    async def _settle(self, watcher: Watcher) -> None:
-        """Right after Consul returns from an outage, let it settle before trusting what it says.
-
-        A restarted Consul can answer for a moment with an incomplete catalog (seen: a service with no
-        instances for ~100 ms until anti-entropy re-synced). Rendering that would empty live upstreams.
-        """
-        if watcher.reconnected_at is None:
-            return
-        remaining = watcher.reconnected_at + RECONNECT_SETTLE - time.monotonic()
-        if remaining > 0:
-            log.info("Consul just came back; waiting %.1fs for it to settle before rendering.", remaining)
-            await asyncio.sleep(remaining)
-
-    async def _quiesce(self) -> None:
-        """Hold a data change back until Consul has been quiet for wait.min (at most wait.max)."""
-        while (delay := self.runtime.policy.delay(self.clock())) > 0:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (SIGTERM).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._kick.wait()
-            self._kick.clear()
 
     # One round -----------------------------------------------------------------------------------
 
