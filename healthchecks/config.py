@@ -63,24 +63,8 @@ def load_config(path: Path, env: Mapping[str, str]) -> RegistrarConfig:
     runc = _checks(root.table("checks"), base)
     root.done()
     watch_containers = reg.boolean("containers", True)
-    engine = reg.string("engine") or env.get("DOCKER_HOST") or DEFAULT_ENGINE
-    if not engine.startswith(("unix://", "tcp://", "http://", "https://")):
-        raise reg.error("engine", f"must be unix:///path or tcp://host:port, not {engine!r}")
-    hostname = reg.string("hostname") or socket.gethostname()
-    if not _OWNER.match(hostname):
-        raise reg.error("hostname", "must be 1 to 128 letters, digits, '.', '_', ':' or '-'")
-    advertise = reg.string("advertise_address", "127.0.0.1") or ""
-    try:
-        ipaddress.ip_address(advertise)
-    except ValueError:
-        if not re.match(r"^[A-Za-z0-9.-]{1,253}$", advertise):
-            raise reg.error("advertise_address", "must be an IP address or a host name") from None
-    host = HostSettings(
-        hostname=hostname,
-        advertise_address=advertise,
-        internal=reg.boolean("internal", False),
-        explicit=reg.boolean("explicit", False),
-    )
+    engine = _engine(reg, env)
+    host = _host(reg)
     resync = reg.duration("resync", 30.0)
     if resync < 1.0:
         raise reg.error("resync", "must be at least 1s")
@@ -104,6 +88,33 @@ def load_config(path: Path, env: Mapping[str, str]) -> RegistrarConfig:
     if config.engine is None and services_dir is None:
         raise ConfigError(f"{path} [registrar]: with containers = false, 'services_dir' is needed.")
     return config
+
+
+def _engine(reg: Table, env: Mapping[str, str]) -> str:
+    """``engine``: the container engine's API address (``DOCKER_HOST`` when unset)."""
+    engine = reg.string("engine") or env.get("DOCKER_HOST") or DEFAULT_ENGINE
+    if not engine.startswith(("unix://", "tcp://", "http://", "https://")):
+        raise reg.error("engine", f"must be unix:///path or tcp://host:port, not {engine!r}")
+    return engine
+
+
+def _host(reg: Table) -> HostSettings:
+    """``hostname``, ``advertise_address``, ``internal`` and ``explicit``: what this host registers as."""
+    hostname = reg.string("hostname") or socket.gethostname()
+    if not _OWNER.match(hostname):
+        raise reg.error("hostname", "must be 1 to 128 letters, digits, '.', '_', ':' or '-'")
+    advertise = reg.string("advertise_address", "127.0.0.1") or ""
+    try:
+        ipaddress.ip_address(advertise)
+    except ValueError:
+        if not re.match(r"^[A-Za-z0-9.-]{1,253}$", advertise):
+            raise reg.error("advertise_address", "must be an IP address or a host name") from None
+    return HostSettings(
+        hostname=hostname,
+        advertise_address=advertise,
+        internal=reg.boolean("internal", False),
+        explicit=reg.boolean("explicit", False),
+    )
 
 
 def _checks(table: Table, base: Path) -> RuncExec | None:

@@ -77,15 +77,20 @@ async def run_host_script(
     except TimeoutError:
         timed_out = True
     finally:
-        if proc.returncode is None:
-            if before_kill is not None:
-                before_kill()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                await proc.wait()
+        await _kill_group(proc, before_kill)
     code = proc.returncode if proc.returncode is not None else -9
     return code, bytes(buffer).decode("utf-8", errors="replace"), timed_out
+
+
+async def _kill_group(proc: asyncio.subprocess.Process, before_kill: Callable[[], None] | None) -> None:
+    """Kill the process group of a command still running (after ``before_kill``), and reap it."""
+    if proc.returncode is None:
+        if before_kill is not None:
+            before_kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            await proc.wait()
 
 
 class Runners:
