@@ -118,7 +118,10 @@ class Applier:
             self.fail(error, verdict.failure)
         if verdict.succeeded:
             self.refused = frozenset()
-            self.state.last_error = None
+            # Unchanged files while a reload is still being retried: nginx has not loaded them yet,
+            # so the reload's failure stands until the retry succeeds.
+            if verdict.reloaded or not self.retry.pending:
+                self.state.last_error = None
         if verdict.reloaded:
             self.reloaded()
         if verdict.ready:

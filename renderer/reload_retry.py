@@ -39,6 +39,11 @@ class ReloadRetry:
         self.written_at: float | None = None  # CLOCK_BOOTTIME when the waiting files were written
         self._pending = False
 
+    @property
+    def pending(self) -> bool:
+        """Whether files are in place that nginx has not been told about yet."""
+        return self._pending
+
     def schedule(self, tg: asyncio.TaskGroup | None, written_at: float) -> None:
         """Retry the reload in ``tg`` (none: not running, nothing to retry in)."""
         self.written_at = written_at  # the newest files waiting for nginx
