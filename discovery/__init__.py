@@ -6,6 +6,10 @@ Modules, from the pure core to the edges:
 * ``catalog``   Consul's health and catalog JSON -> instances (address fallback, worst status, validation)
 * ``blocking``  the blocking-query loop and its rules
 * ``watch``     the Watcher: which queries to run for what the templates need; publishes Snapshots
+* ``datacenter`` one datacenter's signal, KV and service-fetch queries, each datacenter on its own loop
+* ``nodes``     nodes(), node(name) and datacenters(): catalog nodes as values, and how they are watched
+* ``reachability``, ``outages``  which datacenters answer ("Consul away" is the local agent only)
+* ``sites``     virtual hosts in service meta (nginx-host, nginx-path) and their validation
 * ``acl``       whether the configured token can read services at all
 * ``settings``  Consul connection settings: the [consul] table plus Consul's environment conventions
 * ``client``    the asyncio Consul client and its transport; query paths quoted as one segment each
