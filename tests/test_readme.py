@@ -33,8 +33,11 @@ TIMEOUT = 120.0
 PRELUDE = """\
 set -euo pipefail
 ip link set lo up
+# The checkout may itself live under /tmp or /run (CI clones anywhere): keep it visible where it is.
+mount -t tmpfs tmpfs /mnt && mkdir /mnt/checkout && mount --bind "$CHECKOUT" /mnt/checkout
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
+mkdir -p "$CHECKOUT" && mount --bind /mnt/checkout "$CHECKOUT" && cd "$CHECKOUT"
 mkdir -p /var/lib/containers /var/log/nginx  # the packages' own folders, there after .ci/setup
 mount -t tmpfs tmpfs /var/lib/containers
 mount -t tmpfs tmpfs /var/log/nginx
@@ -123,7 +126,7 @@ def _logical(block: list[str]) -> list[str]:
 
 def script(steps: list[Step]) -> str:
     """The bash script running the steps, after the namespaces' prelude."""
-    out = [PRELUDE, "set -x"]
+    out = [f"CHECKOUT={shlex.quote(str(ROOT))}", PRELUDE, "set -x"]
     for step in steps:
         if step.path:
             out.append(f"cat > {shlex.quote(step.path)} <<'README_FILE'\n{step.content}README_FILE")
