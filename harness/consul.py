@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from .ports import free_port
+from .ports import distinct_free_ports, free_port
 from .process import Child, PartFailed, stop_process
 
 __all__ = ["LEADER_TIMEOUT", "ConsulAgent", "consul_binary", "start_agent", "wait_for_leader"]
@@ -65,12 +65,11 @@ class ConsulAgent:
 
     def command(self) -> list[str]:
         """Write the agent's config file (every port free) and return its command line."""
-        ports = {
-            "http": self.http_port,
-            "serf_lan": free_port(),
-            "serf_wan": free_port(),
-            "server": free_port(),
-        }
+        # Chosen together and apart from the HTTP ports: two free_port() calls in a row can return the
+        # same port (seen on a restart: serf's WAN and LAN on one port, and the agent never led).
+        taken = {self.http_port, self.https_port}
+        serf_lan, serf_wan, server = [p for p in distinct_free_ports(5) if p not in taken][:3]
+        ports = {"http": self.http_port, "serf_lan": serf_lan, "serf_wan": serf_wan, "server": server}
         if self.https_port:
             ports["https"] = self.https_port
         hcl = (
