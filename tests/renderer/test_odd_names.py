@@ -48,7 +48,7 @@ def check_rendered(text: str, nginx: NginxServer, log: str) -> None:
 
 def odd_catalog(deps: frozenset[object]) -> Snapshot:
     def instances(name: str) -> tuple[Instance, ...]:
-        return (Instance(node="n1", id=f"{name}-1", name=name, address="10.0.0.1", port=8080),)
+        return (Instance(node="n1", id=f"{name}-1", name=name, address="127.0.0.1", port=8080),)
 
     names = [*ODD, "prime"]
     return Snapshot.build(
