@@ -39,7 +39,7 @@ def test_the_measure_both_entry_points_share_fills_a_section_per_size_and_mode(
     tmp_path: Path, cluster: Cluster
 ) -> None:
     logged: list[str] = []
-    section = measure_on(cluster, tmp_path, count=2, sizes=[2], seconds=0.3, log=logged.append)
+    section = measure_on(cluster, tmp_path, count=2, sizes=[2], seconds=1.5, log=logged.append)
     assert (section["sidecars"], section["watched_services"], list(section["sizes"])) == (2, 5, ["2"])
     size = section["sizes"]["2"]
     assert size["register_s"] > 0 and set(size["baseline"]["servers"]) == {s.name for s in cluster.servers}
