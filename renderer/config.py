@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +13,15 @@ from plumbing.errors import ConfigError
 from plumbing.status import parse_listen
 from plumbing.table import Table, load_toml
 
-__all__ = ["NginxConfig", "SidecarConfig", "StatusConfig", "TemplateConfig", "WaitConfig", "load_config"]
+__all__ = [
+    "DynamicConfig",
+    "NginxConfig",
+    "SidecarConfig",
+    "StatusConfig",
+    "TemplateConfig",
+    "WaitConfig",
+    "load_config",
+]
 
 DEFAULT_LISTEN = "127.0.0.1:9119"
 _ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -27,12 +36,36 @@ class WaitConfig:
 
 
 @dataclass(frozen=True)
+class DynamicConfig:
+    """``[nginx] dynamic``: server-only changes pushed to nginx's Lua balancer at runtime, no reload.
+
+    ``endpoint`` is (host, port) on loopback, or ``unix`` is the socket path; ``state_file`` is the
+    JSON file nginx's workers load the peer state from when they start (written beside the files).
+    """
+
+    enabled: bool = False
+    endpoint: tuple[str, int] | None = ("127.0.0.1", 9180)
+    unix: Path | None = None
+    state_file: Path = Path("/var/lib/upstreams/dynamic.json")
+
+    @property
+    def where(self) -> str:
+        """The endpoint as the config spells it: ``host:port`` or ``unix:/path``."""
+        if self.unix is not None:
+            return f"unix:{self.unix}"
+        assert self.endpoint is not None
+        host, port = self.endpoint
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
 class NginxConfig:
     """How to check and reload nginx."""
 
     check_command: tuple[str, ...] = ("nginx", "-t", "-q")
     pid_file: Path | None = Path("/run/nginx.pid")
     reload_command: tuple[str, ...] | None = None
+    dynamic: DynamicConfig = DynamicConfig()
 
 
 @dataclass(frozen=True)
@@ -76,12 +109,13 @@ def load_config(path: Path, env: Mapping[str, str]) -> SidecarConfig:
     base = path.parent
     root = Table(load_toml(path), str(path))
     consul = ConsulSettings.from_table(root.table("consul"), env, base)
+    templates = _templates(root, base, env)
     config = SidecarConfig(
         path=path,
         consul=consul,
         wait=_wait(root.table("wait")),
-        nginx=_nginx(root.table("nginx")),
-        templates=_templates(root, base, env),
+        nginx=_nginx(root.table("nginx"), base, templates),
+        templates=templates,
         status=_status(root.table("status")),
     )
     root.done()
@@ -99,7 +133,8 @@ def _wait(table: Table) -> WaitConfig:
     return WaitConfig(min=low, max=high)
 
 
-def _nginx(table: Table) -> NginxConfig:
+def _nginx(table: Table, base: Path, templates: tuple[TemplateConfig, ...]) -> NginxConfig:
+    dynamic = _dynamic(table, base, templates)
     pid_file = table.path("pid_file", Path("/"))
     reload_command = table.strings("reload_command")
     check_command = table.strings("check_command", ("nginx", "-t", "-q"))
@@ -113,7 +148,48 @@ def _nginx(table: Table) -> NginxConfig:
     if reload_command is None and pid_file is None:
         pid_file = Path("/run/nginx.pid")
     assert check_command is not None
-    return NginxConfig(check_command=check_command, pid_file=pid_file, reload_command=reload_command)
+    return NginxConfig(
+        check_command=check_command, pid_file=pid_file, reload_command=reload_command, dynamic=dynamic
+    )
+
+
+def _dynamic(table: Table, base: Path, templates: tuple[TemplateConfig, ...]) -> DynamicConfig:
+    enabled = table.boolean("dynamic", False)
+    where = table.string("dynamic_endpoint", "127.0.0.1:9180")
+    assert where is not None
+    unix: Path | None = None
+    endpoint: tuple[str, int] | None = None
+    if where.startswith("unix:"):
+        unix = Path(where.removeprefix("unix:"))
+        if not unix.is_absolute() or str(unix) == "/":
+            raise table.error("dynamic_endpoint", f"must be unix:/absolute/path, not {where!r}")
+    else:
+        endpoint = _loopback(table, where)
+    # Beside the rendered files: the sidecar writes it with them, nginx's workers read it at start.
+    default_state = templates[0].destination.parent / "upstreams-dynamic.json" if templates else None
+    state = table.path("dynamic_state", base)
+    state_file = state or default_state or Path("/var/lib/upstreams/dynamic.json")
+    return DynamicConfig(enabled=enabled, endpoint=endpoint, unix=unix, state_file=state_file)
+
+
+def _loopback(table: Table, where: str) -> tuple[str, int]:
+    """host:port on a loopback address: the endpoint changes what nginx routes to, so never public."""
+    try:
+        listen = parse_listen(where, table.where)
+    except ConfigError:
+        listen = None
+    if listen is None:
+        raise table.error("dynamic_endpoint", f"must be a loopback host:port or unix:/path, not {where!r}")
+    host, port = listen
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise table.error(
+            "dynamic_endpoint", f"must listen on loopback (127.0.0.0/8 or ::1) or a unix socket, not {host!r}"
+        )
+    return host, port
 
 
 def _templates(root: Table, base: Path, env: Mapping[str, str]) -> tuple[TemplateConfig, ...]:
