@@ -30,9 +30,16 @@ def run_demo(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     )
 
 
+REPLICA = "httpd -f -p 8080 -h /prime"  # a replica's server, as its container (or process) runs it
+
+
 def processes_mentioning(text: str) -> list[str]:
     """Command lines of running processes containing ``text``."""
-    found = []
+    return list(_processes(text).values())
+
+
+def _processes(text: str) -> dict[int, str]:
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
@@ -40,8 +47,13 @@ def processes_mentioning(text: str) -> list[str]:
             except OSError:
                 continue
             if text in cmdline:
-                found.append(cmdline)
+                found[int(entry.name)] = cmdline
     return found
+
+
+def replicas_left(before: dict[int, str]) -> list[str]:
+    """Replica servers running now that were not running before the demo (another run's are not ours)."""
+    return [cmd for pid, cmd in _processes(REPLICA).items() if before.get(pid) != cmd]
 
 
 def listening(port: int) -> bool:
@@ -56,6 +68,7 @@ def demo_dirs() -> set[Path]:
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("engine", ["podman", "processes"])
 def test_story_is_observed_and_everything_is_removed(engine: str) -> None:
+    before = _processes(REPLICA)
     result = run_demo("--engine", engine, "--duration", "45", timeout=130)
     out = result.stdout
     assert result.returncode == 0, f"{out}\n{result.stderr}"
@@ -71,7 +84,7 @@ def test_story_is_observed_and_everything_is_removed(engine: str) -> None:
     workdir = Path(re.findall(r"(/\S+/upstreams-demo-\w+) removed\.", out)[-1])
     assert not workdir.exists()
     assert processes_mentioning(str(workdir)) == []
-    assert processes_mentioning("httpd -f -p 8080 -h /prime") == []
+    assert replicas_left(before) == []
     ports = [
         int(p)
         for p in re.findall(
@@ -100,6 +113,7 @@ def test_port_in_use_is_one_clear_line_and_leaves_nothing() -> None:
 
 @pytest.mark.timeout(90)
 def test_sigterm_mid_story_stops_and_removes_everything() -> None:
+    before = _processes(REPLICA)
     with subprocess.Popen(
         [UPSTREAMS, "demo", "--plain", "--engine", "podman"],
         stdout=subprocess.PIPE,
@@ -119,4 +133,4 @@ def test_sigterm_mid_story_stops_and_removes_everything() -> None:
     workdir = Path(re.findall(r"(/\S+/upstreams-demo-\w+) removed\.", out)[-1])
     assert not workdir.exists()
     assert processes_mentioning(str(workdir)) == []
-    assert processes_mentioning("httpd -f -p 8080 -h /prime") == []
+    assert replicas_left(before) == []
