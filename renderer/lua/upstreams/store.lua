@@ -23,7 +23,8 @@ function M.raw_peers(name)
 end
 
 function M.lock()
-    return dict():add("lock", true, LOCK_TTL)
+    -- safe_add: a plain add would evict an upstream's peers to make room when the dict is full.
+    return dict():safe_add("lock", true, LOCK_TTL)
 end
 
 function M.unlock()
@@ -55,19 +56,27 @@ function M.decode_peers(raw)
     return cjson.decode(raw)
 end
 
--- Write every key or none: on "no memory" the keys already written get their old values back.
+-- Write every key or none. safe_set never evicts other keys to make room, but a failed safe_set has
+-- already freed the key's old value: on "no memory" every key touched, that one too, gets its old
+-- value back (deletes first, so the old values fit where they were).
 local function write_all(writes)
     local d, done = dict(), {}
     for key, value in pairs(writes) do
-        local old = d:get(key)
+        done[key] = d:get(key) or false
         local ok, err = d:safe_set(key, value)
         if not ok then
-            for k, v in pairs(done) do
-                d:set(k, v or nil)
+            for k, old in pairs(done) do
+                if not old then
+                    d:delete(k)
+                end
+            end
+            for k, old in pairs(done) do
+                if old then
+                    d:safe_set(k, old)
+                end
             end
             return nil, err
         end
-        done[key] = old or false
     end
     return true
 end
@@ -112,8 +121,12 @@ function M.apply(doc)
             end
         end
     end
-    -- Last: balancers see the new generation only once every upstream is written.
-    d:set("generation", doc.generation)
+    -- Last: balancers re-read an upstream only when the generation moves, so it moves once every
+    -- upstream is written (or deleted). An existing number key is overwritten in place.
+    local ok_gen, gen_err = d:safe_set("generation", doc.generation)
+    if not ok_gen then
+        return nil, "nginx's shared dict 'upstreams' has no room for the generation (" .. tostring(gen_err) .. ")."
+    end
     return true
 end
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from discovery.model import Instance, ServiceQuery, Snapshot
+from harness.lua import LuaNginx
 from renderer.config import DynamicConfig
 from renderer.dynamic.snippet import LOAD_MODULES, render_snippet
 from renderer.template import TemplateSet
-from tests.renderer.dynamic.conftest import LuaNginx
 
 HOOK = '    balancer_by_lua_block { require("upstreams.balancer").balance("web") }\n'
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.renderer.dynamic.conftest import LuaNginx
+from harness.lua import LuaNginx
+from tests.support.waiting import wait_until
 
 GOOD = {"address": "127.0.0.1", "port": 8080}
 HOSTILE: list[tuple[str, Any]] = [
@@ -20,6 +24,9 @@ HOSTILE: list[tuple[str, Any]] = [
     ("IPv6 with a zone", {"x": [{"address": "fe80::1%eth0", "port": 80}]}),
     ("IPv6 with two ::", {"x": [{"address": "1::2::3", "port": 80}]}),
     ("newline in the address", {"x": [{"address": "127.0.0.1\n", "port": 80}]}),
+    ("address as a number", {"x": [{"address": 2130706433, "port": 80}]}),
+    ("empty address", {"x": [{"address": "", "port": 80}]}),
+    ("IPv6 with nine groups", {"x": [{"address": "1:2:3:4:5:6:7:8:9", "port": 80}]}),
     ("port 0", {"x": [{"address": "127.0.0.1", "port": 0}]}),
     ("port 70000", {"x": [{"address": "127.0.0.1", "port": 70000}]}),
     ("port as a string", {"x": [{"address": "127.0.0.1", "port": "80"}]}),
@@ -91,6 +98,18 @@ def test_a_body_that_is_not_json_is_refused(lua_nginx: LuaNginx, body: bytes) ->
     assert status == 400 and answer["error"].endswith("."), answer
 
 
+def test_too_many_upstreams_are_refused(lua_nginx: LuaNginx) -> None:
+    status, body = lua_nginx.push({f"u{i}": [] for i in range(100001)})
+    assert status == 400 and "more than 100000 upstreams" in body["error"], body
+    assert lua_nginx.state()["upstreams"] == {}
+
+
+def test_ipv6_literals_are_accepted(lua_nginx: LuaNginx) -> None:
+    addresses = ["::1", "::", "fe80::1", "2001:db8::8:800:200c:417a", "::ffff:127.0.0.1", "1:2:3:4:5:6:7:8"]
+    upstreams = {f"v{i}": [{"address": a, "port": 80}] for i, a in enumerate(addresses)}
+    assert lua_nginx.push(upstreams)[0] == 200
+
+
 def test_a_body_over_the_cap_is_refused_with_413(lua_nginx: LuaNginx) -> None:
     status, body = lua_nginx.request("POST", b" " * (16 * 1024 * 1024 + 1))
     assert status == 413 and "error" in body
@@ -125,3 +144,28 @@ def test_the_endpoint_answers_json_for_other_paths(lua_nginx: LuaNginx) -> None:
     resp = conn.getresponse()
     assert resp.status == 404 and "error" in json.loads(resp.read())
     conn.close()
+
+
+def test_a_state_too_large_for_the_shared_dict_changes_nothing(tmp_path: Path) -> None:
+    nginx = LuaNginx(tmp_path / "nginx")
+    nginx.server.snippet = nginx.server.snippet.replace(
+        "lua_shared_dict upstreams 32m;", "lua_shared_dict upstreams 1m;"
+    )
+    nginx.write_upstream(["b1"])
+    nginx.server.start()
+    try:
+        assert nginx.push({"primes": [nginx.peer("b3")], "other": [GOOD]})[0] == 200
+        before = nginx.state()
+        huge = {f"u{i}": [{**GOOD, "port": p} for p in range(1, 11)] for i in range(3000)}
+        status, body = nginx.push({**huge, "primes": [nginx.peer("b4")]})
+        assert status == 507 and "no room" in body["error"], body
+        assert nginx.state() == before
+        # Fresh workers read the dict itself, not a cached copy: what they route is what it holds.
+        assert nginx.server.proc is not None
+        os.kill(nginx.server.proc.pid, signal.SIGHUP)
+        wait_until(lambda: "reconfiguring" in nginx.server.error_log.read_text(), what="the reload")
+        nginx.server.wait_settled()
+        assert nginx.count(4) == {"b3": 4}
+        assert nginx.push({"primes": [nginx.peer("b4")]}, full=False)[0] == 200
+    finally:
+        nginx.server.stop()

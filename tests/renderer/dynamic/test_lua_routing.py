@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+from pathlib import Path
 
-from tests.renderer.dynamic.conftest import LuaNginx
+from harness.lua import LuaNginx
+from tests.support.waiting import wait_until
+
+
+def worker_pids(nginx: LuaNginx) -> list[str]:
+    """The master's children right now."""
+    assert nginx.server.proc is not None
+    pid = nginx.server.proc.pid
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
 
 def test_an_upstream_not_in_runtime_state_routes_by_the_file(lua_nginx: LuaNginx) -> None:
@@ -79,3 +90,59 @@ def test_the_endpoint_is_not_served_on_the_public_port(lua_nginx: LuaNginx) -> N
         sock.sendall(b"POST /upstreams/peers HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
         assert b"generation" not in sock.recv(4096)
     assert lua_nginx.state()["generation"] == 0
+
+
+def replaced(nginx: LuaNginx, old: str) -> bool:
+    """Whether the master's only worker is a new one."""
+    pids = worker_pids(nginx)
+    return len(pids) == 1 and pids != [old]
+
+
+def test_each_fresh_peer_list_starts_at_a_random_peer(tmp_path: Path) -> None:
+    nginx = LuaNginx(tmp_path / "nginx", workers=1)
+    nginx.write_upstream(["b1"])
+    nginx.server.start()
+    try:
+        peers = [nginx.peer(b) for b in ("b1", "b2", "b3", "b4")]
+        first = set()
+        for _ in range(12):
+            nginx.push({"primes": []})
+            assert nginx.server.get()[0] == 502  # the worker has seen the empty list...
+            nginx.push({"primes": peers})  # ... so it builds this one's round robin afresh
+            first.add(nginx.server.get()[1])
+        # Starting at the first peer every time would give {"b1"}; random starts give 1 in 4^11 odds.
+        assert len(first) > 1, first
+    finally:
+        nginx.server.stop()
+
+
+def test_fresh_workers_start_at_random_peers(tmp_path: Path) -> None:
+    nginx = LuaNginx(tmp_path / "nginx", workers=1)
+    nginx.write_upstream(["b1"])
+    nginx.server.start()
+    try:
+        nginx.push({"primes": [nginx.peer(b) for b in ("b1", "b2", "b3", "b4")]})
+        first = set()
+        for _ in range(8):
+            (old,) = worker_pids(nginx)
+            assert nginx.server.proc is not None
+            os.kill(nginx.server.proc.pid, signal.SIGHUP)  # a new worker; the shared dict survives
+            wait_until(lambda old=old: replaced(nginx, old), what="the new worker")
+            first.add(nginx.server.get()[1])
+        assert len(first) > 1, first
+    finally:
+        nginx.server.stop()
+
+
+def test_the_endpoint_can_be_a_unix_socket(tmp_path: Path) -> None:
+    nginx = LuaNginx(tmp_path / "nginx", unix=tmp_path / "peers.sock")
+    nginx.write_upstream(["b1"])
+    nginx.server.start()
+    try:
+        assert nginx.push({"primes": [nginx.peer("b2")]})[0] == 200
+        assert nginx.count(3) == {"b2": 3}
+        assert (
+            "listen unix:" in nginx.server.snippet and f":{nginx.endpoint_port}" not in nginx.server.snippet
+        )
+    finally:
+        nginx.server.stop()
