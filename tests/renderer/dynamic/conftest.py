@@ -9,7 +9,7 @@ import pytest
 
 from harness.lua import LuaNginx
 
-__all__ = ["LuaNginx"]
+__all__ = ["LuaNginx", "assert_no_lua_errors"]
 
 
 @pytest.fixture
@@ -20,3 +20,11 @@ def lua_nginx(tmp_path: Path) -> Iterator[LuaNginx]:
     nginx.server.start()
     yield nginx
     nginx.server.stop()
+    assert_no_lua_errors(nginx)
+
+
+def assert_no_lua_errors(nginx: LuaNginx) -> None:
+    """A Lua exception is logged and answered 500; a test's answers alone might not show it."""
+    log = nginx.server.error_log.read_text()
+    for marker in ("runtime error", "lua entry thread aborted", "failed to run balancer_by_lua", "[alert]"):
+        assert marker not in log, f"nginx logged {marker!r}:\n{log[-2000:]}"

@@ -6,10 +6,13 @@ import http.client
 import json
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness.lua import LuaNginx
 from tests.support.waiting import wait_until
@@ -169,3 +172,32 @@ def test_a_state_too_large_for_the_shared_dict_changes_nothing(tmp_path: Path) -
         assert nginx.push({"primes": [nginx.peer("b4")]}, full=False)[0] == 200
     finally:
         nginx.server.stop()
+
+
+def test_concurrent_pushes_apply_the_newest_and_refuse_the_rest(lua_nginx: LuaNginx) -> None:
+    def push(generation: int) -> int:
+        return lua_nginx.push({"primes": [lua_nginx.peer("b3", weight=generation)]}, generation=generation)[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(push, range(1, 41)))
+    # The newest always wins; each other one is applied or refused as stale, never lost half-way.
+    assert set(statuses) <= {200, 409} and statuses[-1] == 200, statuses
+    state = lua_nginx.state()
+    assert state["generation"] == 40
+    # Whatever order they ran in, the state is one push's whole document, of the generation reported.
+    assert state["upstreams"]["primes"][0]["weight"] == state["generation"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    )
+)
+def test_any_json_value_is_answered_200_or_400_never_500(lua_nginx: LuaNginx, value: Any) -> None:
+    doc = {"generation": 10**12, "full": False, "upstreams": {"fuzz": value}}
+    for body in (value, doc, {**doc, "upstreams": value}):
+        status, answer = lua_nginx.request("POST", json.dumps(body).encode())
+        assert status in (200, 400, 409), (body, answer)
