@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from renderer.config import DynamicConfig
 from renderer.dynamic.snippet import render_snippet
 
-from .nginx import NginxServer
+from .nginx import START_TIMEOUT, NginxServer
 from .ports import free_port
 
 __all__ = ["HOOK", "LuaNginx"]
@@ -53,6 +54,22 @@ class LuaNginx:
         )
         self.backends = self.server.backends
         self.generation = 0
+
+    def start(self) -> None:
+        """Start nginx; return once a worker (past its start-up, state file read) answers the endpoint."""
+        self.server.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                self.state()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.stop()
 
     def peer(self, backend: str | int, **extra: Any) -> dict[str, Any]:
         """The peer document of a backend (b1, b2, ...) or of a port on 127.0.0.1."""

@@ -42,12 +42,13 @@ function M.names()
     return out
 end
 
--- Compact JSON of a validated peer list. Built by hand: Debian's cjson writes an empty table as {}.
+-- Compact JSON of a validated peer list. Built by hand: Debian's cjson writes an empty table as {};
+-- and a validated address holds only hex digits, '.' and ':', nothing to escape.
 function M.encode_peers(peers)
     local parts = {}
     for i, p in ipairs(peers) do
-        parts[i] = string.format('{"address":%s,"port":%d,"weight":%d,"backup":%s}',
-            cjson.encode(p.address), p.port, p.weight, tostring(p.backup))
+        parts[i] = '{"address":"' .. p.address .. '","port":' .. p.port .. ',"weight":' .. p.weight
+            .. ',"backup":' .. (p.backup and "true}" or "false}")
     end
     return "[" .. table.concat(parts, ",") .. "]"
 end
@@ -62,7 +63,11 @@ end
 local function write_all(writes)
     local d, done = dict(), {}
     for key, value in pairs(writes) do
-        done[key] = d:get(key) or false
+        local old = d:get(key)
+        if old == value then
+            goto continue -- a re-sync mostly repeats what nginx holds
+        end
+        done[key] = old or false
         local ok, err = d:safe_set(key, value)
         if not ok then
             for k, old in pairs(done) do
@@ -77,6 +82,7 @@ local function write_all(writes)
             end
             return nil, err
         end
+        ::continue::
     end
     return true
 end

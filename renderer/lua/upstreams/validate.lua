@@ -95,34 +95,49 @@ local function array_length(t)
     return n
 end
 
+-- Whether a string is an address literal; ``known`` remembers the answers of one document (a few
+-- hosts carry many peers, so each address is parsed once).
+local function is_address(address, known)
+    local answer = known[address]
+    if answer == nil then
+        answer = is_ipv4(address) or is_ipv6(address)
+        known[address] = answer
+    end
+    return answer
+end
+
+local function where(i, name)
+    return "peer " .. i .. " of upstream " .. name -- built only for an error
+end
+
 -- One peer, normalised to {address, port, weight, backup}; or nil and why not.
-local function peer(p, where)
+local function peer(p, i, name, known)
     if type(p) ~= "table" then
-        return nil, where .. " is not an object"
+        return nil, where(i, name) .. " is not an object"
     end
     local address = p.address
-    if type(address) ~= "string" or not (is_ipv4(address) or is_ipv6(address)) then
-        return nil, where .. " has no IPv4 or IPv6 address (host names cannot be pushed)"
+    if type(address) ~= "string" or not is_address(address, known) then
+        return nil, where(i, name) .. " has no IPv4 or IPv6 address (host names cannot be pushed)"
     end
     if not is_integer(p.port, 1, 65535) then
-        return nil, where .. " has no port from 1 to 65535"
+        return nil, where(i, name) .. " has no port from 1 to 65535"
     end
     local weight = p.weight
     if weight == nil then
         weight = 1
     elseif not is_integer(weight, 1, M.MAX_WEIGHT) then
-        return nil, where .. " has a weight that is not an integer from 1 to " .. M.MAX_WEIGHT
+        return nil, where(i, name) .. " has a weight that is not an integer from 1 to " .. M.MAX_WEIGHT
     end
     local backup = p.backup
     if backup == nil then
         backup = false
     elseif type(backup) ~= "boolean" then
-        return nil, where .. " has a backup flag that is not true or false"
+        return nil, where(i, name) .. " has a backup flag that is not true or false"
     end
     return { address = address, port = p.port, weight = weight, backup = backup }
 end
 
-local function peers(list, name)
+local function peers(list, name, known)
     if type(list) ~= "table" then
         return nil, "upstream " .. name .. " is not a list of peers"
     end
@@ -135,7 +150,7 @@ local function peers(list, name)
     end
     local out = {}
     for i = 1, n do
-        local p, err = peer(list[i], "peer " .. i .. " of upstream " .. name)
+        local p, err = peer(list[i], i, name, known)
         if not p then
             return nil, err
         end
@@ -158,7 +173,7 @@ function M.document(doc)
     if type(doc.upstreams) ~= "table" then
         return nil, "The upstreams are not an object of peer lists."
     end
-    local out, count = {}, 0
+    local out, count, known = {}, 0, {}
     for name, list in pairs(doc.upstreams) do
         if not M.is_name(name) then
             -- cjson gives a JSON array as integer keys: not names either.
@@ -168,7 +183,7 @@ function M.document(doc)
         if count > M.MAX_UPSTREAMS then
             return nil, "There are more than " .. M.MAX_UPSTREAMS .. " upstreams."
         end
-        local list_out, err = peers(list, name)
+        local list_out, err = peers(list, name, known)
         if not list_out then
             return nil, err:sub(1, 1):upper() .. err:sub(2) .. "."
         end

@@ -17,9 +17,9 @@ def lua_nginx(tmp_path: Path) -> Iterator[LuaNginx]:
     """nginx with two workers, 'primes' hooked over b1 and b2 in the file, nothing in runtime state."""
     nginx = LuaNginx(tmp_path / "nginx")
     nginx.write_upstream(["b1", "b2"])
-    nginx.server.start()
+    nginx.start()
     yield nginx
-    nginx.server.stop()
+    nginx.stop()
     assert_no_lua_errors(nginx)
 
 

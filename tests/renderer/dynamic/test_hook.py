@@ -100,10 +100,10 @@ def test_a_rendered_hooked_upstream_routes_through_the_lua_balancer(tmp_path: Pa
     instances = (inst("a", ports["b1"]), inst("b", ports["b2"]))
     text = render(tmp_path, '{{ nginx.upstream("primes", service("web"), keepalive=4) }}', True, instances)
     (nginx.server.conf_d / "upstreams.conf").write_text(text)
-    nginx.server.start()
+    nginx.start()
     try:
         assert set(nginx.count(6)) == {"b1", "b2"}  # nothing pushed yet: the file's servers
         assert nginx.push({"primes": [nginx.peer("b4")]})[0] == 200
         assert nginx.count(4) == {"b4": 4}
     finally:
-        nginx.server.stop()
+        nginx.stop()

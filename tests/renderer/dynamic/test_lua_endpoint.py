@@ -155,7 +155,7 @@ def test_a_state_too_large_for_the_shared_dict_changes_nothing(tmp_path: Path) -
         "lua_shared_dict upstreams 32m;", "lua_shared_dict upstreams 1m;"
     )
     nginx.write_upstream(["b1"])
-    nginx.server.start()
+    nginx.start()
     try:
         assert nginx.push({"primes": [nginx.peer("b3")], "other": [GOOD]})[0] == 200
         before = nginx.state()
@@ -171,7 +171,7 @@ def test_a_state_too_large_for_the_shared_dict_changes_nothing(tmp_path: Path) -
         assert nginx.count(4) == {"b3": 4}
         assert nginx.push({"primes": [nginx.peer("b4")]}, full=False)[0] == 200
     finally:
-        nginx.server.stop()
+        nginx.stop()
 
 
 def test_concurrent_pushes_apply_the_newest_and_refuse_the_rest(lua_nginx: LuaNginx) -> None:

@@ -19,9 +19,9 @@ def write_state(nginx: LuaNginx, generation: int, upstreams: dict[str, object]) 
 
 def restart(nginx: LuaNginx) -> None:
     """Stop and start nginx; wait for the worker that took the lock to have loaded the file (or not)."""
-    nginx.server.stop()
+    nginx.stop()
     nginx.server.error_log.unlink()
-    nginx.server.start()
+    nginx.start()
     # The master listens before its workers start: the first request may reach the worker that did not
     # take the lock, before the other one has loaded the file (it then routes by the file, which is equal).
     wait_until(lambda: "upstreams: " in nginx.server.error_log.read_text(), what="the state file loaded")
@@ -41,7 +41,9 @@ def test_a_restarted_nginx_routes_by_the_state_file(lua_nginx: LuaNginx) -> None
 
 def test_a_missing_state_file_leaves_the_file_routing(lua_nginx: LuaNginx) -> None:
     assert not lua_nginx.state_file.exists()
-    assert "cannot read the state file" in lua_nginx.server.error_log.read_text()
+    wait_until(
+        lambda: "cannot read the state file" in lua_nginx.server.error_log.read_text(), what="the error"
+    )
     assert set(lua_nginx.count(6)) == {"b1", "b2"}
 
 

@@ -101,7 +101,7 @@ def replaced(nginx: LuaNginx, old: str) -> bool:
 def test_each_fresh_peer_list_starts_at_a_random_peer(tmp_path: Path) -> None:
     nginx = LuaNginx(tmp_path / "nginx", workers=1)
     nginx.write_upstream(["b1"])
-    nginx.server.start()
+    nginx.start()
     try:
         peers = [nginx.peer(b) for b in ("b1", "b2", "b3", "b4")]
         first = set()
@@ -113,13 +113,13 @@ def test_each_fresh_peer_list_starts_at_a_random_peer(tmp_path: Path) -> None:
         # Starting at the first peer every time would give {"b1"}; random starts give 1 in 4^11 odds.
         assert len(first) > 1, first
     finally:
-        nginx.server.stop()
+        nginx.stop()
 
 
 def test_fresh_workers_start_at_random_peers(tmp_path: Path) -> None:
     nginx = LuaNginx(tmp_path / "nginx", workers=1)
     nginx.write_upstream(["b1"])
-    nginx.server.start()
+    nginx.start()
     try:
         nginx.push({"primes": [nginx.peer(b) for b in ("b1", "b2", "b3", "b4")]})
         first = set()
@@ -131,13 +131,13 @@ def test_fresh_workers_start_at_random_peers(tmp_path: Path) -> None:
             first.add(nginx.server.get()[1])
         assert len(first) > 1, first
     finally:
-        nginx.server.stop()
+        nginx.stop()
 
 
 def test_the_endpoint_can_be_a_unix_socket(tmp_path: Path) -> None:
     nginx = LuaNginx(tmp_path / "nginx", unix=tmp_path / "peers.sock")
     nginx.write_upstream(["b1"])
-    nginx.server.start()
+    nginx.start()
     try:
         assert nginx.push({"primes": [nginx.peer("b2")]})[0] == 200
         assert nginx.count(3) == {"b2": 3}
@@ -145,4 +145,4 @@ def test_the_endpoint_can_be_a_unix_socket(tmp_path: Path) -> None:
             "listen unix:" in nginx.server.snippet and f":{nginx.endpoint_port}" not in nginx.server.snippet
         )
     finally:
-        nginx.server.stop()
+        nginx.stop()
