@@ -87,44 +87,47 @@ local function write_all(writes)
     return true
 end
 
--- Apply a validated document (validate.document); the caller holds the lock and checked the generation.
-function M.apply(doc)
-    local d = dict()
-    local before = M.names()
-    local present, writes, changed = {}, {}, doc.full
-    for _, name in ipairs(before) do
-        present[name] = true
-    end
-    for name, peers in pairs(doc.upstreams) do
-        writes["u:" .. name] = M.encode_peers(peers)
-        changed = changed or not present[name]
-    end
+-- The "names" value after this document, or nil when membership does not change. A partial push of
+-- known upstreams (the common case) never reads the list: membership is one key lookup each.
+local function new_names(doc, d)
     local names = {}
     if doc.full then
         for name in pairs(doc.upstreams) do
             names[#names + 1] = name
         end
     else
-        names = before
+        local added = false
         for name in pairs(doc.upstreams) do
-            if not present[name] then
-                names[#names + 1] = name
+            if d:get("u:" .. name) == nil then
+                names[#names + 1], added = name, true
             end
         end
+        if not added then
+            return nil
+        end
+        for _, name in ipairs(M.names()) do
+            names[#names + 1] = name
+        end
     end
-    if changed then
-        table.sort(names)
-        writes.names = table.concat(names, "\n")
+    table.sort(names)
+    return table.concat(names, "\n")
+end
+
+-- Apply a validated document (validate.document); the caller holds the lock and checked the generation.
+function M.apply(doc)
+    local d = dict()
+    local before = doc.full and M.names() or {}
+    local writes = { names = new_names(doc, d) }
+    for name, peers in pairs(doc.upstreams) do
+        writes["u:" .. name] = M.encode_peers(peers)
     end
     local ok, err = write_all(writes)
     if not ok then
         return nil, "nginx's shared dict 'upstreams' has no room for this state (" .. tostring(err) .. ")."
     end
-    if doc.full then
-        for _, name in ipairs(before) do
-            if not doc.upstreams[name] then
-                d:delete("u:" .. name)
-            end
+    for _, name in ipairs(before) do
+        if not doc.upstreams[name] then
+            d:delete("u:" .. name) -- a full push drops the upstreams it does not list
         end
     end
     -- Last: balancers re-read an upstream only when the generation moves, so it moves once every
