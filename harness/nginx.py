@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -142,7 +143,15 @@ http {{
         """Start nginx and block until the front server accepts connections."""
         with self.stdout_log.open("ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=self.env)
-        wait_port(self.port)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _listens(self.port):
+            # An nginx refusing its config exits at once: say why instead of waiting for the port.
+            if self.proc.poll() is not None:
+                lines = self.stdout_log.read_text(errors="replace").strip().splitlines()
+                raise PartFailed(f"nginx exited at start-up: {lines[-1] if lines else 'no output'}")
+            if time.monotonic() > deadline:
+                wait_port(self.port, timeout=0)  # raises, naming the port
+            time.sleep(0.02)
         deadline = time.monotonic() + 5
         while not self.pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -193,6 +202,12 @@ http {{
             status, body = self.get()
             seen.add(body if status == 200 else str(status))
         return seen
+
+
+def _listens(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def start_server(server: NginxServer, stack: AsyncExitStack) -> Child:

@@ -25,26 +25,7 @@ BODY_CAP = "16m"  # the largest push; as the Lua side's own caps, see docs/opera
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-")
 
 
-def main_context() -> str:
-    """The ``load_module`` lines, which belong in nginx.conf's main context (outside ``http {}``)."""
-    return "\n".join(LOAD_MODULES) + "\n"
-
-
-def snippet(config: SidecarConfig) -> str:
-    """The text to include in ``http {}`` for the config's ``[nginx] dynamic`` settings."""
-    return render_snippet(config.nginx.dynamic)
-
-
-def render_snippet(dynamic: DynamicConfig, lua_dir: Path = LUA_DIR) -> str:
-    """The snippet for one endpoint and state file (``lua_dir`` holds the ``upstreams`` Lua package)."""
-    package_path = _nginx_string(f"{_lua_path_part(lua_dir)}/?.lua;{SYSTEM_LUA};;")
-    state = _lua_string(str(dynamic.state_file))
-    listen = dynamic.where  # loopback host:port (IPv6 in brackets) or unix:/path, as the config checked
-    # Defence in depth: the listen address is loopback already; nothing else may talk to it.
-    allow = ("unix:",) if dynamic.unix is not None else ("127.0.0.0/8", "::1")
-    rules = "".join(f"    allow {a};\n" for a in allow)
-    comment = "\n".join(f"# {line}" for line in LOAD_MODULES)
-    return f"""# upstreams: runtime peer updates ([nginx] dynamic = true). Include this inside http {{}}.
+_TEMPLATE = """# upstreams: runtime peer updates ([nginx] dynamic = true). Include this inside http {{}}.
 # These two lines belong in nginx.conf's main context (outside http {{}}); `upstreams nginx-snippet --main`
 # prints them alone:
 {comment}
@@ -59,8 +40,8 @@ server {{
     server_name _;
     access_log off;
     # Equal caps: every accepted body is held in memory, where the Lua handler reads it.
-    client_max_body_size {BODY_CAP};
-    client_body_buffer_size {BODY_CAP};
+    client_max_body_size {cap};
+    client_body_buffer_size {cap};
 {rules}    deny all;
     error_page 413 = @too_large;
     location = /upstreams/peers {{
@@ -69,7 +50,7 @@ server {{
     }}
     location @too_large {{
         default_type application/json;
-        return 413 '{{"error": "The body is larger than {BODY_CAP}."}}\\n';
+        return 413 '{{"error": "The body is over the {cap_text} cap of this endpoint."}}\\n';
     }}
     location / {{
         default_type application/json;
@@ -77,6 +58,31 @@ server {{
     }}
 }}
 """
+
+
+def main_context() -> str:
+    """The ``load_module`` lines, which belong in nginx.conf's main context (outside ``http {}``)."""
+    return "\n".join(LOAD_MODULES) + "\n"
+
+
+def snippet(config: SidecarConfig) -> str:
+    """The text to include in ``http {}`` for the config's ``[nginx] dynamic`` settings."""
+    return render_snippet(config.nginx.dynamic)
+
+
+def render_snippet(dynamic: DynamicConfig, lua_dir: Path = LUA_DIR) -> str:
+    """The snippet for one endpoint and state file (``lua_dir`` holds the ``upstreams`` Lua package)."""
+    # Defence in depth: the listen address is loopback already; nothing else may talk to it.
+    allow = ("unix:",) if dynamic.unix is not None else ("127.0.0.0/8", "::1")
+    return _TEMPLATE.format(
+        comment="\n".join(f"# {line}" for line in LOAD_MODULES),
+        package_path=_nginx_string(f"{_lua_path_part(lua_dir)}/?.lua;{SYSTEM_LUA};;"),
+        state=_lua_string(str(dynamic.state_file)),
+        listen=dynamic.where,  # loopback host:port (IPv6 in brackets) or unix:/path, as the config checked
+        rules="".join(f"    allow {a};\n" for a in allow),
+        cap=BODY_CAP,
+        cap_text=BODY_CAP.replace("m", " MB"),
+    )
 
 
 def _lua_path_part(folder: Path) -> str:

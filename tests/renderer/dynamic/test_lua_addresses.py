@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from harness.lua import LuaNginx
 
-CHUNKS = st.sampled_from(["0", "1", "ff", "FFFF", "10000", "01", "255", "256", ".", ":", "::", "127.0.0.1", "a"])
+CHUNKS = st.sampled_from(
+    ["0", "1", "ff", "FFFF", "10000", "01", "255", "256", ".", ":", "::", "127.0.0.1", "a"]
+)
 
 
 def python_accepts(text: str) -> bool:
