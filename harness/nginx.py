@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -19,9 +20,14 @@ from pathlib import Path
 from .ports import accepts, distinct_free_ports, wait_port
 from .process import Child, PartFailed, stop_process
 
-__all__ = ["NginxServer", "nginx_binary", "start_server"]
+__all__ = ["LUA_MODULES", "NginxServer", "nginx_binary", "start_server"]
 
 START_TIMEOUT = 10.0
+# Debian's libnginx-mod-http-lua and its ndk dependency; nginx wants them in the main context.
+LUA_MODULES = (
+    "load_module /usr/lib/nginx/modules/ndk_http_module.so;",
+    "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+)
 
 
 def nginx_binary(env: Mapping[str, str]) -> str | None:
@@ -41,8 +47,16 @@ class NginxServer:
         upstream: str = "primes",
         port: int | None = None,
         env: Mapping[str, str] | None = None,
+        lua: bool = False,
+        snippet: str = "",
+        workers: int = 1,
     ) -> None:
         self.dir = workdir
+        # lua: load Debian's ndk and Lua modules in the main context; snippet: text included in http {}
+        # (renderer.dynamic.snippet's, for [nginx] dynamic = true); workers: worker_processes.
+        self.lua = lua or bool(snippet)
+        self.snippet = snippet
+        self.worker_count = workers
         # Tests and benchmarks pass no env: theirs is the process's (NGINX_BIN); the demo passes its own.
         self.env = dict(os.environ if env is None else env)
         self.binary = nginx_binary(self.env) or "/usr/sbin/nginx"
@@ -91,10 +105,19 @@ class NginxServer:
             f'    server {{ listen 127.0.0.1:{port}; access_log off; return 200 "{name}\\n"; }}'
             for name, port in self.backends.items()
         )
+        modules = "".join(f"{line}\n" for line in LUA_MODULES) if self.lua else ""
+        if self.lua and os.geteuid() == 0:
+            # Workers run as nobody when started by root, and the Lua side reads the state file, which
+            # a test or benchmark writes under its own private temporary folder.
+            modules += "user root;\n"
+        included = ""
+        if self.snippet:
+            (self.dir / "dynamic.conf").write_text(self.snippet)
+            included = f"    include {self.dir}/dynamic.conf;\n"
         self.conf.write_text(
-            f"""daemon off;
+            f"""{modules}daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {self.worker_count};
 pid {self.pid_file};
 error_log {self.error_log} notice;
 events {{ worker_connections 256; }}
@@ -106,7 +129,7 @@ http {{
     uwsgi_temp_path {self.dir}/tmp_uwsgi;
     scgi_temp_path {self.dir}/tmp_scgi;
     proxy_next_upstream error timeout http_502;
-{backends}
+{included}{backends}
     include {self.conf_d}/*.conf;
     server {{
         listen 127.0.0.1:{self.port};
@@ -120,7 +143,15 @@ http {{
         """Start nginx and block until the front server accepts connections."""
         with self.stdout_log.open("ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=self.env)
-        wait_port(self.port)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _listens(self.port):
+            # An nginx refusing its config exits at once: say why instead of waiting for the port.
+            if self.proc.poll() is not None:
+                lines = self.stdout_log.read_text(errors="replace").strip().splitlines()
+                raise PartFailed(f"nginx exited at start-up: {lines[-1] if lines else 'no output'}")
+            if time.monotonic() > deadline:
+                wait_port(self.port, timeout=0)  # raises, naming the port
+            time.sleep(0.02)
         deadline = time.monotonic() + 5
         while not self.pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -171,6 +202,12 @@ http {{
             status, body = self.get()
             seen.add(body if status == 200 else str(status))
         return seen
+
+
+def _listens(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def start_server(server: NginxServer, stack: AsyncExitStack) -> Child:

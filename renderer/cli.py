@@ -1,4 +1,4 @@
-"""``upstreams``: the sidecar's command line (watch, render, check, status).
+"""``upstreams``: the sidecar's command line (watch, render, check, status, nginx-snippet).
 
 Exit codes (the table in docs/configuration.md): 0 done; 1 a template was not rendered or applied, Consul
 did not answer within ``--timeout``, or (``status``) the sidecar is unhealthy; 2 bad usage, config or
@@ -27,6 +27,7 @@ from plumbing.logs import setup_logging
 from . import convert
 from .config import SidecarConfig, load_config
 from .daemon import Sidecar
+from .dynamic.snippet import main_context, snippet
 from .nginx import missing_programs
 from .status import show_status
 from .template import TemplateSet
@@ -93,7 +94,13 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="show the upstreams and instances as the running sidecar sees them"
     )
     status.add_argument("--json", action="store_true", help="print the sidecar's status as JSON")
-    for p in (watch, render, check, status):
+    snippet = sub.add_parser(
+        "nginx-snippet", help="print the http {} directives for [nginx] dynamic (runtime peer updates)"
+    )
+    snippet.add_argument(
+        "--main", action="store_true", help="print only the load_module lines for nginx.conf's main context"
+    )
+    for p in (watch, render, check, status, snippet):
         p.add_argument("--config", "-c", type=Path, required=True, help="the TOML config file")
     _add_demo_parser(sub)
     convert.add_parser(sub)
@@ -113,6 +120,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.command == "demo":
             return _run_demo(args, environ)
         config = load_config(args.config, environ)
+        if args.command == "nginx-snippet":
+            print(main_context() if args.main else snippet(config), end="")
+            return EXIT_OK
         if args.command == "status":
             return show_status(config, as_json=args.json)
         if args.command == "render":
@@ -134,7 +144,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 def _check(path: Path, env: Mapping[str, str]) -> int:
     """Validate config and templates offline: one line per problem."""
     config = load_config(path, env)
-    templates = TemplateSet((t.source for t in config.templates), config.template_env)
+    templates = TemplateSet(
+        (t.source for t in config.templates), config.template_env, config.nginx.dynamic.enabled
+    )
     problems = [str(e) for e in templates.load()]
     if not problems:
         # Render against an empty catalog: finds runtime errors (sandbox, bad arguments) without Consul.

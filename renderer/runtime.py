@@ -45,7 +45,9 @@ def start_runtime(config: SidecarConfig, nginx: Nginx | None) -> Runtime:
     """The runtime at start-up (templates not loaded yet); ``nginx``: a seam for tests."""
     return Runtime(
         config=config,
-        templates=TemplateSet((t.source for t in config.templates), config.template_env),
+        templates=TemplateSet(
+            (t.source for t in config.templates), config.template_env, config.nginx.dynamic.enabled
+        ),
         policy=Quiescence(config.wait.min, config.wait.max),
         nginx=nginx or CommandNginx(config.nginx),
     )
@@ -54,7 +56,7 @@ def start_runtime(config: SidecarConfig, nginx: Nginx | None) -> Runtime:
 def reload_runtime(old: Runtime, env: Mapping[str, str]) -> Runtime:
     """The config file and templates read again; raise ConfigError or TemplateError if invalid."""
     new = load_config(old.config.path, env)
-    templates = TemplateSet((t.source for t in new.templates), new.template_env)
+    templates = TemplateSet((t.source for t in new.templates), new.template_env, new.nginx.dynamic.enabled)
     errors = templates.load()
     if errors:
         raise errors[0]

@@ -193,11 +193,18 @@ def _instance_view(i: Instance) -> dict[str, Any]:
 class TemplateSet:
     """The compiled templates of a config; a broken edit keeps the last good compiled version."""
 
-    def __init__(self, sources: Iterable[Path], env: Mapping[Path, Mapping[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        sources: Iterable[Path],
+        env: Mapping[Path, Mapping[str, str]] | None = None,
+        dynamic: bool = False,
+    ) -> None:
         self.sources = tuple(sources)
         self.allowed_env = dict(env or {})  # per source: the variables its config lets env() read
         functions = {name: _unbound(name) for name in FUNCTIONS}
         self.env = make_environment(sorted({s.parent for s in self.sources}), functions)
+        # [nginx] dynamic: the macro library's upstreams then carry the Lua balancer hook.
+        self.env.globals["nginx_dynamic"] = dynamic
         self.env.filters.update(FILTERS)  # by_tag, parse_json, regex_match, ... (renderer/functions.py)
         self._compiled: dict[Path, jinja2.Template] = {}
         self._warned: dict[Path, tuple[str, ...]] = {}

@@ -106,3 +106,25 @@ def test_check_reports_a_command_whose_program_cannot_be_found(
     # the positive control: programs that are there pass
     path.write_text(path.read_text().replace("ngnix", "true").replace("/nonexistent/systemctl", "/bin/true"))
     assert run("check", "--config", str(path)).returncode == 0
+
+
+def test_nginx_snippet_prints_the_http_directives_for_the_endpoint(tmp_path: Path) -> None:
+    path = config(tmp_path, "x")
+    path.write_text(path.read_text() + '[nginx]\ndynamic = true\ndynamic_endpoint = "127.0.0.3:9181"\n')
+    out = run("nginx-snippet", "--config", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "    listen 127.0.0.3:9181;" in out.stdout.splitlines()
+    assert "lua_shared_dict upstreams 32m;" in out.stdout
+    main = run("nginx-snippet", "--main", "--config", str(path))
+    assert main.stdout.splitlines() == [
+        "load_module /usr/lib/nginx/modules/ndk_http_module.so;",
+        "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+    ]
+
+
+def test_nginx_snippet_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
+    path = config(tmp_path, "x")
+    path.write_text(path.read_text() + '[nginx]\ndynamic_endpoint = "10.0.0.1:9180"\n')
+    out = run("nginx-snippet", "--config", str(path))
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "loopback" in out.stderr

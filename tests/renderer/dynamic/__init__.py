@@ -1,0 +1,1 @@
+"""Runtime peer updates ([nginx] dynamic): a real nginx loading Debian's Lua module."""
