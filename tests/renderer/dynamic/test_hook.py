@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,16 @@ def test_a_rendered_hooked_upstream_routes_through_the_lua_balancer(tmp_path: Pa
         assert nginx.count(4) == {"b4": 4}
     finally:
         nginx.stop()
+
+
+def test_nginx_t_accepts_the_snippet_and_a_hooked_upstream(tmp_path: Path) -> None:
+    # What the sidecar's check_command runs before a reload: the module must be loaded for it too.
+    nginx = LuaNginx(tmp_path / "nginx")
+    nginx.write_upstream(["b1", "b2"])
+    nginx.server.write_config()
+    check = subprocess.run(nginx.server.check_command, capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    # Without the modules, the hook is an unknown directive: the check catches a missing load_module.
+    nginx.server.conf.write_text(nginx.server.conf.read_text().replace("load_module", "# load_module"))
+    check = subprocess.run(nginx.server.check_command, capture_output=True, text=True, timeout=30)
+    assert check.returncode != 0 and "unknown directive" in check.stderr

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.lua import LuaNginx
@@ -146,3 +150,33 @@ def test_the_endpoint_can_be_a_unix_socket(tmp_path: Path) -> None:
         )
     finally:
         nginx.stop()
+
+
+def test_two_hundred_flips_under_load_fail_no_request(lua_nginx: LuaNginx) -> None:
+    answers: Counter[str] = Counter()
+    done = threading.Event()
+
+    def load() -> None:
+        # Two clients, each on its own keep-alive connection, as long as the flips go on.
+        conn = http.client.HTTPConnection("127.0.0.1", lua_nginx.server.port, timeout=5)
+        while not done.is_set():
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            body = resp.read().decode().strip()
+            answers[body if resp.status == 200 else str(resp.status)] += 1
+        conn.close()
+
+    sets = (
+        [lua_nginx.peer("b1"), lua_nginx.peer("b2")],
+        [lua_nginx.peer("b3")],
+        [lua_nginx.peer("b4", weight=5)],
+    )
+    with ThreadPoolExecutor(2) as pool:
+        clients = [pool.submit(load) for _ in range(2)]
+        for flip in range(200):
+            assert lua_nginx.push({"primes": sets[flip % 3]})[0] == 200
+        done.set()
+        for client in clients:
+            client.result()
+    assert set(answers) <= {"b1", "b2", "b3", "b4"}, answers
+    assert sum(answers.values()) > 0 and lua_nginx.server.reloads() == 0
