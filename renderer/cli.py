@@ -121,8 +121,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return _run_demo(args, environ)
         config = load_config(args.config, environ)
         if args.command == "nginx-snippet":
-            print(main_context() if args.main else snippet(config), end="")
-            return EXIT_OK
+            return _snippet(config, main_only=args.main)
         if args.command == "status":
             return show_status(config, as_json=args.json)
         if args.command == "render":
@@ -139,6 +138,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_DENIED if isinstance(exc, ConsulDenied) else EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _snippet(config: SidecarConfig, main_only: bool) -> int:
+    """Print the nginx side of ``[nginx] dynamic``; a note on stderr when the config does not turn it on."""
+    print(main_context() if main_only else snippet(config), end="")
+    if not config.nginx.dynamic.enabled:
+        print(
+            f"upstreams: note: {config.path} has [nginx] dynamic off; the sidecar pushes nothing until it is on.",
+            file=sys.stderr,
+        )
+    return EXIT_OK
 
 
 def _check(path: Path, env: Mapping[str, str]) -> int:

@@ -120,6 +120,13 @@ def test_nginx_snippet_prints_the_http_directives_for_the_endpoint(tmp_path: Pat
         "load_module /usr/lib/nginx/modules/ndk_http_module.so;",
         "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
     ]
+    assert out.stderr == main.stderr == ""
+
+
+def test_nginx_snippet_notes_when_dynamic_is_off(tmp_path: Path) -> None:
+    out = run("nginx-snippet", "--config", str(config(tmp_path, "x")))
+    assert out.returncode == 0 and "lua_shared_dict upstreams 32m;" in out.stdout
+    assert "[nginx] dynamic off" in out.stderr and len(out.stderr.splitlines()) == 1
 
 
 def test_nginx_snippet_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
