@@ -180,3 +180,30 @@ def test_two_hundred_flips_under_load_fail_no_request(lua_nginx: LuaNginx) -> No
             client.result()
     assert set(answers) <= {"b1", "b2", "b3", "b4"}, answers
     assert sum(answers.values()) > 0 and lua_nginx.server.reloads() == 0
+
+
+def test_the_fallback_is_nginx_round_robin_with_the_file_flags(lua_nginx: LuaNginx) -> None:
+    # Not in runtime state: the file's `backup` and `down` apply, as nginx's own balancer reads them.
+    conf = lua_nginx.server.upstreams
+    ports = lua_nginx.backends
+    hook = '    balancer_by_lua_block { require("upstreams.balancer").balance("primes") }\n'
+    conf.write_text(
+        f"upstream primes {{\n    server 127.0.0.1:{ports['b1']} down;\n    server 127.0.0.1:{ports['b2']};\n"
+        f"    server 127.0.0.1:{ports['b3']} backup;\n{hook}}}\n"
+    )
+    reload(lua_nginx)
+    assert lua_nginx.count(6) == {"b2": 6}
+    lua_nginx.write_upstream([])  # the empty upstream's `server 127.0.0.1:1 down;`
+    reload(lua_nginx)
+    assert lua_nginx.count(3) == {"502": 3}
+
+
+def reload(nginx: LuaNginx) -> None:
+    """SIGHUP, then wait until only the new worker serves."""
+    old = worker_pids(nginx)
+    assert nginx.server.proc is not None
+    os.kill(nginx.server.proc.pid, signal.SIGHUP)
+    wait_until(
+        lambda: (pids := worker_pids(nginx)) and not set(pids) & set(old) and len(pids) == len(old),
+        what="the reload",
+    )
