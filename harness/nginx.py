@@ -17,17 +17,16 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from renderer.dynamic.snippet import LOAD_MODULES
+
 from .ports import accepts, distinct_free_ports, wait_port
 from .process import Child, PartFailed, stop_process
 
 __all__ = ["LUA_MODULES", "NginxServer", "nginx_binary", "start_server"]
 
 START_TIMEOUT = 10.0
-# Debian's libnginx-mod-http-lua and its ndk dependency; nginx wants them in the main context.
-LUA_MODULES = (
-    "load_module /usr/lib/nginx/modules/ndk_http_module.so;",
-    "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
-)
+# Debian's libnginx-mod-http-lua and its ndk dependency, for nginx.conf's main context.
+LUA_MODULES = LOAD_MODULES
 
 
 def nginx_binary(env: Mapping[str, str]) -> str | None:
