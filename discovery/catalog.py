@@ -6,10 +6,12 @@ dropped with a warning that names it. Strings are kept as they are (the renderer
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from sys import intern
 from typing import Any
 
 from .model import STATUS_ORDER, Instance, ServiceSummary, Status
@@ -26,6 +28,11 @@ def valid_address(address: str) -> bool:
     """True for an IPv4/IPv6 literal or an RFC 1123 host name."""
     if not isinstance(address, str) or not address or len(address) > 253:
         return False
+    return _valid_text_address(address)
+
+
+@functools.lru_cache(maxsize=4096)  # thousands of instances share a few node addresses
+def _valid_text_address(address: str) -> bool:
     try:
         ipaddress.ip_address(address)
         return True
@@ -62,36 +69,39 @@ def _instance(entry: Mapping[str, Any], dc: str) -> Instance | None:
     svc = entry.get("Service") or {}
     checks = entry.get("Checks") or []
     name, sid, node_name = _text(svc.get("Service")), _text(svc.get("ID")), _text(node.get("Node"))
-    where = f"instance {svc.get('ID')!r} of service {svc.get('Service')!r}"
     if name is None or sid is None or node_name is None:
-        log.warning("Dropped %s: its name, ID or node is missing or not text.", where)
+        log.warning("Dropped %s: its name, ID or node is missing or not text.", _where(svc))
         return None
     address = svc.get("Address") or node.get("Address") or ""
     if not valid_address(address):
-        log.warning("Dropped %s: address %r is not an IP address or host name.", where, str(address)[:80])
+        log.warning(
+            "Dropped %s: address %r is not an IP address or host name.", _where(svc), str(address)[:80]
+        )
         return None
     port = svc.get("Port")
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        log.warning("Dropped %s: port %r is not between 1 and 65535.", where, port)
+        log.warning("Dropped %s: port %r is not between 1 and 65535.", _where(svc), port)
         return None
     status = worst_status(c.get("Status", "critical") for c in checks if isinstance(c, Mapping))
-    tags = tuple(t for t in (svc.get("Tags") or []) if _text(t) is not None)
-    raw_meta = svc.get("Meta") or {}
-    meta = _meta(raw_meta)
+    # Interned: thousands of instances share their node's name and address, their tags and datacenter.
     return Instance(
-        node=node_name,
+        node=intern(node_name),
         id=sid,
-        name=name,
-        address=address,
+        name=intern(name),
+        address=intern(address),
         port=port,
-        tags=tags,
-        meta=meta,
+        tags=tuple(intern(t) for t in (svc.get("Tags") or []) if _text(t) is not None),
+        meta=_meta(svc.get("Meta")),
         weight=_weight(svc.get("Weights"), status),
         status=status,
-        datacenter=_text(node.get("Datacenter")) or dc,
-        node_address=_text(node.get("Address")) or "",
+        datacenter=intern(_text(node.get("Datacenter")) or dc),
+        node_address=intern(_text(node.get("Address")) or ""),
         node_meta=_meta(node.get("Meta")),
     )
+
+
+def _where(svc: Mapping[str, Any]) -> str:
+    return f"instance {svc.get('ID')!r} of service {svc.get('Service')!r}"
 
 
 def _meta(raw: Any) -> tuple[tuple[str, str], ...]:

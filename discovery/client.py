@@ -8,7 +8,9 @@ Query paths are built here too, so a name from Consul can never change a path or
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import posixpath
 import urllib.parse
@@ -25,6 +27,7 @@ from plumbing.duration import parse_duration
 from plumbing.errors import ConsulDenied, ConsulUnavailable, first_line
 
 from .blocking import too_stale
+from .decoding import LARGE, decode
 from .settings import ConsulSettings
 
 __all__ = [
@@ -58,6 +61,25 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         self._max_stale = settings.max_stale
         self._session = aiohttp.ClientSession(connector=connector)
 
+    async def _answer(
+        self,
+        method: str,
+        uri: str,
+        headers: dict[str, str] | None,
+        data: Any,
+        connections_timeout: float | None,
+        raw: bool,
+    ) -> consul.base.Response:
+        stale = self._max_stale > 0 and method == "GET" and _stale_read(uri)
+        resp = await self._send(
+            method, stale_uri(uri) if stale else uri, headers, data, connections_timeout, raw
+        )
+        if stale and too_stale(resp.headers.get("X-Consul-LastContact"), self._max_stale):
+            # Rule 8: that server has not heard from a leader for longer than max_stale; ask the leader.
+            log.debug("Stale answer older than max_stale for %s; asking the leader.", uri)
+            resp = await self._send(method, uri, headers, data, connections_timeout, raw)
+        return resp
+
     async def _request(
         self,
         callback: Any,
@@ -68,15 +90,24 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         connections_timeout: float | None = None,
         raw: bool = False,
     ) -> Any:
-        stale = self._max_stale > 0 and method == "GET" and _stale_read(uri)
-        resp = await self._send(
-            method, stale_uri(uri) if stale else uri, headers, data, connections_timeout, raw
-        )
-        if stale and too_stale(resp.headers.get("X-Consul-LastContact"), self._max_stale):
-            # Rule 8: that server has not heard from a leader for longer than max_stale; ask the leader.
-            log.debug("Stale answer older than max_stale for %s; asking the leader.", uri)
-            resp = await self._send(method, uri, headers, data, connections_timeout, raw)
+        resp = await self._answer(method, uri, headers, data, connections_timeout, raw)
+        if len(resp.body) >= LARGE:
+            # py-consul's callbacks decode with json.loads, which keeps the GIL: in a thread it is at
+            # least off the loop; the watch's own large reads use get_json, which yields between items.
+            return await asyncio.to_thread(callback, resp)
         return callback(resp)
+
+    async def get_json(self, uri: str, headers: dict[str, str] | None) -> tuple[str, Any]:
+        """``(X-Consul-Index, value)`` of a GET, large bodies decoded in a thread; py-consul's error mapping."""
+        resp = await self._answer("GET", uri, headers, None, None, False)
+        CB._status(resp)  # the same exceptions for the same statuses as py-consul's own callbacks
+        try:
+            data = None if resp.code == 404 else await decode(resp.body)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise consul.ConsulException(f"Failed to decode JSON: {first_line(exc)}") from exc
+        if "X-Consul-Index" not in resp.headers:
+            raise consul.ConsulException(f"Missing index header: {resp.headers}")
+        return resp.headers["X-Consul-Index"], data
 
     async def _send(
         self,
@@ -153,6 +184,11 @@ def _rewritten(path: str) -> bool:
     return cleaned != path
 
 
+def _blocking(index: int, wait: str) -> list[tuple[str, Any]]:
+    """Rule 1 of discovery.blocking: ``wait`` is sent only with an index."""
+    return [("index", index), ("wait", wait)] if index else []
+
+
 def _timeout_for(uri: str, slack: float) -> float:
     """A blocking query may hang for wait plus wait/16 of jitter; give it that plus ``slack``."""
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query)
@@ -177,10 +213,30 @@ class ConsulClient(consul.aio.Consul):  # type: ignore[misc]
 
     async def health_service(self, name: str, *, dc: str | None, near: str | None) -> tuple[Any, Any]:
         """``(index, entries)`` of ``/v1/health/service/NAME``, the name quoted by ``service_path``."""
-        params = [(key, value) for key, value in (("dc", dc), ("near", near)) if value]
-        query = "?" + urllib.parse.urlencode(params) if params else ""
-        uri = self.http.base_uri + service_path(name) + query
-        return await self.http._request(CB.json(index=True), "GET", uri, self.prepare_headers(None))  # type: ignore[no-any-return]
+        return await self._get(service_path(name), [("dc", dc), ("near", near)])
+
+    async def health_state(
+        self, *, filter: str, index: int = 0, wait: str = "", dc: str | None = None
+    ) -> tuple[Any, Any]:
+        """``(index, checks)`` of ``/v1/health/state/any?filter=...``, blocking when ``index`` is given."""
+        return await self._get(
+            "/v1/health/state/any", [("filter", filter), *_blocking(index, wait), ("dc", dc)]
+        )
+
+    async def catalog_services(
+        self, *, index: int = 0, wait: str = "", dc: str | None = None
+    ) -> tuple[Any, Any]:
+        """``(index, {name: tags})`` of ``/v1/catalog/services``, blocking when ``index`` is given."""
+        return await self._get("/v1/catalog/services", [*_blocking(index, wait), ("dc", dc)])
+
+    async def catalog_node(self, name: str, *, dc: str | None = None) -> tuple[Any, Any]:
+        """``(index, node and services)`` of ``/v1/catalog/node/NAME``, the name quoted as one segment."""
+        return await self._get("/v1/catalog/node/" + urllib.parse.quote(name, safe=""), [("dc", dc)])
+
+    async def _get(self, path: str, params: list[tuple[str, Any]]) -> tuple[Any, Any]:
+        pairs = [(key, value) for key, value in params if value]
+        query = "?" + urllib.parse.urlencode(pairs) if pairs else ""
+        return await self.http.get_json(self.http.base_uri + path + query, self.prepare_headers(None))  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -15,9 +15,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .blocking import BlockingQuery
-from .catalog import check_fingerprints, parse_services
+from .bulk import BULK_MIN, bulk_candidates, read_bulk
+from .catalog import parse_services
 from .client import consul_errors, kv_prefix
 from .model import CatalogQuery, KeyQuery, PrefixQuery, ServiceQuery
+from .problems import NOT_PASSING, Problems, parse_problems
 
 if TYPE_CHECKING:
     from .watch import Watcher
@@ -34,7 +36,7 @@ class Datacenter:
     def __init__(self, watcher: Watcher, dc: str) -> None:
         self.watcher = watcher
         self.dc = dc
-        self.fingerprints: dict[str, frozenset[Any]] = {}
+        self.problems = Problems()  # the non-passing checks the health query last answered
         self.health_index = 0
         self.health_changes: collections.deque[int] = collections.deque(maxlen=256)
         self.health_moved = asyncio.Event()
@@ -65,35 +67,48 @@ class Datacenter:
             self.dirty.clear()
             if batch:
                 log.debug("Fetching %d changed services%s.", len(batch), f" of {self.dc}" if self.dc else "")
-                await asyncio.gather(*(w._fetch_one(q, limit) for q in batch))
+                rest = await self._read_bulk(batch, limit)
+                await asyncio.gather(*(w._fetch_one(q, limit) for q in rest))
                 w._publish()
+
+    async def _read_bulk(self, batch: list[ServiceQuery], limit: asyncio.Semaphore) -> list[ServiceQuery]:
+        """Read what a bulk read can of a large batch (discovery.bulk); return what is left to fetch."""
+        candidates = bulk_candidates(batch)
+        if len(candidates) < BULK_MIN:
+            return batch
+        found = await read_bulk(self.watcher, self.dc, candidates, limit)
+        if found is None:
+            return batch
+        for query in candidates:
+            self.watcher._keep(query, tuple(sorted(found[query.name.lower()])))
+        done = set(candidates)
+        return [q for q in batch if q not in done]
 
     async def watch_health(self) -> None:
         async def fetch(index: int, wait: str) -> tuple[Any, Any]:
-            async with consul_errors("the health of every check"):
-                idx, checks = await self.watcher.client.health.state(
-                    "any", index=index, wait=wait, dc=self.dc or None
+            async with consul_errors("the health of every check that is not passing"):
+                idx, checks = await self.watcher.client.health_state(
+                    filter=NOT_PASSING, index=index, wait=wait, dc=self.dc or None
                 )
             self.watcher.metrics.blocking_wakeups.labels("health-state").inc()
-            return idx, (int(idx or 0), check_fingerprints(checks))
+            return idx, (int(idx or 0), parse_problems(checks))
 
-        async for idx, prints in self._query("health-state", fetch).changes():
-            old, self.fingerprints = self.fingerprints, prints
-            changed = {s for s in old.keys() | prints.keys() if old.get(s) != prints.get(s)}
-            self.health_index = idx
-            if changed:
+        async for idx, problems in self._query("health-state", fetch).changes():
+            services, nodes = problems.changed(self.problems)
+            self.problems, self.health_index = problems, idx
+            if services or nodes:
                 self.health_changes.append(idx)
             self.health_moved.set()
             self.health_moved = asyncio.Event()
-            if "" in changed:
-                self.watcher._mark_dirty(self.dc, None)  # a node check changed: every service on it may have
-            elif changed:
-                self.watcher._mark_dirty(self.dc, changed)
+            if services:
+                self.watcher._mark_dirty(self.dc, services)
+            if nodes:
+                self.watcher._mark_on_nodes(self.dc, nodes)  # a node check: every instance on the node
 
     async def watch_catalog(self) -> None:
         async def fetch(index: int, wait: str) -> tuple[Any, Any]:
             async with consul_errors("the list of services"):
-                idx, data = await self.watcher.client.catalog.services(
+                idx, data = await self.watcher.client.catalog_services(
                     index=index, wait=wait, dc=self.dc or None
                 )
             self.watcher.metrics.blocking_wakeups.labels("catalog-services").inc()
@@ -106,9 +121,11 @@ class Datacenter:
             self.watcher._store(CatalogQuery(self.dc), summaries)
             self.watcher.nodes.moved(self.dc)  # a service (de)registered on a watched node moves this index
             changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
+            if first:
+                continue  # every watched service is fetched when it is first wanted: not twice at start
             if changed:
                 self.watcher._mark_dirty(self.dc, changed)
-            elif not first and not await self._explained(idx):
+            elif not await self._explained(idx):
                 log.debug("Catalog index moved to %d with no visible change: refreshing every service.", idx)
                 self.watcher._mark_dirty(self.dc, None)
 

@@ -29,7 +29,7 @@ Status = Literal["passing", "warning", "critical"]
 STATUS_ORDER: dict[str, int] = {"passing": 0, "warning": 1, "critical": 2}
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ServiceQuery:
     """What is fetched for ``service()``: every instance of a service in a datacenter ('' = the agent's)."""
 
@@ -41,7 +41,7 @@ class ServiceQuery:
         return self.name + (f"@{self.dc}" if self.dc else "") + (f" near {self.near}" if self.near else "")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class CatalogQuery:
     """What is fetched for ``services()``: the names and tags of every service in a datacenter."""
 
@@ -51,7 +51,7 @@ class CatalogQuery:
         return "services" + (f"@{self.dc}" if self.dc else "")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class KeyQuery:
     """What is fetched for ``key()``: one Consul KV value."""
 
@@ -62,7 +62,7 @@ class KeyQuery:
         return f"key {self.path}" + (f"@{self.dc}" if self.dc else "")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class PrefixQuery:
     """What is fetched for ``ls()`` and ``tree()``: every KV pair under a prefix (ending in '/' or '')."""
 
@@ -73,7 +73,7 @@ class PrefixQuery:
         return f"keys under {self.prefix or '/'}" + (f"@{self.dc}" if self.dc else "")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class NodesQuery:
     """What is fetched for ``nodes()``: every node of a datacenter."""
 
@@ -83,7 +83,7 @@ class NodesQuery:
         return "nodes" + (f"@{self.dc}" if self.dc else "")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class NodeQuery:
     """What is fetched for ``node(name)``: one node and the services registered on it."""
 
@@ -94,7 +94,7 @@ class NodeQuery:
         return f"node {self.name}" + (f"@{self.dc}" if self.dc else "")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class DatacentersQuery:
     """What is fetched for ``datacenters()``: the names of every known datacenter."""
 
@@ -107,7 +107,7 @@ class DatacentersQuery:
 Dependency = ServiceQuery | CatalogQuery | KeyQuery | PrefixQuery | NodesQuery | NodeQuery | DatacentersQuery
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Instance:
     """One healthy-or-not instance of a service, validated; ``address`` already falls back to the node's."""
 
@@ -124,13 +124,13 @@ class Instance:
     node_address: str = ""
     node_meta: tuple[tuple[str, str], ...] = ()
 
-    @cached_property
+    @property
     def meta_dict(self) -> dict[str, str]:
         """Meta as a mapping, for templates."""
         return dict(self.meta)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ServiceSummary:
     """A service name with the union of its instances' tags."""
 
@@ -138,7 +138,7 @@ class ServiceSummary:
     tags: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Node:
     """A node of the catalog."""
 
@@ -149,7 +149,7 @@ class Node:
     meta: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class NodeService:
     """A service registered on a node, as the catalog lists it (no health)."""
 
@@ -161,7 +161,7 @@ class NodeService:
     meta: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class NodeInfo:
     """A node and its services, sorted by service ID."""
 

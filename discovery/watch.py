@@ -187,6 +187,18 @@ class Watcher:
                 and (names is None or dep.name.lower() in lowered)
             )
 
+    def _mark_on_nodes(self, dc: str, nodes: set[str]) -> None:
+        lowered = {n.lower() for n in nodes}
+        if dc in self._dcs:
+            # Consul matches node names without case too. A service not read yet is fetched anyway.
+            self._dcs[dc].mark(
+                dep
+                for dep, value in self._data.items()
+                if isinstance(dep, ServiceQuery)
+                and dep.dc == dc
+                and any(i.node.lower() in lowered for i in value)
+            )
+
     def _store(self, dep: Dependency, value: Any) -> None:
         if dep in self._wanted:
             self._data[dep] = value
@@ -225,10 +237,15 @@ class Watcher:
             self._data[query] = ()
             self.stand_ins.discard(query)
             return
-        self._unreadable.discard(query)
-        self._data[query] = parse_health(entries, query.dc, keep_order=bool(query.near))
-        self.stand_ins.discard(query)
-        self._outages.reached(query.dc)
+        self._keep(query, parse_health(entries, query.dc, keep_order=bool(query.near)))
+
+    def _keep(self, query: ServiceQuery, instances: tuple[Instance, ...]) -> None:
+        """Keep a service's instances as read (published with the rest of the batch)."""
+        if query in self._wanted:
+            self._unreadable.discard(query)
+            self._data[query] = instances
+            self.stand_ins.discard(query)
+            self._outages.reached(query.dc)
 
     async def _fetch_health(self, query: ServiceQuery, limit: asyncio.Semaphore) -> tuple[Any, str | None]:
         """(entries, None), retried while Consul is away; or (None, why) when Consul refuses this name."""

@@ -1,0 +1,206 @@
+"""Where the sidecar's time and memory go at scale (a developer's tool, not a scenario of ``python -m bench``).
+
+``serve N DIR`` starts a Consul dev agent with N services x 4 instances (scenario 2's catalog) and keeps it
+running, its HTTP port in DIR/port. Against that agent:
+
+* ``watcher DIR``: an in-process Watcher wanting every service; seconds to the first complete snapshot,
+  the health signal's answer, a flip's latency to the refetch, and this process's RSS;
+* ``sidecar DIR``: ``upstreams watch`` with one upstream per service; seconds from start to the complete
+  file, its peak RSS and connections, and flip -> file latencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from discovery.client import ConsulClient
+from discovery.model import CatalogQuery, ServiceQuery
+from discovery.settings import ConsulSettings
+from discovery.watch import Watcher
+
+from .rig import (
+    ConsulAgent,
+    ProcStats,
+    SidecarProcess,
+    front_nginx,
+    put,
+    register_many,
+    sidecar_config,
+    wait_until,
+)
+from .scale_catalog import NODES, Flipper, body, name
+
+SPY = "/tmp/tools/bin/py-spy"  # installed apart from the project's venv: `pip install py-spy`
+TEMPLATE = """{% import "nginx.j2" as nginx %}
+{{ nginx.upstreams(tag="scale", prefix="s_") }}
+"""
+
+
+def serve(size: int, folder: Path) -> None:
+    """Start Consul, register the catalog, write the port, and run until killed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    consul = ConsulAgent(folder)
+    consul.start()
+    try:
+        bodies = [body(i, n, 20000 + n) for i in range(size) for n in range(1, NODES + 1)]
+        took = register_many(consul, bodies, "/v1/catalog/register")
+        print(f"registered {len(bodies)} instances in {took:.1f} s", flush=True)
+        (folder / "port").write_text(str(consul.http_port))
+        while True:
+            time.sleep(3600)
+    finally:
+        consul.stop()
+
+
+def agent(folder: Path) -> ConsulAgent:
+    consul = ConsulAgent(folder / "client")
+    consul.http_port = int((folder / "port").read_text())
+    return consul
+
+
+def reset(consul: ConsulAgent, size: int) -> None:
+    """The probed service's four checks passing again, whatever an earlier run left."""
+    flipper = Flipper(consul, [20000 + n for n in range(1, NODES + 1)])
+    for node in range(1, NODES + 1):
+        flipper.set(size // 2, node, "passing")
+
+
+def _extra(consul: ConsulAgent, i: int, verb: str) -> None:
+    """Register a fifth, passing instance of service ``i`` on node bench-1, or deregister it."""
+    if verb == "register":
+        entry = body(i, 1, 20001)
+        entry["Service"]["ID"] = entry["Check"]["ServiceID"] = "extra"
+        entry["Check"]["CheckID"] = "c-extra"
+        put(consul, "/v1/catalog/register", entry)
+    else:
+        put(consul, "/v1/catalog/deregister", {"Node": "bench-1", "ServiceID": "extra"})
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+async def watcher_run(folder: Path, size: int) -> None:
+    """The Watcher alone: first complete snapshot, flips, RSS."""
+    consul = agent(folder)
+    reset(consul, size)
+    client = ConsulClient(ConsulSettings(host="127.0.0.1", port=consul.http_port))
+    watcher = Watcher(client, wait="1m", min_interval=0.01)
+    queries = [ServiceQuery(name(i)) for i in range(size)]
+    t0 = time.monotonic()
+    watcher.want([CatalogQuery(), *queries])
+    task = asyncio.create_task(watcher.run())
+    version = 0
+    while True:
+        version, snap = await watcher.updates.wait_newer(version)
+        if len(snap.services) == size:
+            break
+    print(f"first complete snapshot: {time.monotonic() - t0:.2f} s, rss {rss_mb():.0f} MB", flush=True)
+    flipper = Flipper(consul, [20000 + n for n in range(1, NODES + 1)])
+    probe = ServiceQuery(name(size // 2))
+    lat = []
+    for k in range(6):
+        status = "critical" if k % 2 == 0 else "passing"
+        t1 = time.monotonic()
+        await asyncio.to_thread(flipper.set, size // 2, 1, status)
+        while True:
+            version, snap = await watcher.updates.wait_newer(version)
+            inst = [i for i in snap.get(probe) if i.node == "bench-1"]  # type: ignore[attr-defined]
+            if inst and inst[0].status == status:
+                break
+        lat.append(time.monotonic() - t1)
+    print(f"flip -> snapshot (ms): {[round(x * 1000) for x in lat]}", flush=True)
+    for verb in ("register", "deregister"):
+        t1 = time.monotonic()
+        await asyncio.to_thread(_extra, consul, size // 2, verb)
+        while True:
+            version, snap = await watcher.updates.wait_newer(version)
+            ids = {i.id for i in snap.get(probe)}  # type: ignore[attr-defined]
+            if ("extra" in ids) == (verb == "register"):
+                break
+        print(f"passing instance {verb} -> snapshot: {(time.monotonic() - t1) * 1000:.0f} ms", flush=True)
+    print(
+        f"rss now {rss_mb():.0f} MB, max {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await client.close()
+
+
+def sidecar_run(folder: Path, size: int, spy: str = "") -> dict[str, Any]:
+    """``upstreams watch`` from start to the complete file, then flips; RSS and connections."""
+    consul = agent(folder)
+    reset(consul, size)
+    work = folder / f"sidecar-{time.time():.0f}"
+    out: dict[str, Any] = {}
+    with front_nginx(work / "nginx", upstream="s_$http_x_svc", initial="") as nginx:
+        dest = nginx.conf_d / "upstreams.conf"
+        config = sidecar_config(work, consul, nginx, TEMPLATE)
+        t0 = time.monotonic()
+        sidecar = SidecarProcess(config, *(["--debug"] if spy == "debug" else []))
+        stats = ProcStats(sidecar.proc.pid)
+        peak = [0.0, 0]
+        spying = spy not in ("", "debug") and subprocess.Popen(
+            [SPY, "record", "-r", "200", "-f", "raw", "-o", spy, "-p", str(sidecar.proc.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def complete() -> bool:
+            peak[0] = max(peak[0], stats.rss_mb())
+            peak[1] = max(peak[1], stats.connections(consul.http_port))
+            return dest.exists() and dest.read_text().count("upstream s_") >= size
+
+        try:
+            wait_until(complete, timeout=600, interval=0.05, what="every upstream")
+            out["first_render_s"] = round(time.monotonic() - t0, 2)
+            out["rss_after_first_render_mb"] = round(stats.rss_mb(), 1)
+            print(out, flush=True)
+            if spying:
+                spying.send_signal(signal.SIGINT)
+                spying.wait()
+            flipper = Flipper(consul, [nginx.backends[f"b{n}"] for n in range(1, NODES + 1)])
+            lat = []
+            for k in range(6):
+                before = dest.stat().st_mtime_ns
+                t1 = time.monotonic()
+                flipper.set(size // 2, k // 2 % NODES + 1, "passing" if k % 2 else "critical")
+
+                def moved(before: int = before) -> bool:
+                    peak[0] = max(peak[0], stats.rss_mb())
+                    return dest.stat().st_mtime_ns != before
+
+                wait_until(moved, timeout=60, interval=0.005, what="the flip written")
+                lat.append(time.monotonic() - t1)
+                time.sleep(0.3)
+            out["flip_to_file_ms"] = [round(x * 1000) for x in lat]
+            out["flip_to_file_median_ms"] = round(statistics.median(lat) * 1000)
+            out["peak_rss_mb"] = round(peak[0], 1)
+            out["peak_connections"] = peak[1]
+            out["idle_rss_mb"] = round(stats.rss_mb(), 1)
+        finally:
+            sidecar.stop(timeout=30)
+    return out
+
+
+def main(argv: list[str]) -> None:
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        serve(int(rest[0]), Path(rest[1]))
+    elif command == "watcher":
+        asyncio.run(watcher_run(Path(rest[0]), int(rest[1])))
+    elif command == "sidecar":
+        print(sidecar_run(Path(rest[0]), int(rest[1]), *rest[2:]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
