@@ -7,6 +7,9 @@ Modules, from the pure core to the edges:
 * ``blocking``  the blocking-query loop and its rules
 * ``watch``     the Watcher: which queries to run for what the templates need; publishes Snapshots
 * ``datacenter`` one datacenter's signal, KV and service-fetch queries, each datacenter on its own loop
+* ``problems``  the health signal's answer (the non-passing checks) and what changed between two answers
+* ``bulk``      many services read per node instead of one by one (first render, fallback, resync)
+* ``decoding``  large JSON answers decoded in a thread, item by item, off the event loop
 * ``nodes``     nodes(), node(name) and datacenters(): catalog nodes as values, and how they are watched
 * ``reachability``, ``outages``  which datacenters answer ("Consul away" is the local agent only)
 * ``sites``     virtual hosts in service meta (nginx-host, nginx-path) and their validation

@@ -1,4 +1,6 @@
-"""The queries of one datacenter: its two signal queries, its KV query, and the fetches of its services.
+"""The queries of one datacenter: its two signal queries, its KV query, and the reads of its services.
+
+The design (what each signal query says and what is read again) is described in discovery.watch.
 
 Each datacenter fetches its dirty services on its own loop, so one that does not answer (its fetches
 retry forever) never holds back the services of the others.

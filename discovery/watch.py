@@ -2,16 +2,26 @@
 
 Per datacenter, two cluster-wide blocking queries tell *what* changed:
 
-* ``/v1/health/state/any`` (every check, one index): a service whose checks changed (status, a check
-  added or removed, a re-registration) is dirty; a change to node checks makes every service dirty.
+* ``/v1/health/state/any?filter=Status != "passing"`` (one index for every check, but only the checks
+  that are not passing in the answer: usually a handful, where the unfiltered query carries every check
+  of the datacenter). Each answer is the complete non-passing state and is compared with the last one
+  (``discovery.problems``): a service whose non-passing checks changed, either way, is dirty (a flip to
+  critical and back, a critical instance registered or removed); a node check (no service: serfHealth,
+  maintenance) that changed makes every watched service with an instance on that node dirty. A missed
+  wake-up heals on the next answer, which still differs from what was last seen.
 * ``/v1/catalog/services`` (names and tags): a service whose tags changed, or that appeared or vanished,
   is dirty. When its index moves with no visible change and the health query saw no change at that same
-  index (a registration without checks, an address change), every watched service is dirty.
+  index (an instance registered or deregistered while passing, a registration without checks, an
+  address change), every watched service is dirty.
 
-Only dirty *watched* services are fetched again (``/v1/health/service/NAME``), by a small pool of
-connections. KV keys (and ls/tree prefixes) are watched with one recursive blocking query per
-datacenter. So at most 2 + pool (+1 with keys) connections per datacenter, whatever the number of
-services; nodes(), node() and datacenters() add one more per datacenter and one shared (discovery/nodes.py).
+Only dirty *watched* services are read again. A few are fetched one by one (``/v1/health/service/NAME``)
+by a small pool of connections; many at once (the first render, the catalog fallback, the resync) are
+read per node when that is cheaper (``discovery.bulk``: at 5,000 services on 4 nodes, 6 requests instead
+of 5,000). Large answers are decoded in a thread (``discovery.decoding``). KV keys (and ls/tree
+prefixes) are watched with one recursive blocking query per datacenter. So at most 2 + pool (+1 with
+keys) connections per datacenter, whatever the number of services; nodes(), node() and datacenters() add
+one more per datacenter and one shared (discovery/nodes.py). A full refresh of watched services runs
+every ``RESYNC_EVERY`` seconds as a safety net.
 
 Reachability is kept per datacenter (``discovery.reachability``; ``discovery.outages`` keeps it
 current): a local failure means "Consul away" (``reachable`` is False, nothing is rendered); a remote
