@@ -89,55 +89,79 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
+async def _until(watcher: Watcher, version: int, done: Any) -> int:
+    """Wait for a snapshot ``done`` likes; return its version."""
+    while True:
+        version, snap = await watcher.updates.wait_newer(version)
+        if done(snap):
+            return version
+
+
 async def watcher_run(folder: Path, size: int) -> None:
-    """The Watcher alone: first complete snapshot, flips, RSS."""
+    """The Watcher alone: first complete snapshot, flips, passing (de)registrations, RSS."""
     consul = agent(folder)
     reset(consul, size)
     client = ConsulClient(ConsulSettings(host="127.0.0.1", port=consul.http_port))
     watcher = Watcher(client, wait="1m", min_interval=0.01)
-    queries = [ServiceQuery(name(i)) for i in range(size)]
     t0 = time.monotonic()
-    watcher.want([CatalogQuery(), *queries])
+    watcher.want([CatalogQuery(), *(ServiceQuery(name(i)) for i in range(size))])
     task = asyncio.create_task(watcher.run())
-    version = 0
-    while True:
-        version, snap = await watcher.updates.wait_newer(version)
-        if len(snap.services) == size:
-            break
+    version = await _until(watcher, 0, lambda s: len(s.services) == size)
     print(f"first complete snapshot: {time.monotonic() - t0:.2f} s, rss {rss_mb():.0f} MB", flush=True)
-    flipper = Flipper(consul, [20000 + n for n in range(1, NODES + 1)])
-    probe = ServiceQuery(name(size // 2))
-    lat = []
+    probe, i = ServiceQuery(name(size // 2)), size // 2
+    flipper, lat = Flipper(consul, [20000 + n for n in range(1, NODES + 1)]), []
     for k in range(6):
         status = "critical" if k % 2 == 0 else "passing"
         t1 = time.monotonic()
-        await asyncio.to_thread(flipper.set, size // 2, 1, status)
-        while True:
-            version, snap = await watcher.updates.wait_newer(version)
-            inst = [i for i in snap.get(probe) if i.node == "bench-1"]  # type: ignore[attr-defined]
-            if inst and inst[0].status == status:
-                break
+        await asyncio.to_thread(flipper.set, i, 1, status)
+        version = await _until(watcher, version, lambda s, st=status: _status(s, probe) == st)
         lat.append(time.monotonic() - t1)
     print(f"flip -> snapshot (ms): {[round(x * 1000) for x in lat]}", flush=True)
     for verb in ("register", "deregister"):
         t1 = time.monotonic()
-        await asyncio.to_thread(_extra, consul, size // 2, verb)
-        while True:
-            version, snap = await watcher.updates.wait_newer(version)
-            ids = {i.id for i in snap.get(probe)}  # type: ignore[attr-defined]
-            if ("extra" in ids) == (verb == "register"):
-                break
+        await asyncio.to_thread(_extra, consul, i, verb)
+        wanted = verb == "register"
+        version = await _until(watcher, version, lambda s, w=wanted: _has_extra(s, probe) == w)
         print(f"passing instance {verb} -> snapshot: {(time.monotonic() - t1) * 1000:.0f} ms", flush=True)
-    print(
-        f"rss now {rss_mb():.0f} MB, max {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-    )
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"rss now {rss_mb():.0f} MB, max {maxrss:.0f} MB")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await client.close()
 
 
+def _status(snap: Any, probe: ServiceQuery) -> str:
+    return next((i.status for i in snap.get(probe) if i.node == "bench-1" and i.id != "extra"), "")
+
+
+def _has_extra(snap: Any, probe: ServiceQuery) -> bool:
+    return any(i.id == "extra" for i in snap.get(probe))
+
+
+class _Peaks:
+    """The sidecar's peak RSS and connections, sampled by the waits below."""
+
+    def __init__(self, stats: ProcStats, port: int) -> None:
+        self.stats, self.port, self.rss, self.connections = stats, port, 0.0, 0
+
+    def sample(self, connections: bool = True) -> None:
+        self.rss = max(self.rss, self.stats.rss_mb())
+        if connections:
+            self.connections = max(self.connections, self.stats.connections(self.port))
+
+
+def _spy(spy: str, pid: int) -> subprocess.Popen[bytes] | None:
+    if spy in ("", "debug"):
+        return None
+    command = [SPY, "record", "-r", "200", "-f", "raw", "-o", spy, "-p", str(pid)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def sidecar_run(folder: Path, size: int, spy: str = "") -> dict[str, Any]:
-    """``upstreams watch`` from start to the complete file, then flips; RSS and connections."""
+    """``upstreams watch`` from start to the complete file, then flips; RSS and connections.
+
+    ``spy``: a file for py-spy's raw samples of the first render, or "debug" for the sidecar's debug log.
+    """
     consul = agent(folder)
     reset(consul, size)
     work = folder / f"sidecar-{time.time():.0f}"
@@ -147,49 +171,50 @@ def sidecar_run(folder: Path, size: int, spy: str = "") -> dict[str, Any]:
         config = sidecar_config(work, consul, nginx, TEMPLATE)
         t0 = time.monotonic()
         sidecar = SidecarProcess(config, *(["--debug"] if spy == "debug" else []))
-        stats = ProcStats(sidecar.proc.pid)
-        peak = [0.0, 0]
-        spying = spy not in ("", "debug") and subprocess.Popen(
-            [SPY, "record", "-r", "200", "-f", "raw", "-o", spy, "-p", str(sidecar.proc.pid)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        peaks, spying = _Peaks(ProcStats(sidecar.proc.pid), consul.http_port), _spy(spy, sidecar.proc.pid)
 
         def complete() -> bool:
-            peak[0] = max(peak[0], stats.rss_mb())
-            peak[1] = max(peak[1], stats.connections(consul.http_port))
+            peaks.sample()
             return dest.exists() and dest.read_text().count("upstream s_") >= size
 
         try:
             wait_until(complete, timeout=600, interval=0.05, what="every upstream")
             out["first_render_s"] = round(time.monotonic() - t0, 2)
-            out["rss_after_first_render_mb"] = round(stats.rss_mb(), 1)
+            out["rss_after_first_render_mb"] = round(peaks.stats.rss_mb(), 1)
             print(out, flush=True)
             if spying:
                 spying.send_signal(signal.SIGINT)
                 spying.wait()
-            flipper = Flipper(consul, [nginx.backends[f"b{n}"] for n in range(1, NODES + 1)])
-            lat = []
-            for k in range(6):
-                before = dest.stat().st_mtime_ns
-                t1 = time.monotonic()
-                flipper.set(size // 2, k // 2 % NODES + 1, "passing" if k % 2 else "critical")
-
-                def moved(before: int = before) -> bool:
-                    peak[0] = max(peak[0], stats.rss_mb())
-                    return dest.stat().st_mtime_ns != before
-
-                wait_until(moved, timeout=60, interval=0.005, what="the flip written")
-                lat.append(time.monotonic() - t1)
-                time.sleep(0.3)
-            out["flip_to_file_ms"] = [round(x * 1000) for x in lat]
-            out["flip_to_file_median_ms"] = round(statistics.median(lat) * 1000)
-            out["peak_rss_mb"] = round(peak[0], 1)
-            out["peak_connections"] = peak[1]
-            out["idle_rss_mb"] = round(stats.rss_mb(), 1)
+            out.update(_file_flips(consul, nginx.backends, dest, size, peaks))
         finally:
             sidecar.stop(timeout=30)
     return out
+
+
+def _file_flips(
+    consul: ConsulAgent, backends: dict[str, int], dest: Path, size: int, peaks: _Peaks
+) -> dict[str, Any]:
+    flipper = Flipper(consul, [backends[f"b{n}"] for n in range(1, NODES + 1)])
+    lat = []
+    for k in range(6):
+        before = dest.stat().st_mtime_ns
+        t1 = time.monotonic()
+        flipper.set(size // 2, k // 2 % NODES + 1, "passing" if k % 2 else "critical")
+
+        def moved(before: int = before) -> bool:
+            peaks.sample(connections=False)  # RSS only: a flip's latency is measured in milliseconds
+            return dest.stat().st_mtime_ns != before
+
+        wait_until(moved, timeout=60, interval=0.005, what="the flip written")
+        lat.append(time.monotonic() - t1)
+        time.sleep(0.3)
+    return {
+        "flip_to_file_ms": [round(x * 1000) for x in lat],
+        "flip_to_file_median_ms": round(statistics.median(lat) * 1000),
+        "peak_rss_mb": round(peaks.rss, 1),
+        "peak_connections": peaks.connections,
+        "idle_rss_mb": round(peaks.stats.rss_mb(), 1),
+    }
 
 
 def main(argv: list[str]) -> None:
