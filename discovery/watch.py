@@ -253,7 +253,8 @@ class Watcher:
         """Keep a service's instances as read (published with the rest of the batch)."""
         if query in self._wanted:
             self._unreadable.discard(query)
-            self._data[query] = instances
+            if self._data.get(query) != instances:  # an equal answer keeps the old tuple (identity is cheap)
+                self._data[query] = instances
             self.stand_ins.discard(query)
             self._outages.reached(query.dc)
 
