@@ -79,7 +79,17 @@ def client_of(consul: ConsulAgent) -> ConsulClient:
     return ConsulClient(ConsulSettings(host="127.0.0.1", port=consul.http_port))
 
 
-def test_a_large_answer_from_real_consul_reads_as_json_loads_reads_it(consul: ConsulAgent) -> None:
+def test_a_large_answer_from_real_consul_reads_as_json_loads_reads_it_in_a_thread(
+    consul: ConsulAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_threads: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def recorded(func: Any, /, *args: Any) -> Any:
+        in_threads.append(getattr(func, "__qualname__", "?"))
+        return await to_thread(func, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", recorded)
     for i in range(300):
         consul.register(f"big-{i:03d}", f"big-{i:03d}-1", 9000, Tags=[f"tag-{i}-{'x' * 200}"])
 
@@ -96,6 +106,8 @@ def test_a_large_answer_from_real_consul_reads_as_json_loads_reads_it(consul: Co
     raw = consul.api("GET", "/v1/catalog/services")
     assert len(json.dumps(raw)) >= LARGE
     assert ours == theirs == raw
+    # Ours item by item; py-consul's own callback (json.loads inside) at least off the loop.
+    assert in_threads == ["loads_yielding", "CB.json.<locals>.cb"]
 
 
 def test_the_filtered_health_read_keeps_py_consuls_error_mapping(consul: ConsulAgent) -> None:
