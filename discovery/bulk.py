@@ -68,7 +68,10 @@ async def read_bulk(
             for instance in parse_health(_entries(data, found, statuses), dc, keep_order=True):
                 found[instance.name.lower()].append(instance)
 
-        await asyncio.gather(*(read(n) for n in names))
+        # Every read ends before deciding, so none still runs (holding a connection) once we return.
+        for outcome in await asyncio.gather(*(read(n) for n in names), return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
     except ConsulError as exc:
         log.debug("Reading %d services per node failed (%s); reading them one by one.", len(queries), exc)
         return None

@@ -14,6 +14,7 @@ from discovery.model import Instance, ServiceQuery, Snapshot
 from discovery.settings import ConsulSettings
 from discovery.watch import Watcher
 from tests.support.consul_agent import ConsulAgent
+from tests.support.ports import free_port
 
 
 class Recording(ConsulClient):
@@ -216,3 +217,19 @@ def test_many_services_are_read_in_bulk_and_kept_current(consul: ConsulAgent) ->
     # One by one only for what the first health answer named (the critical ones): the rest in bulk.
     assert first < len(queries) // 2
     assert again < BULK_MIN
+
+
+def test_a_bulk_read_declines_where_one_by_one_is_cheaper_or_consul_fails(consul: ConsulAgent) -> None:
+    consul.register_ttl("api", "api-1", 9000)
+    queries = [ServiceQuery(f"svc{i}") for i in range(BULK_MIN)]
+
+    async def attempt(port: int, wanted: list[ServiceQuery]) -> Any:
+        client = ConsulClient(ConsulSettings(host="127.0.0.1", port=port, timeout=2))
+        try:
+            return await read_bulk(Watcher(client), "", wanted, asyncio.Semaphore(4))
+        finally:
+            await client.close()
+
+    assert asyncio.run(attempt(consul.http_port, queries)) is not None
+    assert asyncio.run(attempt(consul.http_port, queries[:5])) is None  # 1 node for 5 services: one by one
+    assert asyncio.run(attempt(free_port(), queries)) is None  # nobody listens: one by one, with retries
