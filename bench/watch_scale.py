@@ -73,10 +73,10 @@ def reset(consul: ConsulAgent, size: int) -> None:
         flipper.set(size // 2, node, "passing")
 
 
-def _extra(consul: ConsulAgent, i: int, verb: str) -> None:
+def _extra(consul: ConsulAgent, i: int, verb: str, port: int = 20001) -> None:
     """Register a fifth, passing instance of service ``i`` on node bench-1, or deregister it."""
     if verb == "register":
-        entry = body(i, 1, 20001)
+        entry = body(i, 1, port)
         entry["Service"]["ID"] = entry["Check"]["ServiceID"] = "extra"
         entry["Check"]["CheckID"] = "c-extra"
         put(consul, "/v1/catalog/register", entry)
@@ -208,7 +208,17 @@ def _file_flips(
         wait_until(moved, timeout=60, interval=0.005, what="the flip written")
         lat.append(time.monotonic() - t1)
         time.sleep(0.3)
+    regs = []
+    for verb in ("register", "deregister"):
+        before = dest.stat().st_mtime_ns
+        t1 = time.monotonic()
+        _extra(consul, size // 2, verb, backends["b1"])
+        wait_until(
+            lambda b=before: peaks.sample(connections=False) or dest.stat().st_mtime_ns != b, timeout=60
+        )
+        regs.append(round((time.monotonic() - t1) * 1000))
     return {
+        "passing_register_deregister_to_file_ms": regs,
         "flip_to_file_ms": [round(x * 1000) for x in lat],
         "flip_to_file_median_ms": round(statistics.median(lat) * 1000),
         "peak_rss_mb": round(peaks.rss, 1),

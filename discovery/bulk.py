@@ -25,6 +25,7 @@ from plumbing.errors import ConsulError
 
 from .catalog import parse_health
 from .client import consul_errors, unservable
+from .decoding import DROP, Hook, Path
 from .model import Instance, ServiceQuery
 from .problems import NOT_PASSING, parse_problems
 
@@ -36,6 +37,7 @@ __all__ = ["BULK_MIN", "SERVICES_PER_NODE", "bulk_candidates", "read_bulk"]
 log = logging.getLogger(__name__)
 BULK_MIN = 64
 SERVICES_PER_NODE = 8
+SERVICE_FIELDS = ("ID", "Service", "Address", "Port", "Tags", "Meta", "Weights")  # what parse_health reads
 NODE_READS = 2  # node answers in flight at once: each is large (about 3 MB at 5,000 services)
 
 
@@ -60,11 +62,12 @@ async def read_bulk(
             _, checks = await client.health_state(filter=NOT_PASSING, dc=where)
         statuses = parse_problems(checks).statuses()
         found: dict[str, list[Instance]] = {q.name.lower(): [] for q in queries}
+        slim = _slim(frozenset(found))
         reads = asyncio.Semaphore(NODE_READS)
 
         async def read(node: str) -> None:
             async with reads, limit, consul_errors(f"the node '{node}'"):
-                _, data = await client.catalog_node(node, dc=where)
+                _, data = await client.catalog_node(node, dc=where, item=slim)
             for instance in parse_health(_entries(data, found, statuses), dc, keep_order=True):
                 found[instance.name.lower()].append(instance)
 
@@ -76,6 +79,27 @@ async def read_bulk(
         log.debug("Reading %d services per node failed (%s); reading them one by one.", len(queries), exc)
         return None
     return found
+
+
+def _slim(wanted: frozenset[str]) -> Hook:
+    """Keep of a node's services only the wanted ones, and of each only what parse_health reads.
+
+    Called in the decoding thread for each service as it is decoded: the rest of the answer (other
+    services, proxy and connect settings) never exists whole in memory.
+    """
+
+    def item(path: Path, value: Any) -> Any:
+        if path[0] != "Services":
+            return value
+        if (
+            isinstance(value, Mapping)
+            and isinstance(value.get("Service"), str)
+            and value["Service"].lower() in wanted
+        ):
+            return {key: value[key] for key in SERVICE_FIELDS if key in value}
+        return DROP
+
+    return item
 
 
 def _entries(

@@ -27,7 +27,7 @@ from plumbing.duration import parse_duration
 from plumbing.errors import ConsulDenied, ConsulUnavailable, first_line
 
 from .blocking import too_stale
-from .decoding import LARGE, decode
+from .decoding import LARGE, Hook, decode
 from .settings import ConsulSettings
 
 __all__ = [
@@ -97,12 +97,14 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
             return await asyncio.to_thread(callback, resp)
         return callback(resp)
 
-    async def get_json(self, uri: str, headers: dict[str, str] | None) -> tuple[str, Any]:
+    async def get_json(
+        self, uri: str, headers: dict[str, str] | None, item: Hook | None = None
+    ) -> tuple[str, Any]:
         """``(X-Consul-Index, value)`` of a GET, large bodies decoded in a thread; py-consul's error mapping."""
         resp = await self._answer("GET", uri, headers, None, None, False)
         CB._status(resp)  # the same exceptions for the same statuses as py-consul's own callbacks
         try:
-            data = None if resp.code == 404 else await decode(resp.body)
+            data = None if resp.code == 404 else await decode(resp.body, item)
         except (json.JSONDecodeError, TypeError) as exc:
             raise consul.ConsulException(f"Failed to decode JSON: {first_line(exc)}") from exc
         if "X-Consul-Index" not in resp.headers:
@@ -229,14 +231,23 @@ class ConsulClient(consul.aio.Consul):  # type: ignore[misc]
         """``(index, {name: tags})`` of ``/v1/catalog/services``, blocking when ``index`` is given."""
         return await self._get("/v1/catalog/services", [*_blocking(index, wait), ("dc", dc)])
 
-    async def catalog_node(self, name: str, *, dc: str | None = None) -> tuple[Any, Any]:
-        """``(index, node and services)`` of ``/v1/catalog/node/NAME``, the name quoted as one segment."""
-        return await self._get("/v1/catalog/node/" + urllib.parse.quote(name, safe=""), [("dc", dc)])
+    async def catalog_node(
+        self, name: str, *, dc: str | None = None, item: Hook | None = None
+    ) -> tuple[Any, Any]:
+        """``(index, node and services)`` of ``/v1/catalog/node/NAME``, the name quoted as one segment.
 
-    async def _get(self, path: str, params: list[tuple[str, Any]]) -> tuple[Any, Any]:
+        ``item`` sees each service (and each field of the node) as it is decoded (discovery.decoding).
+        """
+        path = "/v1/catalog/node/" + urllib.parse.quote(name, safe="")
+        return await self._get(path, [("dc", dc)], item)
+
+    async def _get(
+        self, path: str, params: list[tuple[str, Any]], item: Hook | None = None
+    ) -> tuple[Any, Any]:
         pairs = [(key, value) for key, value in params if value]
         query = "?" + urllib.parse.urlencode(pairs) if pairs else ""
-        return await self.http.get_json(self.http.base_uri + path + query, self.prepare_headers(None))  # type: ignore[no-any-return]
+        uri = self.http.base_uri + path + query
+        return await self.http.get_json(uri, self.prepare_headers(None), item)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -59,9 +59,9 @@ def test_a_large_body_is_decoded_in_another_thread_and_a_small_one_inline(
 ) -> None:
     threads: list[int] = []
 
-    def recorded(text: str) -> Any:
+    def recorded(text: str, *hook: Any) -> Any:
         threads.append(threading.get_ident())
-        return loads_yielding(text)
+        return loads_yielding(text, *hook)
 
     monkeypatch.setattr(discovery.decoding, "loads_yielding", recorded)
 
@@ -125,3 +125,23 @@ def test_the_filtered_health_read_keeps_py_consuls_error_mapping(consul: ConsulA
     assert [c["ServiceID"] for c in checks] == ["api-1"]
     with pytest.raises(ConsulUnavailable, match=r"^Consul could not answer the checks: 500 Failed"):
         asyncio.run(read("Status =="))  # Consul 1.8 answers 500 to a filter it cannot parse
+
+
+def test_an_item_hook_replaces_or_drops_second_level_items_as_they_are_decoded() -> None:
+    text = '{"Node": {"Node": "n1", "Meta": {"Service": "x"}}, "Services": {"a": {"Service": "api", "Proxy": {}}, "b": {"Service": "db"}}, "n": 3}'
+    seen: list[Any] = []
+
+    def item(path: Any, value: Any) -> Any:
+        seen.append(path)
+        if path[0] != "Services":
+            return value
+        return {"kept": value["Service"]} if value["Service"] == "api" else discovery.decoding.DROP
+
+    got = loads_yielding(text, item)
+    assert got == {
+        "Node": {"Node": "n1", "Meta": {"Service": "x"}},
+        "Services": {"a": {"kept": "api"}},
+        "n": 3,
+    }
+    assert seen == [("Node", "Node"), ("Node", "Meta"), ("Services", "a"), ("Services", "b")]
+    assert asyncio.run(decode("[[1, 2], [3]]", lambda path, v: v * 10)) == [[10, 20], [30]]
