@@ -132,7 +132,7 @@ class Datacenter:
                 self.watcher._mark_dirty(self.dc, None)
 
     async def _explained(self, idx: int) -> bool:
-        """Whether the health query saw a change at exactly this index (a registration with checks)."""
+        """Whether the health query saw a change at exactly this index (one whose checks are not all passing)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + EXPLAIN_GRACE
         while self.health_index < idx and loop.time() < deadline:
