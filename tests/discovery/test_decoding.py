@@ -145,3 +145,25 @@ def test_an_item_hook_replaces_or_drops_second_level_items_as_they_are_decoded()
     }
     assert seen == [("Node", "Node"), ("Node", "Meta"), ("Services", "a"), ("Services", "b")]
     assert asyncio.run(decode("[[1, 2], [3]]", lambda path, v: v * 10)) == [[10, 20], [30]]
+
+
+@pytest.mark.parametrize(
+    ("settings", "plain"),
+    [
+        (ConsulSettings(host="127.0.0.1"), True),
+        (ConsulSettings(host="127.0.0.9"), True),
+        (ConsulSettings(host="::1"), True),
+        (ConsulSettings(host="localhost"), True),
+        (ConsulSettings(host="consul.example"), False),
+        (ConsulSettings(host="10.0.0.5"), False),
+    ],
+)
+def test_answers_over_loopback_are_asked_for_uncompressed(settings: ConsulSettings, plain: bool) -> None:
+    async def headers() -> Any:
+        client = ConsulClient(settings)
+        try:
+            return client.http._session.headers.get("Accept-Encoding")
+        finally:
+            await client.close()
+
+    assert asyncio.run(headers()) == ("identity" if plain else None)
