@@ -50,6 +50,8 @@ class Datacenter:
         # fetches retry forever) never holds back the services of the others.
         self.dirty: set[ServiceQuery] = set()
         self.dirty_event = asyncio.Event()
+        # Read before both signal queries first answered: a change in between would be in neither diff.
+        self.unanchored: set[ServiceQuery] = set()
 
     def _query(self, name: str, fetch: Any) -> BlockingQuery[Any]:
         return self.watcher.query(f"{name}{'@' + self.dc if self.dc else ''}", fetch, self.dc)
@@ -71,6 +73,8 @@ class Datacenter:
                 log.debug("Fetching %d changed services%s.", len(batch), f" of {self.dc}" if self.dc else "")
                 rest = await self._read_bulk(batch, limit)
                 await asyncio.gather(*(w._fetch_one(q, limit) for q in rest))
+                if not (self.health_index and self.catalog_index):
+                    self.unanchored.update(batch)
                 w._publish()
 
     async def _read_bulk(self, batch: list[ServiceQuery], limit: asyncio.Semaphore) -> list[ServiceQuery]:
@@ -102,6 +106,7 @@ class Datacenter:
                 self.health_changes.append(idx)
             self.health_moved.set()
             self.health_moved = asyncio.Event()
+            self._anchor()
             if services:
                 self.watcher._mark_dirty(self.dc, services)
             if nodes:
@@ -124,12 +129,19 @@ class Datacenter:
             self.watcher.nodes.moved(self.dc)  # a service (de)registered on a watched node moves this index
             changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
             if first:
+                self._anchor()
                 continue  # every watched service is fetched when it is first wanted: not twice at start
             if changed:
                 self.watcher._mark_dirty(self.dc, changed)
             elif not await self._explained(idx):
                 log.debug("Catalog index moved to %d with no visible change: refreshing every service.", idx)
                 self.watcher._mark_dirty(self.dc, None)
+
+    def _anchor(self) -> None:
+        """Once both signal queries have answered, read again what was read before they did."""
+        if self.unanchored and self.health_index and self.catalog_index:
+            self.mark(self.unanchored)
+            self.unanchored = set()
 
     async def _explained(self, idx: int) -> bool:
         """Whether the health query saw a change at exactly this index (one whose checks are not all passing)."""

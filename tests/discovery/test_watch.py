@@ -10,6 +10,7 @@ from typing import Any
 from discovery.bulk import BULK_MIN, read_bulk
 from discovery.catalog import parse_health
 from discovery.client import ConsulClient
+from discovery.datacenter import Datacenter
 from discovery.model import Instance, ServiceQuery, Snapshot
 from discovery.settings import ConsulSettings
 from discovery.watch import Watcher
@@ -233,3 +234,21 @@ def test_a_bulk_read_declines_where_one_by_one_is_cheaper_or_consul_fails(consul
     assert asyncio.run(attempt(consul.http_port, queries)) is not None
     assert asyncio.run(attempt(consul.http_port, queries[:5])) is None  # 1 node for 5 services: one by one
     assert asyncio.run(attempt(free_port(), queries)) is None  # nobody listens: one by one, with retries
+
+
+def test_what_was_read_before_both_signals_answered_is_read_again_once_they_have() -> None:
+    async def scenario() -> list[set[ServiceQuery]]:
+        client = ConsulClient(ConsulSettings(host="127.0.0.1", port=free_port()))
+        try:
+            dc = Datacenter(Watcher(client), "")
+            dc.unanchored = {ServiceQuery("api")}
+            dc.health_index = 5  # the health query has answered, the catalog query not yet
+            dc._anchor()
+            before = set(dc.dirty)
+            dc.catalog_index = 7
+            dc._anchor()
+            return [before, set(dc.dirty), dc.unanchored]
+        finally:
+            await client.close()
+
+    assert asyncio.run(scenario()) == [set(), {ServiceQuery("api")}, set()]
