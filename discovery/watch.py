@@ -17,7 +17,8 @@ Per datacenter, two cluster-wide blocking queries tell *what* changed:
 Only dirty *watched* services are read again. A few are fetched one by one (``/v1/health/service/NAME``)
 by a small pool of connections; many at once (the first render, the catalog fallback, the resync) are
 read per node when that is cheaper (``discovery.bulk``: at 5,000 services on 4 nodes, 6 requests instead
-of 5,000). Large answers are decoded in a thread (``discovery.decoding``). KV keys (and ls/tree
+of 5,000). Services read before both signal queries first answered are read again once they have, so
+a change made in between is not lost. Large answers are decoded in a thread (``discovery.decoding``). KV keys (and ls/tree
 prefixes) are watched with one recursive blocking query per datacenter. So at most 2 + pool (+1 with
 keys) connections per datacenter, whatever the number of services; nodes(), node() and datacenters() add
 one more per datacenter and one shared (discovery/nodes.py). A full refresh of watched services runs
