@@ -16,7 +16,7 @@ from typing import Any
 
 from .model import STATUS_ORDER, Instance, ServiceSummary, Status
 
-__all__ = ["check_fingerprints", "parse_health", "parse_services", "valid_address", "worst_status"]
+__all__ = ["parse_health", "parse_services", "valid_address", "worst_status"]
 
 log = logging.getLogger(__name__)
 
@@ -130,24 +130,3 @@ def parse_services(data: Any) -> tuple[ServiceSummary, ...]:
         clean = sorted({t for t in (tags or []) if _text(t) is not None})
         out.append(ServiceSummary(name=name, tags=tuple(clean)))
     return tuple(sorted(out))
-
-
-def check_fingerprints(checks: Any) -> dict[str, frozenset[tuple[str, str, str, str, int]]]:
-    """Group a /v1/health/state/any answer by service: what changed there shows in its fingerprint."""
-    out: dict[str, set[tuple[str, str, str, str, int]]] = {}
-    if not isinstance(checks, list):
-        return {}
-    for c in checks:
-        if not isinstance(c, Mapping):
-            continue
-        # Node checks (serfHealth, node maintenance) affect every service on that node.
-        service = c.get("ServiceName") or ""
-        item = (
-            str(c.get("Node", "")),
-            str(c.get("CheckID", "")),
-            str(c.get("ServiceID", "")),
-            str(c.get("Status", "")),
-            int(c.get("ModifyIndex", 0) or 0),
-        )
-        out.setdefault(service, set()).add(item)
-    return {k: frozenset(v) for k, v in out.items()}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from discovery.catalog import check_fingerprints, parse_health, parse_services, valid_address, worst_status
+from discovery.catalog import parse_health, parse_services, valid_address, worst_status
 
 
 def entry(
@@ -87,30 +87,10 @@ def test_services_are_sorted_with_unique_sorted_tags() -> None:
     assert [(s.name, s.tags) for s in got] == [("a", ()), ("b", ("x", "y"))]
 
 
-def test_fingerprints_group_checks_by_service_and_see_status_changes() -> None:
-    checks = [
-        {
-            "Node": "n",
-            "CheckID": "c1",
-            "ServiceID": "s1",
-            "ServiceName": "web",
-            "Status": "passing",
-            "ModifyIndex": 3,
-        },
-        {"Node": "n", "CheckID": "serfHealth", "ServiceName": "", "Status": "passing", "ModifyIndex": 1},
-    ]
-    before = check_fingerprints(checks)
-    checks[0]["Status"] = "critical"
-    after = check_fingerprints(checks)
-    assert set(before) == {"web", ""}
-    assert before["web"] != after["web"] and before[""] == after[""]
-
-
 def test_garbage_answers_parse_to_nothing() -> None:
     assert parse_health({"not": "a list"}) == ()
     assert parse_health([1, "x", None]) == ()
     assert parse_services(["x"]) == ()
-    assert check_fingerprints("x") == {}
 
 
 def test_huge_values_are_left_out_and_lookalikes_kept_as_plain_text() -> None:
