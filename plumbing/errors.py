@@ -13,8 +13,11 @@ Third-party errors are translated at the edge with ``raise ... from exc``.
     ├── OutputError            a rendered file cannot be written, backed up or restored
     ├── NginxError             nginx refused a config or a reload
     │   ├── NginxCheckFailed       the check command failed; the previous files were restored
-    │   └── NginxReloadFailed      the reload could not be signalled or its command failed
-    │       └── NginxNotRunning        there is no nginx to reload (no pid file, or no such process)
+    │   ├── NginxReloadFailed      the reload could not be signalled or its command failed
+    │   │   └── NginxNotRunning        there is no nginx to reload (no pid file, or no such process)
+    │   └── DynamicPushFailed      nginx's update endpoint did not take a runtime update (dynamic mode)
+    │       ├── DynamicUpdateInvalid   the sidecar refused to push data (or read back data) it cannot vouch for
+    │       └── DynamicRefused         the endpoint answered no (400, 409 stale generation, 413)
     └── EngineError            the container engine cannot be reached or refused a request
 """
 
@@ -25,6 +28,9 @@ __all__ = [
     "ConsulDenied",
     "ConsulError",
     "ConsulUnavailable",
+    "DynamicPushFailed",
+    "DynamicRefused",
+    "DynamicUpdateInvalid",
     "EngineError",
     "NginxCheckFailed",
     "NginxError",
@@ -80,6 +86,25 @@ class NginxReloadFailed(NginxError):
 
 class NginxNotRunning(NginxReloadFailed):
     """Raised when there is no nginx to reload; the checked files are in place for when it starts."""
+
+
+class DynamicPushFailed(NginxError):
+    """Raised when nginx's update endpoint cannot be reached or does not take an update; the change
+    then takes the reload path (the files were written first, so that is always correct)."""
+
+
+class DynamicUpdateInvalid(DynamicPushFailed):
+    """Raised when an update (or an answer read back from the endpoint) breaks the peer format's rules;
+    such data is never pushed."""
+
+
+class DynamicRefused(DynamicPushFailed):
+    """Raised when the endpoint refuses an update; ``current`` is its generation when it says (409)."""
+
+    def __init__(self, message: str, *, status: int, current: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.current = current
 
 
 class EngineError(UpstreamsError):

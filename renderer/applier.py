@@ -15,7 +15,8 @@ from discovery.model import Snapshot
 from plumbing.errors import NginxCheckFailed, NginxError, OutputError
 from plumbing.systemd import notify
 
-from .apply import Outcome, apply_renders
+from .apply import Context, Outcome, apply_renders
+from .dynamic.pusher import Pusher
 from .exclusion import Exclusion
 from .left_out import LeftOut
 from .metrics import SidecarMetrics
@@ -59,6 +60,31 @@ class Applier:
         self.dry_output: list[str] | None = None  # a dry run: the texts, instead of applying them
         self.refused: Files = frozenset()  # what nginx's check last refused
         self.retry = ReloadRetry(lambda: runtime().nginx, metrics, self.live_after_retry)
+        # One for the sidecar's life, so generations only move forward; in use while dynamic is on.
+        self.pusher = Pusher(runtime().config.nginx.dynamic, metrics)
+        self._context: tuple[Runtime, Context] | None = None
+
+    def context(self, rt: Runtime) -> Context:
+        """What applies under this runtime remember; a new runtime (SIGHUP) checks its first change again."""
+        if self._context is None or self._context[0] is not rt:
+            dynamic = rt.config.nginx.dynamic
+            self.pusher.reconfigure(dynamic)
+            if not dynamic.enabled:
+                self.pusher.expected = None  # nothing to keep in step any more
+            parsed = self._context[1].parsed if self._context else {}
+            pusher = self.pusher if dynamic.enabled else None
+            self._context = (rt, Context(check=rt.config.nginx.check, pusher=pusher, parsed=parsed))
+        return self._context[1]
+
+    def dynamic_status(self) -> dict[str, object]:
+        """The ``dynamic`` part of /status: the mode, the last generation and push."""
+        if self._context is None or self._context[1].pusher is None:
+            return {"mode": "classic", "generation": None, "last_push": None}
+        return self.pusher.status()
+
+    async def close(self) -> None:
+        """Close the connection to nginx's update endpoint."""
+        await self.pusher.close()
 
     async def apply(self, rt: Runtime, renders: list[Rendered], snapshot: Snapshot) -> None:
         """Apply a complete round; while nginx rejects lines written from instances, leave those out and try again."""
@@ -66,9 +92,11 @@ class Applier:
             # The last attempt may not exclude more: its refusal is reported like any other.
             found = await self._apply_once(rt, renders, snapshot, may_exclude=attempt < EXCLUSION_ROUNDS)
             if not found:
-                return
+                break
             self.left_out.add(found)
             renders, _ = rt.templates.render_all(self.left_out.visible(snapshot))
+        if self.once and self.dry_output is None and self.context(rt).pusher is not None:
+            await self.pusher.settle()  # a one-shot command: runtime state in step before it exits
 
     async def _apply_once(
         self, rt: Runtime, renders: list[Rendered], snapshot: Snapshot, *, may_exclude: bool
@@ -100,7 +128,9 @@ class Applier:
         pairs = [(t, r.text) for t, r in rt.files(renders)]
         error: NginxError | OutputError | None = None
         try:
-            result: Outcome | NginxError | OutputError = await apply_renders(pairs, rt.nginx)
+            result: Outcome | NginxError | OutputError = await apply_renders(
+                pairs, rt.nginx, self.context(rt)
+            )
         except (NginxError, OutputError) as exc:
             result = error = exc
         finally:
@@ -132,6 +162,8 @@ class Applier:
     def live_after_retry(self, reloaded: bool) -> None:
         if reloaded:
             self.reloaded()
+        if self.pusher.awaiting is not None:
+            self.pusher.reloaded(self.pusher.awaiting)  # nginx runs them now: wait for it to show again
         self.state.last_error = None
         self.mark_ready()
 

@@ -1,7 +1,9 @@
-"""Applying renders safely: compare bytes, write atomically, check, reload; on failure restore.
+"""Applying renders safely: compare bytes, write atomically, check, reload (or push); on failure restore.
 
 Nothing that fails the check stays on disk: the previous bytes of every file written in this round
-are put back (or the file removed if there was none), so the live config is the last good one.
+(the state file of dynamic mode included) are put back, or the file removed if there was none, so the
+live config is the last good one. Which way a change goes (pushed, reloaded with or without the check)
+is ``dynamic.route``'s pure decision; this module carries it out.
 """
 
 from __future__ import annotations
@@ -9,16 +11,26 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from plumbing.errors import NginxCheckFailed, OutputError
+from plumbing.errors import (
+    DynamicPushFailed,
+    DynamicUpdateInvalid,
+    NginxCheckFailed,
+    NginxReloadFailed,
+    OutputError,
+)
 
 from .config import TemplateConfig
+from .dynamic.document import PeerState
+from .dynamic.peers import ParsedFile, parse
+from .dynamic.pusher import Pusher, fallback_reason
+from .dynamic.route import Route, route
 from .files import read_bytes, remove, write_atomic
 from .nginx import Nginx
 
-__all__ = ["Outcome", "apply_renders", "restore"]
+__all__ = ["Context", "Outcome", "apply_renders", "restore"]
 
 log = logging.getLogger(__name__)
 
@@ -28,35 +40,165 @@ class Outcome(enum.Enum):
 
     UNCHANGED = "unchanged"
     RELOADED = "reloaded"
+    PUSHED = "pushed"  # a server-only change went to nginx at runtime: no check, no reload
+
+
+@dataclass
+class Context:
+    """What applies remember between rounds: the check policy, whether a check passed, the last parses."""
+
+    check: str = "always"  # "structural": check only structural changes (NginxConfig.check)
+    pusher: Pusher | None = None  # dynamic mode
+    proven: bool = False  # a check passed since the config was loaded: later server-only changes need none
+    parsed: dict[Path, ParsedFile] = field(default_factory=dict)  # the newest text of each destination
+
+    @property
+    def reads_texts(self) -> bool:
+        """Whether the route needs the texts parsed (the old behaviour, checking always, does not)."""
+        return self.pusher is not None or self.check != "always"
+
+    def parse(self, path: Path, text: str) -> ParsedFile:
+        """The parse of ``text`` (the file at ``path``), from the cache when it is the same text."""
+        cached = self.parsed.get(path)
+        return cached if cached is not None and cached.text == text else parse(text)
 
 
 @dataclass(frozen=True)
 class _Change:
-    template: TemplateConfig
+    destination: Path
     new: bytes
     old: bytes | None
+    perms: int | None = None
+    backup: bool = False
 
 
-async def apply_renders(renders: Sequence[tuple[TemplateConfig, str]], nginx: Nginx) -> Outcome:
-    """Write what changed, check it, and reload; raise (after restoring) if the check fails.
+async def apply_renders(
+    renders: Sequence[tuple[TemplateConfig, str]], nginx: Nginx, ctx: Context | None = None
+) -> Outcome:
+    """Write what changed, then push it or check and reload it; raise (after restoring) if the check fails.
 
     Raises NginxCheckFailed or OutputError with every file back as it was; NginxReloadFailed when
     the new files are valid and in place but nginx could not be told (the caller retries the reload).
     """
+    ctx = ctx or Context()
     changes = []
     for template, text in renders:
         new = text.encode("utf-8")
         old = read_bytes(template.destination)
         if old != new:
-            changes.append(_Change(template, new, old))
+            changes.append(_Change(template.destination, new, old, template.perms, template.backup))
     if not changes:
+        if ctx.pusher is not None and ctx.pusher.expected is None:
+            # The first round with files already in place: runtime state must follow them too.
+            state = _route(ctx, renders, []).state
+            if state is not None:
+                ctx.pusher.adopt(state)
         return Outcome.UNCHANGED
-    written: list[_Change] = []
+    way = _route(ctx, renders, changes)
+    staged = _stage(ctx.pusher, way)
+    state_file = [] if staged is None else [_state_change(ctx.pusher, staged[1])]
+    written = await _write_and_check(changes + state_file, nginx, check=way.check)
+    ctx.proven = ctx.proven or way.check
+    _backup(changes)
+    names = ", ".join(str(c.destination) for c in changes)
+    if ctx.pusher is not None and staged is not None and way.push is not None and way.state is not None:
+        if await _push(ctx.pusher, way, staged[0], names):
+            return Outcome.PUSHED
+        await _write_and_check([], nginx, check=True, restoring=written)  # the fallback: checked
+    else:
+        verdict = "nginx accepted them" if way.check else "server lines only, no check needed"
+        log.info("Wrote %d changed file(s) (%s); %s.", len(changes), names, verdict)
+    previous = _awaiting_reload(ctx.pusher, way, staged)
+    try:
+        await _reload(nginx, written, checked=way.check)
+    except NginxCheckFailed:
+        if ctx.pusher is not None and previous is not None:
+            ctx.pusher.expected, ctx.pusher.awaiting = previous[0], None  # the files went back too
+        raise
+    return Outcome.RELOADED
+
+
+def _awaiting_reload(
+    pusher: Pusher | None, way: Route, staged: tuple[int, bytes] | None
+) -> tuple[PeerState | None] | None:
+    """The checked files and their state file are in place: nginx's next workers load them.
+
+    From now on runtime state is expected to follow them, once nginx shows it loaded them (a failed
+    reload never does, and its runtime state is left alone). The previous expectation, to put back.
+    """
+    if pusher is None or staged is None or way.state is None:
+        return None
+    previous = (pusher.expected,)
+    pusher.commit(way.state, staged[0])
+    pusher.reloaded(staged[0])
+    return previous
+
+
+def _route(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]], changes: Sequence[_Change]) -> Route:
+    if not ctx.reads_texts:
+        return Route(None, True, None)  # checking always, no dynamic mode: nothing to read
+    old = {
+        c.destination: None if c.old is None else ctx.parse(c.destination, c.old.decode("utf-8", "replace"))
+        for c in changes
+    }
+    after = _parses(ctx, renders)
+    before = {path: old.get(path, parsed) for path, parsed in after.items()}  # unchanged: old is new
+    return route(
+        before, after, dynamic=ctx.pusher is not None, check_always=ctx.check == "always", proven=ctx.proven
+    )
+
+
+def _parses(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]]) -> dict[Path, ParsedFile]:
+    """Each new text parsed (once: the next round's old text is this round's new one)."""
+    for template, text in renders:
+        ctx.parsed[template.destination] = ctx.parse(template.destination, text)
+    return {t.destination: ctx.parsed[t.destination] for t, _ in renders}
+
+
+def _stage(pusher: Pusher | None, way: Route) -> tuple[int, bytes] | None:
+    """The state file's generation and bytes, or None (no dynamic mode, or no state nginx could take)."""
+    if pusher is None or way.state is None:
+        return None
+    try:
+        return pusher.stage(way.state)
+    except DynamicUpdateInvalid as exc:
+        log.warning("Runtime state not written (the files still are, and reloads apply them): %s", exc)
+        return None
+
+
+def _state_change(pusher: Pusher | None, body: bytes) -> _Change:
+    assert pusher is not None
+    path = pusher.config.state_file
+    return _Change(path, body, read_bytes(path), 0o644)  # nginx's workers read it as their own user
+
+
+async def _push(pusher: Pusher, way: Route, generation: int, names: str) -> bool:
+    """Push a server-only change; False (counted, logged) when the reload path must carry it instead."""
+    assert way.push is not None and way.state is not None
+    try:
+        await pusher.push(way.push, way.state, generation)
+    except DynamicPushFailed as exc:
+        pusher.metrics.dynamic_fallbacks.labels(reason=fallback_reason(exc)).inc()
+        log.warning("Wrote %s; the push failed, so nginx reloads them instead: %s", names, exc)
+        return False
+    pusher.commit(way.state, generation)
+    log.info(
+        "Wrote %s; pushed %d changed upstream(s) to nginx (generation %d).", names, len(way.push), generation
+    )
+    return True
+
+
+async def _write_and_check(
+    changes: Sequence[_Change], nginx: Nginx, *, check: bool, restoring: Sequence[_Change] = ()
+) -> list[_Change]:
+    """Write the changes and check them (when ``check``); on any failure restore all of them."""
+    written: list[_Change] = list(restoring)
     try:
         for change in changes:
-            write_atomic(change.template.destination, change.new, change.template.perms)
+            write_atomic(change.destination, change.new, change.perms)
             written.append(change)
-        await nginx.check()
+        if check:
+            await nginx.check()
     except (NginxCheckFailed, OutputError):
         restore(written)
         raise
@@ -64,22 +206,29 @@ async def apply_renders(renders: Sequence[tuple[TemplateConfig, str]], nginx: Ng
         # Cancelled (SIGTERM) between write and check: leave nothing unchecked behind.
         restore(written)
         raise
-    _backup(changes)
-    names = ", ".join(str(c.template.destination) for c in changes)
-    log.info("Wrote %d changed file(s) (%s); nginx accepted them.", len(changes), names)
-    await nginx.reload()
-    return Outcome.RELOADED
+    return written
+
+
+async def _reload(nginx: Nginx, written: Sequence[_Change], *, checked: bool) -> None:
+    """Reload; when the files were not checked and the reload fails, check them after all."""
+    try:
+        await nginx.reload()
+    except NginxReloadFailed:
+        if not checked:
+            # The restore path stays: what is left in place for a retry (or nginx's start) is checked.
+            await _write_and_check([], nginx, check=True, restoring=written)
+        raise
 
 
 def restore(written: Sequence[_Change]) -> None:
     """Put back the previous bytes of files written in a failed round."""
     for change in reversed(written):
-        dest = change.template.destination
+        dest = change.destination
         try:
             if change.old is None:
                 remove(dest)
             else:
-                write_atomic(dest, change.old, change.template.perms)
+                write_atomic(dest, change.old, change.perms)
         except OutputError as exc:
             log.error("Could not restore %s: %s", dest, exc)
 
@@ -87,10 +236,10 @@ def restore(written: Sequence[_Change]) -> None:
 def _backup(changes: Sequence[_Change]) -> None:
     """Keep DEST.bak of the previous good version, where asked."""
     for change in changes:
-        if change.template.backup and change.old is not None:
-            bak = Path(f"{change.template.destination}.bak")
+        if change.backup and change.old is not None:
+            bak = Path(f"{change.destination}.bak")
             try:
                 # A convenience copy: atomic, but not worth an fsync on every change.
-                write_atomic(bak, change.old, change.template.perms, durable=False)
+                write_atomic(bak, change.old, change.perms, durable=False)
             except OutputError as exc:
                 log.warning("Could not keep a backup: %s", exc)

@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:9119"
+CHECK_POLICIES = ("structural", "always")
 _ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -66,6 +67,9 @@ class NginxConfig:
     pid_file: Path | None = Path("/run/nginx.pid")
     reload_command: tuple[str, ...] | None = None
     dynamic: DynamicConfig = DynamicConfig()
+    # "structural": check_command runs before reloads of structural changes and first renders only
+    # (a change of IP-literal server lines alone is one nginx cannot refuse); "always": before every reload.
+    check: str = "structural"
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,9 @@ def _nginx(table: Table, base: Path, templates: tuple[TemplateConfig, ...]) -> N
     pid_file = table.path("pid_file", Path("/"))
     reload_command = table.strings("reload_command")
     check_command = table.strings("check_command", ("nginx", "-t", "-q"))
+    check = table.string("check", "structural")
+    if check not in CHECK_POLICIES:
+        raise table.error("check", f'must be "structural" or "always", not {check!r}')
     if pid_file is not None and reload_command is not None:
         raise table.error("reload_command", "cannot be given together with 'pid_file'; choose one")
     if reload_command is not None and not reload_command:
@@ -148,8 +155,13 @@ def _nginx(table: Table, base: Path, templates: tuple[TemplateConfig, ...]) -> N
     if reload_command is None and pid_file is None:
         pid_file = Path("/run/nginx.pid")
     assert check_command is not None
+    assert check is not None
     return NginxConfig(
-        check_command=check_command, pid_file=pid_file, reload_command=reload_command, dynamic=dynamic
+        check_command=check_command,
+        pid_file=pid_file,
+        reload_command=reload_command,
+        dynamic=dynamic,
+        check=check,
     )
 
 

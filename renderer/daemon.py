@@ -119,6 +119,7 @@ class Sidecar:
             raise unwrap_group(group) from None
         finally:
             await client.close()
+            await self.applier.close()
 
     async def _run_tasks(self, client: ConsulClient) -> None:
         """The daemon's one TaskGroup: watcher, follower, token guard, template watch, status, main loop."""
@@ -146,6 +147,8 @@ class Sidecar:
         tasks = [
             tg.create_task(guard.run()),
             tg.create_task(watch_template_files(self.config.templates, self._template_edited)),
+            # Runtime state re-synced after reloads and checked for drift (idle while dynamic is off).
+            tg.create_task(self.applier.pusher.run()),
         ]
         if self.config.status.listen:
             server = StatusServer(
@@ -254,6 +257,7 @@ class Sidecar:
         watcher = self._watcher
         doc["datacenters_away"] = {dc: o.as_dict() for dc, o in watcher.away.items()} if watcher else {}
         doc["rendered_empty"] = sorted(map(str, watcher.stand_ins)) if watcher else []
+        doc["dynamic"] = self.applier.dynamic_status()
         return doc
 
     # Template files and SIGHUP -------------------------------------------------------------------

@@ -49,3 +49,23 @@ class SidecarMetrics(ConsulMetrics):
             registry=r,
         )
         self.ready = Gauge("upstreams_ready", "1 once the first complete render is live.", registry=r)
+        self.dynamic_pushes = Counter(
+            "upstreams_dynamic_pushes",
+            "Updates nginx's update endpoint took (kind: changed upstreams, or the full state).",
+            ["kind"],
+            registry=r,
+        )
+        self.dynamic_fallbacks = Counter(
+            "upstreams_dynamic_fallbacks",
+            "Server-only changes that took the reload path because the push failed (reason).",
+            ["reason"],
+            registry=r,
+        )
+        self.dynamic_repairs = Counter(
+            "upstreams_dynamic_repairs",
+            "Full pushes that repaired runtime state found different from the files.",
+            registry=r,
+        )
+        self.dynamic_generation = Gauge(
+            "upstreams_dynamic_generation", "The generation of the last runtime update written.", registry=r
+        )

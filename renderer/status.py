@@ -41,6 +41,7 @@ def format_status(status: dict[str, Any]) -> str:
     lines = [
         f"sidecar: {'healthy' if status.get('healthy') else 'UNHEALTHY: ' + str(status.get('reason'))}",
         f"consul:  {status.get('consul')}    nginx reloads: {status.get('reloads')}",
+        *_dynamic_line(status.get("dynamic")),
         "",
         f"{'SERVICE':<24} {'INSTANCE':<28} {'ADDRESS':<24} {'NODE':<16} HEALTH",
     ]
@@ -56,6 +57,17 @@ def format_status(status: dict[str, Any]) -> str:
         # Left out because nginx rejected the line written from them (see docs/operations.md).
         lines.append(f"left out: {e['service']} {e['id']} ({e['address']}:{e['port']}): {e['reason']}")
     return "\n".join(lines) + "\n"
+
+
+def _dynamic_line(dynamic: Any) -> list[str]:
+    """The mode line, for a sidecar in dynamic mode (a classic one shows what it always did)."""
+    if not isinstance(dynamic, dict) or dynamic.get("mode") != "dynamic":
+        return []
+    line = f"mode:    dynamic ({dynamic.get('endpoint')})    generation: {dynamic.get('generation')}"
+    line += f"    last push: {dynamic.get('last_push') or 'none yet'}"
+    if dynamic.get("last_error"):
+        line += f"\n         last push failed: {dynamic['last_error']}"
+    return [line]
 
 
 def show_status(config: SidecarConfig, *, as_json: bool) -> int:

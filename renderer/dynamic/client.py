@@ -1,0 +1,92 @@
+"""The HTTP client to nginx's update endpoint (``[nginx] dynamic_endpoint``): POST and GET the peer document.
+
+A thin edge: it sends bytes ``document.encode`` made and hands back what ``document.decode`` reads, and
+translates every failure into the error tree (``DynamicPushFailed`` and below), so the caller's only
+decision is "fall back to a reload". Timeouts are short: the endpoint is on loopback, and a push that
+hangs costs more than the reload it would save.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+from plumbing.errors import DynamicPushFailed, DynamicRefused, first_line
+
+from ..config import DynamicConfig
+from .document import State, decode
+
+__all__ = ["PATH", "TIMEOUT", "EndpointClient"]
+
+PATH = "/upstreams/peers"
+TIMEOUT = 5.0  # seconds for one request, connect included; a full push of 5,000 upstreams takes ~30 ms
+CONNECT_TIMEOUT = 1.0  # loopback: a listening endpoint accepts at once
+MAX_ANSWER = 32 * 1024 * 1024  # a GET answer is the full state; cap what we read of it
+
+
+class EndpointClient:
+    """One aiohttp session to the endpoint (TCP on loopback or a unix socket); close() when done."""
+
+    def __init__(self, config: DynamicConfig) -> None:
+        self.where = config.where
+        if config.unix is not None:
+            self._connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=str(config.unix), limit=2)
+            self._url = f"http://localhost{PATH}"
+        else:
+            assert config.endpoint is not None
+            host, port = config.endpoint
+            self._connector = aiohttp.TCPConnector(limit=2)
+            self._url = f"http://{f'[{host}]' if ':' in host else host}:{port}{PATH}"
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT, sock_connect=CONNECT_TIMEOUT)
+        # No proxy from the environment: the endpoint is local, and its data must never go elsewhere.
+        self._session = aiohttp.ClientSession(connector=self._connector, timeout=timeout, trust_env=False)
+
+    async def close(self) -> None:
+        """Close the session and its connections."""
+        await self._session.close()
+
+    async def push(self, body: bytes) -> int:
+        """POST a document; the generation nginx now holds. DynamicRefused when it says no."""
+        status, answer = await self._request("POST", body)
+        doc = _json(answer)
+        if status == 200 and isinstance(doc.get("generation"), int):
+            return int(doc["generation"])
+        reason = (
+            doc.get("error") if isinstance(doc.get("error"), str) else answer[:200].decode("utf-8", "replace")
+        )
+        current = doc.get("generation") if isinstance(doc.get("generation"), int) else None
+        raise DynamicRefused(
+            f"nginx's update endpoint at {self.where} refused the update ({status}): {str(reason).rstrip('.')}.",
+            status=status,
+            current=current,
+        )
+
+    async def fetch(self) -> State:
+        """GET the runtime state nginx holds now."""
+        status, answer = await self._request("GET", None)
+        if status != 200:
+            raise DynamicPushFailed(
+                f"nginx's update endpoint at {self.where} answered {status} to GET {PATH}; expected 200."
+            )
+        return decode(answer, f"The state nginx's update endpoint at {self.where} answered")
+
+    async def _request(self, method: str, body: bytes | None) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            async with self._session.request(method, self._url, data=body, headers=headers) as resp:
+                return resp.status, await resp.content.read(MAX_ANSWER)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DynamicPushFailed(
+                f"nginx's update endpoint at {self.where} did not answer {method} {PATH}: {first_line(exc)}."
+            ) from exc
+
+
+def _json(answer: bytes) -> dict[str, Any]:
+    """The answer's JSON object, or {} when it is not one (an nginx error page, say)."""
+    try:
+        doc = json.loads(answer)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}

@@ -1,0 +1,134 @@
+"""The peer document: what is pushed, what the endpoint answers to GET, what the state file holds. Pure.
+
+One JSON shape for all three (DYNAMIC.md): ``{"generation": N, "full": bool, "upstreams": {NAME: [peer,
+...]}}``. Everything is validated here by the same rules as the Lua side, before a byte is pushed:
+``nginx -t`` never runs Lua code, so the sidecar is the first of two gates and hostile data stops at it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from plumbing.errors import DynamicUpdateInvalid
+
+from .peers import MAX_PEERS, MAX_WEIGHT, NAME, Peer
+
+__all__ = ["MAX_BODY", "MAX_UPSTREAMS", "PeerState", "State", "decode", "encode", "next_generation"]
+
+MAX_UPSTREAMS = 100_000
+MAX_BODY = 16 * 1024 * 1024  # bytes; the endpoint's client_max_body_size
+PeerState = Mapping[str, tuple[Peer, ...]]
+
+
+@dataclass(frozen=True)
+class State:
+    """A decoded document."""
+
+    generation: int
+    full: bool
+    upstreams: PeerState
+
+
+def next_generation(last: int, now_ms: int) -> int:
+    """Strictly increasing, and ahead of the clock: a restarted sidecar still moves forward."""
+    return max(last + 1, now_ms)
+
+
+def encode(generation: int, upstreams: PeerState, *, full: bool) -> bytes:
+    """The document as bytes; DynamicUpdateInvalid if anything in it breaks the rules."""
+    _check_generation(generation)
+    if len(upstreams) > MAX_UPSTREAMS:
+        raise DynamicUpdateInvalid(
+            f"The update holds {len(upstreams)} upstreams, over the cap of {MAX_UPSTREAMS}."
+        )
+    doc = {
+        "generation": generation,
+        "full": full,
+        "upstreams": {
+            _name(name): [_peer(name, p).as_json() for p in peers] for name, peers in upstreams.items()
+        },
+    }
+    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    if len(body) > MAX_BODY:
+        raise DynamicUpdateInvalid(f"The update is {len(body)} bytes, over the cap of {MAX_BODY}.")
+    return body
+
+
+def decode(data: bytes, where: str) -> State:
+    """A document read back (a GET answer, the state file); DynamicUpdateInvalid naming ``where``."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise DynamicUpdateInvalid(f"{where} is not a JSON document: {exc}.") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("upstreams"), dict):
+        raise DynamicUpdateInvalid(f"{where} is not a peer document (no 'upstreams' object).")
+    generation, full = doc.get("generation"), doc.get("full", True)
+    if not isinstance(full, bool):
+        raise DynamicUpdateInvalid(f"{where}: 'full' must be true or false.")
+    try:
+        _check_generation(generation)
+        upstreams = {_name(name): _peers(name, peers) for name, peers in doc["upstreams"].items()}
+    except DynamicUpdateInvalid as exc:
+        raise DynamicUpdateInvalid(f"{where}: {exc}") from None
+    assert isinstance(generation, int)
+    return State(generation, full, upstreams)
+
+
+def _check_generation(generation: object) -> None:
+    # JSON numbers are doubles on the Lua side: stay where they are exact.
+    if isinstance(generation, bool) or not isinstance(generation, int) or not 0 <= generation < 2**53:
+        raise DynamicUpdateInvalid(f"The generation {generation!r} is not an integer from 0 to 2^53.")
+
+
+def _name(name: object) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise DynamicUpdateInvalid(f"The upstream name {str(name)[:80]!r} is not one nginx can use.")
+    return name
+
+
+def _peers(name: str, peers: object) -> tuple[Peer, ...]:
+    if not isinstance(peers, list):
+        raise DynamicUpdateInvalid(f"Upstream {name}'s peers are not a list.")
+    if len(peers) > MAX_PEERS:
+        raise DynamicUpdateInvalid(f"Upstream {name} has {len(peers)} peers, over the cap of {MAX_PEERS}.")
+    return tuple(_peer(name, _peer_of(name, p)) for p in peers)
+
+
+def _peer_of(name: str, raw: Any) -> Peer:
+    if not isinstance(raw, dict) or set(raw) - {"address", "port", "weight", "backup"}:
+        raise DynamicUpdateInvalid(
+            f"Upstream {name} has a peer that is not an address, port, weight, backup."
+        )
+    # Any types at all: _peer checks each field before the peer is used.
+    fields: dict[str, Any] = {"address": None, "port": None, "weight": 1, "backup": False, **raw}
+    return Peer(fields["address"], fields["port"], fields["weight"], fields["backup"])
+
+
+def _peer(name: str, peer: Peer) -> Peer:
+    """The peer, checked: an IP literal, a port, a weight in range, backup a boolean."""
+    address, port, weight = peer.address, peer.port, peer.weight
+    if not isinstance(address, str) or not _is_ip(address):
+        raise DynamicUpdateInvalid(
+            f"Upstream {name} has a peer address {str(address)[:80]!r}, not an IP literal."
+        )
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise DynamicUpdateInvalid(f"Upstream {name} has a peer port {port!r}, not 1 to 65535.")
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_WEIGHT:
+        raise DynamicUpdateInvalid(f"Upstream {name} has a peer weight {weight!r}, not 1 to {MAX_WEIGHT}.")
+    if not isinstance(peer.backup, bool):
+        raise DynamicUpdateInvalid(f"Upstream {name} has a peer whose 'backup' is not true or false.")
+    return peer
+
+
+def _is_ip(address: str) -> bool:
+    if "%" in address or not address.isascii():
+        return False  # scoped IPv6 addresses name an interface; the balancer cannot use them
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return str(ip) == address  # one spelling only: what peers.py writes, what Lua compares
