@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from plumbing.errors import DynamicUpdateInvalid
 
@@ -22,6 +22,7 @@ __all__ = ["MAX_BODY", "MAX_UPSTREAMS", "PeerState", "State", "decode", "encode"
 MAX_UPSTREAMS = 100_000
 MAX_BODY = 16 * 1024 * 1024  # bytes; the endpoint's client_max_body_size
 PeerState = Mapping[str, tuple[Peer, ...]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ def encode(generation: int, upstreams: PeerState, *, full: bool) -> bytes:
         "generation": generation,
         "full": full,
         "upstreams": {
-            _name(name): [_peer(name, p).as_json() for p in peers] for name, peers in upstreams.items()
+            _name(name): [_peer(name, p).as_json() for p in _capped(name, peers)]
+            for name, peers in upstreams.items()
         },
     }
     body = json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode("ascii")
@@ -93,9 +95,13 @@ def _name(name: object) -> str:
 def _peers(name: str, peers: object) -> tuple[Peer, ...]:
     if not isinstance(peers, list):
         raise DynamicUpdateInvalid(f"Upstream {name}'s peers are not a list.")
+    return tuple(_peer(name, _peer_of(name, p)) for p in _capped(name, peers))
+
+
+def _capped(name: str, peers: Sequence[T]) -> Sequence[T]:
     if len(peers) > MAX_PEERS:
         raise DynamicUpdateInvalid(f"Upstream {name} has {len(peers)} peers, over the cap of {MAX_PEERS}.")
-    return tuple(_peer(name, _peer_of(name, p)) for p in peers)
+    return peers
 
 
 def _peer_of(name: str, raw: Any) -> Peer:
