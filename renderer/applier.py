@@ -74,6 +74,8 @@ class Applier:
             parsed = self._context[1].parsed if self._context else {}
             pusher = self.pusher if dynamic.enabled else None
             self._context = (rt, Context(check=rt.config.nginx.check, pusher=pusher, parsed=parsed))
+            if pusher is not None and pusher.expected is not None:
+                pusher.wake()  # SIGHUP: read back what nginx holds now, and repair it
         return self._context[1]
 
     def dynamic_status(self) -> dict[str, object]:

@@ -151,6 +151,10 @@ class Pusher:
         self.awaiting, self._awaiting_since, self._warned = generation, time.monotonic(), False
         self._wake.set()
 
+    def wake(self) -> None:
+        """Sync now (SIGHUP asks for it: an operator's way to check for drift at once)."""
+        self._wake.set()
+
     async def run(self) -> None:
         """In the daemon's TaskGroup: sync after each reload, and every DRIFT_PERIOD."""
         delay = DRIFT_PERIOD
