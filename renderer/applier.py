@@ -54,6 +54,7 @@ class Applier:
         self.state = state
         self.metrics = metrics
         self.left_out = left_out
+        self._runtime = runtime
         self.task_group = task_group  # where reload retries run (None: a one-shot command)
         self.env = env
         self.once = False  # a one-shot command: retry nothing, log nothing (it prints its failures)
@@ -80,7 +81,7 @@ class Applier:
 
     def dynamic_status(self) -> dict[str, object]:
         """The ``dynamic`` part of /status: the mode, the last generation and push."""
-        if self._context is None or self._context[1].pusher is None:
+        if not self._runtime().config.nginx.dynamic.enabled:
             return {"mode": "classic", "generation": None, "last_push": None}
         return self.pusher.status()
 

@@ -101,16 +101,18 @@ async def apply_renders(
     ctx.proven = ctx.proven or way.check
     _backup(changes)
     names = ", ".join(str(c.destination) for c in changes)
+    checked = way.check
     if ctx.pusher is not None and staged is not None and way.push is not None and way.state is not None:
         if await _push(ctx.pusher, way, staged[0], names):
             return Outcome.PUSHED
         await _write_and_check([], nginx, check=True, restoring=written)  # the fallback: checked
+        checked = True
     else:
         verdict = "nginx accepted them" if way.check else "server lines only, no check needed"
         log.info("Wrote %d changed file(s) (%s); %s.", len(changes), names, verdict)
     previous = _awaiting_reload(ctx.pusher, way, staged)
     try:
-        await _reload(nginx, written, checked=way.check)
+        await _reload(nginx, written, checked=checked)
     except NginxCheckFailed:
         if ctx.pusher is not None and previous is not None:
             ctx.pusher.expected, ctx.pusher.awaiting = previous[0], None  # the files went back too

@@ -61,6 +61,7 @@ class Pusher:
         self.metrics = metrics
         self.now_ms = now_ms
         self._client: EndpointClient | None = None
+        self._retired: list[EndpointClient] = []  # clients of an endpoint SIGHUP replaced
         self.generation = _generation_in(config)  # the newest one written or pushed
         self.expected: PeerState | None = None  # what the live files say runtime state is
         self.awaiting: int | None = None  # the generation a reload's new workers load at start
@@ -73,16 +74,17 @@ class Pusher:
     def reconfigure(self, config: DynamicConfig) -> None:
         """SIGHUP: another endpoint or state file; the generation stays."""
         if config != self.config:
-            self.config, old = config, self._client
+            self.config = config
+            if self._client is not None:
+                self._retired.append(self._client)  # closed with the rest, at the end
             self._client = None
-            if old is not None:
-                asyncio.get_running_loop().create_task(old.close())
 
     async def close(self) -> None:
-        """Close the connection to the endpoint."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        """Close the connections to the endpoint."""
+        clients = [*self._retired, *([self._client] if self._client else [])]
+        self._client, self._retired = None, []
+        for client in clients:
+            await client.close()
 
     def _endpoint(self) -> EndpointClient:
         if self._client is None:

@@ -25,7 +25,8 @@ def dynamic_config(
     kwargs = {} if template is None else {"template": template}
     config = write_config(tmp_path, consul, nginx.server, status=status, **kwargs)
     port = endpoint_port or nginx.endpoint_port
-    keys = f'dynamic = true\ndynamic_endpoint = "127.0.0.1:{port}"\ndynamic_state = "{nginx.state_file}"\n'
+    where = f"unix:{nginx.unix}" if nginx.unix and not endpoint_port else f"127.0.0.1:{port}"
+    keys = f'dynamic = true\ndynamic_endpoint = "{where}"\ndynamic_state = "{nginx.state_file}"\n'
     config.write_text(config.read_text().replace("[nginx]\n", f"[nginx]\n{keys}", 1))
     return config
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import signal
 import socket
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from tests.renderer.conftest import register_backend
 from tests.renderer.dynamic.conftest import LuaNginx
 from tests.renderer.dynamic.sidecars import dynamic_config, metric, ports_of, runtime_ports, status_listen
 from tests.support.consul_agent import ConsulAgent
+from tests.support.http import get
 from tests.support.load import Load
 from tests.support.sidecar import SidecarProcess
 from tests.support.waiting import wait_until
@@ -163,6 +165,9 @@ def test_drift_is_repaired(
     assert routed(lua_nginx) == {"b1", "b2"}
     assert metric(base, "upstreams_dynamic_repairs_total") == 1.0
     assert lua_nginx.state()["generation"] > 2**52
+    dynamic = json.loads(get(f"{base}/status")[1])["dynamic"]
+    assert (dynamic["mode"], dynamic["generation"]) == ("dynamic", lua_nginx.state()["generation"])
+    assert dynamic["last_push"] is not None and dynamic["last_error"] is None
 
 
 def test_200_flips_under_load_fail_no_request(
@@ -178,3 +183,17 @@ def test_200_flips_under_load_fail_no_request(
             wait_until(lambda want=want: runtime_ports(lua_nginx) == want, what=f"flip {flip} pushed")
     assert load.sent > 200 and load.failed == 0, load.failures[:5]
     assert lua_nginx.server.reloads() == reloads
+
+
+def test_the_endpoint_on_a_unix_socket(tmp_path: Path, consul: ConsulAgent, start_sidecar: Start) -> None:
+    nginx = LuaNginx(tmp_path / "nginx", unix=tmp_path / "nginx" / "peers.sock")
+    nginx.write_upstream(["b1", "b2"])
+    nginx.server.start()
+    try:
+        started(tmp_path, consul, nginx, start_sidecar, "b1", "b2")
+        reloads = nginx.server.reloads()
+        consul.set_ttl("b1", "critical")
+        wait_until(lambda: routed(nginx) == {"b2"}, what="b1 out of rotation")
+        assert nginx.server.reloads() == reloads
+    finally:
+        nginx.server.stop()
