@@ -6,6 +6,7 @@ import http.client
 import json
 import signal
 import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tests.renderer.dynamic.sidecars import dynamic_config, metric, ports_of, ru
 from tests.support.consul_agent import ConsulAgent
 from tests.support.http import get
 from tests.support.load import Load
-from tests.support.sidecar import SidecarProcess
+from tests.support.sidecar import UPSTREAMS, SidecarProcess
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -197,3 +198,29 @@ def test_the_endpoint_on_a_unix_socket(tmp_path: Path, consul: ConsulAgent, star
         assert nginx.server.reloads() == reloads
     finally:
         nginx.server.stop()
+
+
+def render_once(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [UPSTREAMS, "render", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_render_once_leaves_runtime_state_as_the_file_says(
+    tmp_path: Path, consul: ConsulAgent, lua_nginx: LuaNginx
+) -> None:
+    for name in ("b1", "b3"):
+        register_backend(consul, lua_nginx.server, name)
+    config = dynamic_config(tmp_path, consul, lua_nginx)
+    done = render_once(config)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "nginx accepted them" in done.stderr
+    )  # one process: its change is a first one, checked and reloaded
+    assert runtime_ports(lua_nginx) == ports_of(lua_nginx, "b1", "b3")
+    # Someone else's push; the files are unchanged, and render still puts runtime state back before it exits.
+    assert lua_nginx.push({"primes": [lua_nginx.peer("b4")]}, generation=2**52)[0] == 200
+    done = render_once(config)
+    assert done.returncode == 0, done.stderr
+    assert "repaired with a full push" in done.stderr
+    assert runtime_ports(lua_nginx) == ports_of(lua_nginx, "b1", "b3")
