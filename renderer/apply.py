@@ -8,6 +8,7 @@ is ``dynamic.route``'s pure decision; this module carries it out.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Sequence
@@ -24,9 +25,9 @@ from plumbing.errors import (
 
 from .config import TemplateConfig
 from .dynamic.document import PeerState
-from .dynamic.peers import ParsedFile, parse
 from .dynamic.pusher import Pusher, fallback_reason
 from .dynamic.route import Route, route
+from .dynamic.texts import ParsedFile, parse
 from .files import read_bytes, remove, write_atomic
 from .nginx import Nginx
 
@@ -58,9 +59,8 @@ class Context:
         return self.pusher is not None or self.check != "always"
 
     def parse(self, path: Path, text: str) -> ParsedFile:
-        """The parse of ``text`` (the file at ``path``), from the cache when it is the same text."""
-        cached = self.parsed.get(path)
-        return cached if cached is not None and cached.text == text else parse(text)
+        """The parse of ``text`` (the file at ``path``), read against the last one of that file."""
+        return parse(text, self.parsed.get(path))
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class _Change:
     old: bytes | None
     perms: int | None = None
     backup: bool = False
+    durable: bool = True
 
 
 async def apply_renders(
@@ -90,11 +91,12 @@ async def apply_renders(
     if not changes:
         if ctx.pusher is not None and ctx.pusher.expected is None:
             # The first round with files already in place: runtime state must follow them too.
-            state = _route(ctx, renders, []).state
+            state = (await asyncio.to_thread(_route, ctx, renders, [])).state
             if state is not None:
                 ctx.pusher.adopt(state)
         return Outcome.UNCHANGED
-    way = _route(ctx, renders, changes)
+    # Reading the texts back is milliseconds after a flip, but a whole text at a first render: in a thread.
+    way = await asyncio.to_thread(_route, ctx, renders, changes)
     staged = _stage(ctx.pusher, way)
     state_file = [] if staged is None else [_state_change(ctx.pusher, staged[1])]
     written = await _write_and_check(changes + state_file, nginx, check=way.check)
@@ -171,7 +173,10 @@ def _stage(pusher: Pusher | None, way: Route) -> tuple[int, bytes] | None:
 def _state_change(pusher: Pusher | None, body: bytes) -> _Change:
     assert pusher is not None
     path = pusher.config.state_file
-    return _Change(path, body, read_bytes(path), 0o644)  # nginx's workers read it as their own user
+    # Read by nginx's workers as their own user. Not fsynced: after a crash it may be old or invalid, and
+    # either is safe (invalid: the file's own servers route; old: the sidecar's start or drift check
+    # rewrites it), while an fsync of a megabyte per flip is not free.
+    return _Change(path, body, read_bytes(path), 0o644, durable=False)
 
 
 async def _push(pusher: Pusher, way: Route, generation: int, names: str) -> bool:
@@ -197,7 +202,7 @@ async def _write_and_check(
     written: list[_Change] = list(restoring)
     try:
         for change in changes:
-            write_atomic(change.destination, change.new, change.perms)
+            write_atomic(change.destination, change.new, change.perms, durable=change.durable)
             written.append(change)
         if check:
             await nginx.check()

@@ -8,6 +8,7 @@ hangs costs more than the reload it would save.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -74,7 +75,10 @@ class EndpointClient:
             raise DynamicPushFailed(
                 f"nginx's update endpoint at {self.where} answered {status} to GET {PATH}; expected 200."
             )
-        return decode(answer, f"The state nginx's update endpoint at {self.where} answered")
+        # Up to megabytes of JSON: decoded and checked in a thread, never on the event loop.
+        return await asyncio.to_thread(
+            decode, answer, f"The state nginx's update endpoint at {self.where} answered"
+        )
 
     async def _request(self, method: str, body: bytes | None) -> tuple[int, bytes]:
         headers = {"Content-Type": "application/json"} if body is not None else {}

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .document import PeerState
-from .peers import ParsedFile, plan, runtime_state
+from .plan import plan
+from .texts import ParsedFile, runtime_state
 
 __all__ = ["Route", "route"]
 

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from renderer.dynamic.peers import Peer, hook_line, parse, plan
+from renderer.dynamic.peers import Peer, hook_line
+from renderer.dynamic.plan import plan
+from renderer.dynamic.texts import parse
 
 DEST = Path("/out/upstreams.conf")
 
@@ -268,3 +270,40 @@ def test_parsing_random_text_never_raises(garbage: str) -> None:
     parsed = parse(garbage)
     parsed.skeleton(hooked_only=True)
     planned(garbage, garbage + "upstream x {\n    server 127.0.0.1;\n}\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CATALOG, st.data())
+def test_reading_against_the_previous_parse_equals_reading_from_scratch(
+    catalog: dict[str, list[Peer]], data: st.DataObject
+) -> None:
+    old = render(catalog)
+    if data.draw(st.booleans()):  # a server-only change of some upstreams
+        changed = {n: data.draw(_PEERS) if data.draw(st.booleans()) else ps for n, ps in catalog.items()}
+        new = render(changed)
+    else:  # any edit at all
+        at = data.draw(st.integers(0, len(old)))
+        cut = data.draw(st.integers(0, 3))
+        new = (
+            old[:at]
+            + data.draw(st.text(alphabet=list("x;{} \n#9}server 127.0.0.1:5"), max_size=12))
+            + old[at + cut :]
+        )
+    previous = parse(old)
+    assert previous.state is not None  # computed, so the new parse may derive its own from it
+    again = parse(new, previous)
+    fresh = parse(new)
+    assert again == fresh
+    assert again.state == fresh.state
+    assert again.spans == fresh.spans
+
+
+def test_a_flip_reads_only_the_block_it_changed() -> None:
+    upstreams = {f"u{i}": [Peer("127.0.0.1", 8000 + i), Peer("127.0.0.2", 8000 + i)] for i in range(50)}
+    previous = parse(render(upstreams))
+    upstreams["u17"] = upstreams["u17"][:1]
+    again = parse(render(upstreams), previous)
+    assert again.gaps is previous.gaps  # the text around the blocks was not read again
+    same = [a is b for a, b in zip(previous.upstreams, again.upstreams, strict=True)]
+    assert same.count(False) == 1 and not same[17]
+    assert again.state == parse(render(upstreams)).state

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from renderer.dynamic.peers import Peer, hook_line, parse
+from renderer.dynamic.peers import Peer, hook_line
 from renderer.dynamic.route import route
+from renderer.dynamic.texts import parse
 
 DEST = Path("/out/upstreams.conf")
 
