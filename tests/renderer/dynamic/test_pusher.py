@@ -1,0 +1,94 @@
+"""The pusher against nginx's real endpoint: generations, a newer one held by nginx, drift found by the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from plumbing.errors import DynamicPushFailed, DynamicUpdateInvalid
+from renderer.config import DynamicConfig
+from renderer.dynamic import pusher as pusher_module
+from renderer.dynamic.peers import Peer
+from renderer.dynamic.pusher import Pusher
+from renderer.metrics import SidecarMetrics
+from tests.renderer.dynamic.conftest import LuaNginx
+from tests.support.waiting import wait_until
+
+
+def peers(nginx: LuaNginx, *backends: str) -> tuple[Peer, ...]:
+    return tuple(Peer("127.0.0.1", nginx.backends[b]) for b in backends)
+
+
+def ports(nginx: LuaNginx) -> list[int]:
+    return [p["port"] for p in nginx.state()["upstreams"].get("primes", [])]
+
+
+def test_a_push_past_a_newer_generation_nginx_holds(lua_nginx: LuaNginx) -> None:
+    pusher = Pusher(lua_nginx.dynamic, SidecarMetrics(), now_ms=lambda: 1000)
+    state = {"primes": peers(lua_nginx, "b2")}
+
+    async def scenario() -> None:
+        assert lua_nginx.push({"primes": [lua_nginx.peer("b4")]}, generation=5000)[0] == 200
+        generation, _ = pusher.stage(state)
+        assert generation == 1000  # behind nginx's 5000: refused as stale, then pushed in full past it
+        await pusher.push(state, state, generation)
+        await pusher.close()
+
+    asyncio.run(scenario())
+    assert ports(lua_nginx) == [lua_nginx.backends["b2"]]
+    assert lua_nginx.state()["generation"] == 5001
+    assert pusher.metrics.registry.get_sample_value("upstreams_dynamic_pushes_total", {"kind": "full"}) == 1
+
+
+def test_a_refused_or_unreachable_push_raises_for_the_reload_path(lua_nginx: LuaNginx) -> None:
+    gone = Pusher(
+        DynamicConfig(enabled=True, endpoint=("127.0.0.1", 1), state_file=lua_nginx.state_file),
+        SidecarMetrics(),
+    )
+    pusher = Pusher(lua_nginx.dynamic, SidecarMetrics())
+
+    async def scenario() -> None:
+        with pytest.raises(DynamicPushFailed, match="did not answer POST"):
+            await gone.push({}, {}, 1)
+        with pytest.raises(DynamicUpdateInvalid, match="not an IP literal"):
+            await pusher.push({"primes": (Peer("evil.example", 80),)}, {}, 2)  # never sent
+        await gone.close()
+        await pusher.close()
+
+    asyncio.run(scenario())
+    assert lua_nginx.state()["generation"] == 0  # nothing reached nginx
+
+
+def test_the_loop_repairs_drift(lua_nginx: LuaNginx, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pusher_module, "DRIFT_PERIOD", 0.05)
+    metrics = SidecarMetrics()
+    pusher = Pusher(lua_nginx.dynamic, metrics)
+    pusher.commit({"primes": peers(lua_nginx, "b1", "b3")}, 1)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(pusher.run())
+        try:
+            await asyncio.to_thread(
+                wait_until,
+                lambda: ports(lua_nginx) == [lua_nginx.backends[b] for b in ("b1", "b3")],
+                what="the first sync",
+            )
+            # Someone else's push; the loop finds it on its own, with no reload and no signal.
+            assert (await asyncio.to_thread(lua_nginx.push, {"primes": [lua_nginx.peer("b4")]}, True, 2**52))[
+                0
+            ] == 200
+            await asyncio.to_thread(
+                wait_until,
+                lambda: ports(lua_nginx) == [lua_nginx.backends[b] for b in ("b1", "b3")],
+                what="the drift repaired",
+            )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await pusher.close()
+
+    asyncio.run(scenario())
+    assert metrics.registry.get_sample_value("upstreams_dynamic_repairs_total") == 2
