@@ -25,6 +25,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert config.wait.min == 0 and config.wait.max == 0
     assert config.nginx.check_command == ("nginx", "-t", "-q")
     assert config.nginx.pid_file == Path("/run/nginx.pid")
+    assert config.nginx.check == "structural"
     (t,) = config.templates
     assert t.source == tmp_path / "t.j2" and t.destination == tmp_path / "out.conf"
     assert t.perms is None and t.backup is False
@@ -51,6 +52,10 @@ backup = true
     assert config.templates[0].perms == 0o640 and config.templates[0].backup
 
 
+def test_check_always_is_accepted(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, '[nginx]\ncheck = "always"\n' + TEMPLATE), {}).nginx.check == "always"
+
+
 def test_only_min_means_max_is_four_times_min(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, '[wait]\nmin = "2s"\n' + TEMPLATE), {})
     assert config.wait.max == 8.0
@@ -67,6 +72,10 @@ def test_only_min_means_max_is_four_times_min(tmp_path: Path) -> None:
         ("[wiat]\n" + TEMPLATE, "unknown key 'wiat'"),
         ('[nginx]\npid_file = "/p"\nreload_command = ["x"]\n' + TEMPLATE, "cannot be given together"),
         ("[nginx]\ncheck_command = []\n" + TEMPLATE, "must name a command"),
+        (
+            '[nginx]\ncheck = "never"\n' + TEMPLATE,
+            "key 'check' must be \"structural\" or \"always\", not 'never'",
+        ),
         ("", r"no \[\[template\]\] is configured"),
         (
             '[[template]]\nsource = "missing.j2"\ndestination = "o"\n',
