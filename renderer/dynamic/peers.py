@@ -33,6 +33,8 @@ _PARAM = re.compile(
     r"\A(?:weight=[0-9]{1,4}|backup|down|max_fails=[0-9]{1,6}|fail_timeout=[0-9]{1,6}(?:ms|s|m|h)?)\Z"
 )
 _DIRECTIVE = re.compile(r"^[ \t]*([a-z_]+)", re.MULTILINE)
+_COMMENT = re.compile(r"^[ \t]*#.*\n", re.MULTILINE)
+_OPAQUE = re.compile(r"[{}\"']")
 
 
 def hook_line(name: str) -> str:
@@ -102,12 +104,15 @@ def upstream_of(name: str, body: str) -> Upstream | None:
     hook = hook_line(name)
     lines = body.splitlines()
     hooked = hook in lines
-    # Other braces mean a nested block or a block that never closed where we thought: not ours to read.
-    if any(("{" in line or "}" in line) and line != hook for line in lines):
+    # Other braces mean a nested block or a block that never closed where we thought; quotes, a string
+    # that may span lines (and hold what looks like server lines). Neither is ours to read.
+    if any(_OPAQUE.search(line) and line != hook for line in lines):
         return None
     servers = tuple(_server(m.group(1)) for m in _SERVER.finditer(body))
     methods = frozenset(_DIRECTIVE.findall(_SERVER.sub("", body))) - {"balancer_by_lua_block"}
-    skeleton = _SERVER_RUN.sub(MARK, body)
+    # Comment lines mean nothing to nginx: the empty upstream's "# no healthy instance" comes and goes
+    # with its instances, and that must not make the flip to or from empty structural.
+    skeleton = _SERVER_RUN.sub(MARK, _COMMENT.sub("", body))
     return Upstream(name, hooked, servers, methods, body, skeleton)
 
 

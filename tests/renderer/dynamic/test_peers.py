@@ -307,3 +307,17 @@ def test_a_flip_reads_only_the_block_it_changed() -> None:
     same = [a is b for a, b in zip(previous.upstreams, again.upstreams, strict=True)]
     assert same.count(False) == 1 and not same[17]
     assert again.state == parse(render(upstreams)).state
+
+
+def test_a_flip_to_or_from_the_empty_upstream_is_server_only() -> None:
+    empty = (
+        "upstream a {\n    # no healthy instance: nginx answers 502 at once\n    server 127.0.0.1:1 down;\n"
+    )
+    empty += hook_line("a") + "\n    keepalive 16;\n}\n"
+    full = text(block("a", ["127.0.0.1:81"], extra="keepalive 16;"), tail="")
+    assert planned(full, empty) is not None and dict(planned(full, empty).changed) == {"a": ()}  # type: ignore[union-attr]
+    assert dict(planned(empty, full).changed) == {"a": (Peer("127.0.0.1", 81),)}  # type: ignore[union-attr]
+
+
+def test_a_quote_in_an_upstream_body_makes_it_unreadable() -> None:
+    assert parse(text(block("a", ["127.0.0.1:81"], extra='hash "$x";'))).upstreams == ()

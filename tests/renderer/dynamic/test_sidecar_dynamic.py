@@ -55,13 +55,16 @@ def test_a_health_flip_routes_with_zero_reloads(
     wait_until(lambda: routed(lua_nginx) == {"b1", "b3"}, what="b2 out of rotation")
     consul.set_ttl("b2", "passing")
     wait_until(lambda: routed(lua_nginx) == {"b1", "b2", "b3"}, what="b2 back")
-    assert lua_nginx.server.reloads() == reloads
-    assert sidecar.output().count("pushed 1 changed upstream(s)") >= 2
-    assert (
-        "b2" in (lua_nginx.server.conf_d / "upstreams.conf").read_text() or True
-    )  # the file stays the truth
     # The file stays the durable truth: it was written too.
     assert str(lua_nginx.backends["b2"]) in (lua_nginx.server.conf_d / "upstreams.conf").read_text()
+    for name in ("b1", "b2", "b3"):  # to the empty set and back: 502 at once, as the classic path
+        consul.set_ttl(name, "critical")
+    wait_until(lambda: routed(lua_nginx) == {"502"}, what="no instance left: 502")
+    assert "down;" in lua_nginx.server.upstreams.read_text()
+    consul.set_ttl("b3", "passing")
+    wait_until(lambda: routed(lua_nginx) == {"b3"}, what="b3 back from the empty set")
+    assert lua_nginx.server.reloads() == reloads
+    assert sidecar.output().count("pushed 1 changed upstream(s)") >= 2
 
 
 def test_a_keep_alive_connection_survives_100_flips(
