@@ -66,6 +66,11 @@ class SidecarMetrics(ConsulMetrics):
             "Full pushes that repaired runtime state found different from the files.",
             registry=r,
         )
+        # Every label from the start, so a rate over them never begins with a missing series.
+        for kind in ("changed", "full"):
+            self.dynamic_pushes.labels(kind=kind)
+        for reason in ("unreachable", "refused", "invalid"):
+            self.dynamic_fallbacks.labels(reason=reason)
         self.dynamic_generation = Gauge(
             "upstreams_dynamic_generation", "The generation of the last runtime update written.", registry=r
         )
