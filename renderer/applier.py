@@ -157,6 +157,8 @@ class Applier:
                 self.state.last_error = None
         if verdict.reloaded:
             self.reloaded()
+        if verdict.pushed:
+            self.metrics.last_apply.set_to_current_time()  # live without a reload: the push logged it
         if verdict.ready:
             self.mark_ready()
         if verdict.retry_reload:

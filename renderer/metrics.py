@@ -35,7 +35,7 @@ class SidecarMetrics(ConsulMetrics):
         )
         self.last_apply = Gauge(
             "upstreams_last_apply_timestamp_seconds",
-            "When the live files last changed and nginx reloaded.",
+            "When the live files last changed and nginx took them (a reload, or a push in dynamic mode).",
             registry=r,
         )
         self.exclusions = Counter(

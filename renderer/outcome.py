@@ -1,6 +1,6 @@
 """What an apply's result means for the sidecar: pure, so each case is one line of a test table.
 
-``apply.apply_renders`` returns an ``Outcome`` or raises one of the tree's errors; ``judge`` maps
+``apply.apply_renders`` returns an ``Outcome`` (unchanged, reloaded, or pushed) or raises one of the tree's errors; ``judge`` maps
 that to a ``Verdict`` the daemon carries out (metrics, the error it reports, readiness, a reload
 retry). The daemon itself decides nothing about outcomes.
 """
@@ -30,6 +30,7 @@ class Verdict:
 
     succeeded: bool = False  # clears the last error and what nginx refused last
     reloaded: bool = False  # nginx reloaded with new files (counted, logged)
+    pushed: bool = False  # nginx took new files' peers at runtime, without a reload (dynamic mode)
     ready: bool = False  # checked files are in place: the sidecar is ready
     retry_reload: bool = False  # the files are in place but nginx was not told: retry the reload
     refused: bool = False  # nginx's check refused the files: leave out instances, or report it
@@ -41,7 +42,8 @@ class Verdict:
 def judge(result: Outcome | NginxError | OutputError, *, once: bool) -> Verdict:
     """The verdict on one apply; ``once``: a one-shot command, which retries nothing."""
     if isinstance(result, Outcome):
-        return Verdict(succeeded=True, reloaded=result is Outcome.RELOADED, ready=True)
+        reloaded, pushed = result is Outcome.RELOADED, result is Outcome.PUSHED
+        return Verdict(succeeded=True, reloaded=reloaded, pushed=pushed, ready=True)
     if isinstance(result, NginxNotRunning):
         # The files passed the check and wait for nginx: that is a success for `render` run before
         # nginx starts, and readiness for systemd (nginx is ordered after us).

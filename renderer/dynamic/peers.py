@@ -122,7 +122,8 @@ def _server(text: str) -> ServerLine:
     where = _ip_port(address)
     names = [p.split("=", 1)[0] for p in params]
     ok = where is not None and all(_PARAM.match(p) for p in params) and len(set(names)) == len(names)
-    weight = next((int(p[7:]) for p in params if p.startswith("weight=")), 1)
+    # Only once every parameter matched is "weight=" known to be followed by digits.
+    weight = next((int(p[7:]) for p in params if p.startswith("weight=")), 1) if ok else 1
     ok = ok and 1 <= weight <= MAX_WEIGHT
     down = "down" in params
     if not ok or down or where is None:

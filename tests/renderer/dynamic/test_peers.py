@@ -67,6 +67,8 @@ def test_server_lines_become_peers(line: str, peer: Peer) -> None:
         "127.0.0.1:80 weight=0",
         "127.0.0.1:80 weight=1001",
         "127.0.0.1:80 weight=2 weight=3",
+        "127.0.0.1:80 weight=",
+        "127.0.0.1:80 weight=x",
         "127.0.0.1:80 resolve",
         "127.0.0.1:80 max_conns=5",
         "127.0.0.1:80 slow_start=30s",
@@ -321,3 +323,31 @@ def test_a_flip_to_or_from_the_empty_upstream_is_server_only() -> None:
 
 def test_a_quote_in_an_upstream_body_makes_it_unreadable() -> None:
     assert parse(text(block("a", ["127.0.0.1:81"], extra='hash "$x";'))).upstreams == ()
+
+
+_TOKENS = [
+    "upstream",
+    " a",
+    " {",
+    "}",
+    "\n",
+    "    server ",
+    "127.0.0.1",
+    ":80",
+    "[::1]",
+    ";",
+    " weight=",
+    "0",
+    "7",
+]
+_TOKENS += [" backup", " down", " max_fails=", " fail_timeout=", "#", '"', "\t", hook_line("a"), "\r"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_TOKENS), max_size=60), st.lists(st.sampled_from(_TOKENS), max_size=60))
+def test_parsing_random_tokens_never_raises_and_rereading_agrees(first: list[str], second: list[str]) -> None:
+    old, new = "".join(first), "".join(first[: len(first) // 2] + second)
+    previous = parse(old)
+    assert parse(new, previous) == parse(new)
+    planned(old, new)
+    planned(old, new, hooked_only=False)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from renderer.apply import Outcome
 from renderer.dynamic.peers import Peer, hook_line
 from renderer.dynamic.route import route
 from renderer.dynamic.texts import parse
+from renderer.outcome import Verdict, judge
 
 DEST = Path("/out/upstreams.conf")
 
@@ -57,3 +59,7 @@ def test_the_state_leaves_out_an_upstream_with_a_host_name() -> None:
         {DEST: None}, {DEST: parse(file(["web.example:80"]))}, dynamic=True, check_always=False, proven=True
     )
     assert way.state == {} and way.check
+
+
+def test_a_push_is_a_success_without_a_reload() -> None:
+    assert judge(Outcome.PUSHED, once=False) == Verdict(succeeded=True, pushed=True, ready=True)
