@@ -119,6 +119,8 @@ async def apply_renders(
         if ctx.pusher is not None and previous is not None:
             ctx.pusher.expected, ctx.pusher.awaiting = previous[0], None  # the files went back too
         raise
+    if ctx.reads_texts:
+        await asyncio.to_thread(_parses, ctx, renders)  # the next change is read against these texts
     return Outcome.RELOADED
 
 
@@ -141,6 +143,9 @@ def _awaiting_reload(
 def _route(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]], changes: Sequence[_Change]) -> Route:
     if not ctx.reads_texts:
         return Route(None, True, None)  # checking always, no dynamic mode: nothing to read
+    if not ctx.proven and ctx.pusher is None:
+        # A first render is checked whatever it is: read it after its reload, not before its write.
+        return Route(None, True, None)
     old = {
         c.destination: None if c.old is None else ctx.parse(c.destination, c.old.decode("utf-8", "replace"))
         for c in changes
