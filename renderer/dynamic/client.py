@@ -9,6 +9,7 @@ hangs costs more than the reload it would save.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from typing import Any
 
@@ -82,8 +83,10 @@ class EndpointClient:
 
     async def _request(self, method: str, body: bytes | None) -> tuple[int, bytes]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        # A file-like body: aiohttp sends megabytes of it in pieces instead of in one blocking write.
+        data = io.BytesIO(body) if body is not None else None
         try:
-            async with self._session.request(method, self._url, data=body, headers=headers) as resp:
+            async with self._session.request(method, self._url, data=data, headers=headers) as resp:
                 return resp.status, await resp.content.read(MAX_ANSWER)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DynamicPushFailed(

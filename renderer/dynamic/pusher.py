@@ -14,6 +14,7 @@ say to nginx's update endpoint, and reads back what nginx holds to repair any di
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ DRIFT_PERIOD = 30.0
 # long most likely failed (nginx keeps the old workers, and their runtime state stays as it is).
 CONFIRM_WAIT = 10.0
 CONFIRM_POLL = 0.05
+NO_ROOM = 507  # the endpoint's answer when the shared dict cannot hold the state
 
 
 def fallback_reason(exc: DynamicPushFailed) -> str:
@@ -142,10 +144,27 @@ class Pusher:
             self.generation = max(self.generation, await self._endpoint().push(body))
         except DynamicPushFailed as exc:
             self.last_error = str(exc)
+            if isinstance(exc, DynamicRefused) and exc.status == NO_ROOM:
+                await self._clear(exc)
             raise
         self.last_push = time.time()
         self.last_error = None
         self.metrics.dynamic_pushes.labels(kind=kind).inc()
+
+    async def _clear(self, exc: DynamicRefused) -> None:
+        """nginx's shared dict has no room for the state: empty it, so every file's servers route.
+
+        Left as it is, the dict would keep routing by peers the files no longer say; empty, each
+        upstream gets no peer from the balancer and nginx's own round robin over the file applies.
+        """
+        self.generation = next_generation(max(self.generation, exc.current or 0), self.now_ms())
+        log.warning(
+            "%s Emptying runtime state so nginx routes by the files (reloads carry every change); "
+            "give the snippet's lua_shared_dict more room.",
+            exc,
+        )
+        with contextlib.suppress(DynamicPushFailed):
+            await self._endpoint().push(self.encoder.encode(self.generation, {}, full=True))
 
     # Re-sync and drift -----------------------------------------------------------------------------
 

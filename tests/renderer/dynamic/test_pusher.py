@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import pytest
 
-from plumbing.errors import DynamicPushFailed, DynamicUpdateInvalid
+from plumbing.errors import DynamicPushFailed, DynamicRefused, DynamicUpdateInvalid
 from renderer.config import DynamicConfig
 from renderer.dynamic import pusher as pusher_module
 from renderer.dynamic.peers import Peer
@@ -92,3 +93,28 @@ def test_the_loop_repairs_drift(lua_nginx: LuaNginx, monkeypatch: pytest.MonkeyP
 
     asyncio.run(scenario())
     assert metrics.registry.get_sample_value("upstreams_dynamic_repairs_total") == 2
+
+
+def test_a_state_nginx_has_no_room_for_empties_runtime_state(tmp_path: Path) -> None:
+    nginx = LuaNginx(tmp_path / "nginx")
+    nginx.server.snippet = nginx.server.snippet.replace(
+        "lua_shared_dict upstreams 32m;", "lua_shared_dict upstreams 1m;"
+    )
+    nginx.write_upstream(["b1"])
+    nginx.start()
+    pusher = Pusher(nginx.dynamic, SidecarMetrics())
+    huge = {f"u{i}": tuple(Peer("127.0.0.1", p) for p in range(1, 11)) for i in range(3000)}
+
+    async def scenario() -> None:
+        await pusher.push({"primes": peers(nginx, "b3")}, {}, pusher.stage({})[0])
+        with pytest.raises(DynamicRefused, match="507"):
+            await pusher.push(huge, huge, pusher.stage(huge)[0])
+        await pusher.close()
+
+    try:
+        asyncio.run(scenario())
+        # Left as it was, runtime state would keep b3, which the file no longer says: emptied, the file routes.
+        assert nginx.state()["upstreams"] == {}
+        assert set(nginx.count(4)) == {"b1"}
+    finally:
+        nginx.stop()
