@@ -93,7 +93,7 @@ async def apply_renders(
             # The first round with files already in place: runtime state must follow them too.
             state = (await asyncio.to_thread(_route, ctx, renders, [])).state
             if state is not None:
-                ctx.pusher.adopt(state)
+                await ctx.pusher.adopt(state)
         return Outcome.UNCHANGED
     # Reading the texts back is milliseconds after a flip, but a whole text at a first render: in a thread.
     way = await asyncio.to_thread(_route, ctx, renders, changes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ DRIFT_PERIOD = 30.0
 # long most likely failed (nginx keeps the old workers, and their runtime state stays as it is).
 CONFIRM_WAIT = 10.0
 CONFIRM_POLL = 0.05
+_GENERATION = re.compile(rb'\{"generation":([0-9]{1,16})[,}]')
 NO_ROOM = 507  # the endpoint's answer when the shared dict cannot hold the state
 
 
@@ -108,16 +110,12 @@ class Pusher:
         self.expected = state
         self.metrics.dynamic_generation.set(generation)
 
-    def adopt(self, state: PeerState) -> None:
+    async def adopt(self, state: PeerState) -> None:
         """At start with unchanged files: make sure the state file says what they say, then sync."""
-        try:
-            held = decode(read_bytes(self.config.state_file) or b"", str(self.config.state_file))  # once
-        except (DynamicUpdateInvalid, OutputError):
-            held = None
-        if held is None or dict(held.upstreams) != dict(state):
+        if not await asyncio.to_thread(_holds, self.config, state):  # megabytes at scale: off the loop
             try:
                 _, body = self.stage(state)
-                write_atomic(self.config.state_file, body, 0o644)
+                write_atomic(self.config.state_file, body, 0o644, durable=False)  # see apply's state file
             except (DynamicUpdateInvalid, OutputError) as exc:
                 log.warning("Runtime state not written: %s", exc)
         self.expected = state
@@ -265,9 +263,24 @@ def _same(held: PeerState, expected: PeerState) -> bool:
     return dict(held) == dict(expected)
 
 
-def _generation_in(config: DynamicConfig) -> int:
-    """The state file's generation, so a restarted sidecar starts past it (0 when there is none)."""
+def _holds(config: DynamicConfig, state: PeerState) -> bool:
+    """Whether the state file holds exactly ``state``."""
     try:
-        return decode(read_bytes(config.state_file) or b"", "").generation
+        held = decode(read_bytes(config.state_file) or b"", str(config.state_file))
     except (DynamicUpdateInvalid, OutputError):
+        return False
+    return dict(held.upstreams) == dict(state)
+
+
+def _generation_in(config: DynamicConfig) -> int:
+    """The state file's generation, so a restarted sidecar starts past it (0 when there is none).
+
+    Read from the first bytes only: the sidecar writes the generation first, and the rest may be megabytes.
+    """
+    try:
+        with config.state_file.open("rb") as file:
+            head = file.read(64)
+    except OSError:
         return 0
+    found = _GENERATION.match(head)
+    return int(found.group(1)) if found else 0
