@@ -82,18 +82,9 @@ async def apply_renders(
     the new files are valid and in place but nginx could not be told (the caller retries the reload).
     """
     ctx = ctx or Context()
-    changes = []
-    for template, text in renders:
-        new = text.encode("utf-8")
-        old = read_bytes(template.destination)
-        if old != new:
-            changes.append(_Change(template.destination, new, old, template.perms, template.backup))
+    changes = _changes(renders)
     if not changes:
-        if ctx.pusher is not None and ctx.pusher.expected is None:
-            # The first round with files already in place: runtime state must follow them too.
-            state = (await asyncio.to_thread(_route, ctx, renders, [])).state
-            if state is not None:
-                await ctx.pusher.adopt(state)
+        await _adopt(ctx, renders)
         return Outcome.UNCHANGED
     # Reading the texts back is milliseconds after a flip, but a whole text at a first render: in a thread.
     way = await asyncio.to_thread(_route, ctx, renders, changes)
@@ -104,7 +95,7 @@ async def apply_renders(
     _backup(changes)
     names = ", ".join(str(c.destination) for c in changes)
     checked = way.check
-    if ctx.pusher is not None and staged is not None and way.push is not None and way.state is not None:
+    if ctx.pusher is not None and staged is not None and way.push is not None:
         if await _push(ctx.pusher, way, staged[0], names):
             return Outcome.PUSHED
         await _write_and_check([], nginx, check=True, restoring=written)  # the fallback: checked
@@ -112,6 +103,40 @@ async def apply_renders(
     else:
         verdict = "nginx accepted them" if way.check else "server lines only, no check needed"
         log.info("Wrote %d changed file(s) (%s); %s.", len(changes), names, verdict)
+    await _reload_live(ctx, nginx, renders, way, staged, written, checked=checked)
+    return Outcome.RELOADED
+
+
+def _changes(renders: Sequence[tuple[TemplateConfig, str]]) -> list[_Change]:
+    """The renders whose bytes differ from their destination's."""
+    changes = []
+    for template, text in renders:
+        new = text.encode("utf-8")
+        old = read_bytes(template.destination)
+        if old != new:
+            changes.append(_Change(template.destination, new, old, template.perms, template.backup))
+    return changes
+
+
+async def _adopt(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]]) -> None:
+    """The first round with files already in place: runtime state must follow them too."""
+    if ctx.pusher is not None and ctx.pusher.expected is None:
+        state = (await asyncio.to_thread(_route, ctx, renders, [])).state
+        if state is not None:
+            await ctx.pusher.adopt(state)
+
+
+async def _reload_live(
+    ctx: Context,
+    nginx: Nginx,
+    renders: Sequence[tuple[TemplateConfig, str]],
+    way: Route,
+    staged: tuple[int, bytes] | None,
+    written: Sequence[_Change],
+    *,
+    checked: bool,
+) -> None:
+    """Reload nginx with the written files, runtime state to follow once it shows it loaded them."""
     previous = _awaiting_reload(ctx.pusher, way, staged)
     try:
         await _reload(nginx, written, checked=checked)
@@ -121,7 +146,6 @@ async def apply_renders(
         raise
     if ctx.reads_texts:
         await asyncio.to_thread(_parses, ctx, renders)  # the next change is read against these texts
-    return Outcome.RELOADED
 
 
 def _awaiting_reload(
@@ -186,7 +210,7 @@ def _state_change(pusher: Pusher | None, body: bytes) -> _Change:
 
 async def _push(pusher: Pusher, way: Route, generation: int, names: str) -> bool:
     """Push a server-only change; False (counted, logged) when the reload path must carry it instead."""
-    assert way.push is not None and way.state is not None
+    assert way.push is not None and way.state is not None  # a push always comes with its full state
     try:
         await pusher.push(way.push, way.state, generation)
     except DynamicPushFailed as exc:
