@@ -119,8 +119,8 @@ def test_a_restarted_nginx_routes_what_the_file_says(
     started(tmp_path, consul, lua_nginx, start_sidecar, "b1", "b2", "b3")
     consul.set_ttl("b3", "critical")
     wait_until(lambda: runtime_ports(lua_nginx) == ports_of(lua_nginx, "b1", "b2"), what="b3 pushed out")
-    lua_nginx.server.stop()
-    lua_nginx.server.start()  # shared memory is gone: only the state file brings the peers back
+    lua_nginx.stop()
+    lua_nginx.start()  # shared memory is gone: only the state file brings the peers back
     assert runtime_ports(lua_nginx) == ports_of(lua_nginx, "b1", "b2")
     assert routed(lua_nginx) == {"b1", "b2"}
     consul.set_ttl("b3", "passing")
@@ -192,7 +192,7 @@ def test_200_flips_under_load_fail_no_request(
 def test_the_endpoint_on_a_unix_socket(tmp_path: Path, consul: ConsulAgent, start_sidecar: Start) -> None:
     nginx = LuaNginx(tmp_path / "nginx", unix=tmp_path / "nginx" / "peers.sock")
     nginx.write_upstream(["b1", "b2"])
-    nginx.server.start()
+    nginx.start()
     try:
         started(tmp_path, consul, nginx, start_sidecar, "b1", "b2")
         reloads = nginx.server.reloads()
@@ -200,7 +200,7 @@ def test_the_endpoint_on_a_unix_socket(tmp_path: Path, consul: ConsulAgent, star
         wait_until(lambda: routed(nginx) == {"b2"}, what="b1 out of rotation")
         assert nginx.server.reloads() == reloads
     finally:
-        nginx.server.stop()
+        nginx.stop()
 
 
 def render_once(config: Path) -> subprocess.CompletedProcess[str]:
