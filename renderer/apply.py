@@ -193,7 +193,7 @@ def _stage(pusher: Pusher | None, way: Route) -> tuple[int, bytes] | None:
     if pusher is None or way.state is None:
         return None
     try:
-        return pusher.stage(way.state)
+        return pusher.stage(way.state, way.base, way.push)
     except DynamicUpdateInvalid as exc:
         log.warning("Runtime state not written (the files still are, and reloads apply them): %s", exc)
         return None

@@ -52,29 +52,59 @@ class Encoder:
     """Encodes documents, reusing an upstream's checked JSON while its peers are the same tuple object.
 
     Consecutive parses share the tuples of unchanged upstreams (``texts.parse``), so a full state of
-    5,000 upstreams after a flip checks and encodes one upstream, not all of them.
+    5,000 upstreams after a flip checks and encodes one upstream, not all of them. Given the state it
+    encoded last as ``base`` and what ``changed`` since, it touches only those (the rest is one join).
     """
 
     def __init__(self) -> None:
         self._known: dict[int, tuple[str, tuple[Peer, ...], str]] = {}  # id(peers) -> name, peers, JSON
+        self._last: PeerState | None = None  # the last full state encoded, its JSON parts, where each is
+        self._parts: list[str] = []
+        self._at: dict[str, int] = {}
 
-    def encode(self, generation: int, upstreams: PeerState, *, full: bool) -> bytes:
+    def encode(
+        self,
+        generation: int,
+        upstreams: PeerState,
+        *,
+        full: bool,
+        base: PeerState | None = None,
+        changed: PeerState | None = None,
+    ) -> bytes:
         """The document as bytes; DynamicUpdateInvalid if anything in it breaks the rules."""
         _check_generation(generation)
         if len(upstreams) > MAX_UPSTREAMS:
             raise DynamicUpdateInvalid(
                 f"The update holds {len(upstreams)} upstreams, over the cap of {MAX_UPSTREAMS}."
             )
-        fresh = {id(peers): self._fragment(name, peers) for name, peers in upstreams.items()}
-        parts = ",".join(entry[2] for entry in fresh.values()) if len(fresh) == len(upstreams) else None
-        if parts is None:  # two upstreams with one peers tuple (equal empty lists, say): no sharing
-            parts = ",".join(self._fragment(name, peers)[2] for name, peers in upstreams.items())
-        # A full document holds every upstream there is: what it does not hold need not be kept.
-        self._known = fresh if full else {**self._known, **fresh}
+        if full and base is not None and base is self._last and changed is not None and self._delta(changed):
+            parts = ",".join(self._parts)
+            self._last = upstreams
+        else:
+            parts = self._all(upstreams, full=full)
         body = f'{{"generation":{generation},"full":{"true" if full else "false"},"upstreams":{{{parts}}}}}'
         if len(body) > MAX_BODY:
             raise DynamicUpdateInvalid(f"The update is {len(body)} bytes, over the cap of {MAX_BODY}.")
         return body.encode("ascii")
+
+    def _delta(self, changed: PeerState) -> bool:
+        """Replace the parts of the changed upstreams; False (nothing replaced) when one is new."""
+        if any(name not in self._at for name in changed):
+            return False
+        for name, peers in changed.items():
+            self._parts[self._at[name]] = self._fragment(name, peers)[2]
+        return True
+
+    def _all(self, upstreams: PeerState, *, full: bool) -> str:
+        entries = [self._fragment(name, peers) for name, peers in upstreams.items()]
+        fresh = {id(entry[1]): entry for entry in entries}
+        # A full document holds every upstream there is: what it does not hold need not be kept.
+        self._known = fresh if full else {**self._known, **fresh}
+        parts = [entry[2] for entry in entries]
+        if full:
+            self._last, self._parts = upstreams, parts
+            self._at = {entry[0]: i for i, entry in enumerate(entries)}
+        return ",".join(parts)
 
     def _fragment(self, name: str, peers: tuple[Peer, ...]) -> tuple[str, tuple[Peer, ...], str]:
         known = self._known.get(id(peers))

@@ -25,6 +25,9 @@ class Plan:
 
     changed: Mapping[str, tuple[Peer, ...]]
     state: Mapping[str, tuple[Peer, ...]]
+    base: Mapping[str, tuple[Peer, ...]] | None = (
+        None  # the old texts' state, ``changed`` applied gives ``state``
+    )
 
 
 def plan(
@@ -40,10 +43,12 @@ def plan(
     if set(old) != set(new):
         return None
     changed: dict[str, tuple[Peer, ...]] = {}
+    befores = []
     for path, after in new.items():
         before = old[path]
         if before is None:
             return None  # a first render: nothing proven yet
+        befores.append(before)
         found = _changed(before, after, hooked_only=hooked_only)
         if found is None:
             return None
@@ -53,7 +58,7 @@ def plan(
         # Nothing a push or a reload would carry (say, a parameter written another way) is rare
         # enough to take the checked path; two upstreams of one name are nginx's to refuse.
         return None
-    return Plan(changed, state)
+    return Plan(changed, state, runtime_state(befores) if hooked_only else None)
 
 
 def _changed(before: ParsedFile, after: ParsedFile, *, hooked_only: bool) -> list[Upstream] | None:

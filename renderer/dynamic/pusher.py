@@ -98,10 +98,13 @@ class Pusher:
 
     # Writing ---------------------------------------------------------------------------------------
 
-    def stage(self, state: PeerState) -> tuple[int, bytes]:
-        """A new generation and the state file's bytes for ``state``; DynamicUpdateInvalid if it breaks a cap."""
+    def stage(
+        self, state: PeerState, base: PeerState | None = None, changed: PeerState | None = None
+    ) -> tuple[int, bytes]:
+        """A new generation and the state file's bytes for ``state`` (``base`` updated with ``changed``,
+        when known); DynamicUpdateInvalid if it breaks a cap."""
         generation = next_generation(self.generation, self.now_ms())
-        body = self.encoder.encode(generation, state, full=True)
+        body = self.encoder.encode(generation, state, full=True, base=base, changed=changed)
         self.generation = generation
         return generation, body
 

@@ -31,6 +31,7 @@ class Route:
     push: PeerState | None  # the changed upstreams to push (a server-only change, dynamic mode)
     check: bool  # run the check command before the reload
     state: PeerState | None  # the new files' full runtime state (dynamic mode; None: not one to write)
+    base: PeerState | None = None  # with a push: the old files' state, which ``push`` updates to ``state``
 
 
 def route(
@@ -48,7 +49,7 @@ def route(
     if dynamic:
         server_only = plan(old, new, hooked_only=True)
         if server_only is not None:
-            return Route(server_only.changed, False, server_only.state)
+            return Route(server_only.changed, False, server_only.state, server_only.base)
     if check_always:
         return Route(None, True, state)
     return Route(None, plan(old, new, hooked_only=False) is None, state)

@@ -48,13 +48,12 @@ class ParsedFile:
         return {u.body: u for u in self.upstreams}
 
     @cached_property
-    def spans(self) -> list[tuple[int, int]]:
-        """Where each block's body starts and ends in ``text``."""
+    def spans(self) -> tuple[list[int], list[int]]:
+        """Where each block's body starts, and where it ends, in ``text``."""
         # Gap, body, gap, body, ...: the last gap (after the last body) is not needed.
         bodies = map(len, map(_BODY, self.upstreams))
-        lengths = chain.from_iterable(zip(map(len, self.gaps), bodies, strict=False))
-        ends = list(accumulate(lengths))
-        return list(zip(ends[0::2], ends[1::2], strict=True))
+        ends = list(accumulate(chain.from_iterable(zip(map(len, self.gaps), bodies, strict=False))))
+        return ends[0::2], ends[1::2]
 
     @cached_property
     def state(self) -> State | None:
@@ -94,35 +93,36 @@ def _read(text: str, known: dict[str, Upstream]) -> ParsedFile:
 
 def _reread(text: str, previous: ParsedFile) -> ParsedFile | None:
     """The parse of ``text`` from ``previous`` when every difference is inside block bodies, else None."""
-    old, spans, starts = previous.text, previous.spans, [s for s, _ in previous.spans]
+    old, (starts, ends) = previous.text, previous.spans
     upstreams = list(previous.upstreams)
+    touched = []
     i = j = 0  # where comparing goes on, in the old and in the new text
     while (offset := _difference(old, i, text, j)) is not None:
         at_old, at_new = i + offset, j + offset
         k = bisect.bisect_right(starts, at_old) - 1
-        if k < 0 or at_old > spans[k][1]:
+        if k < 0 or at_old > ends[k]:
             return None  # outside every body: read it all again
-        start = spans[k][0] + (j - i)
+        start = starts[k] + (j - i)
         closing = _closing_line(text, start)
-        if closing is None or closing[0] < at_new or (closing[0], spans[k][1]) == (at_new, at_old):
+        if closing is None or closing[0] < at_new or (closing[0], ends[k]) == (at_new, at_old):
             return None  # the block's own closing line changed
         block = upstream_of(upstreams[k].name, text[start : closing[0]])
         if block is None:
             return None
         upstreams[k] = block
-        i, j = spans[k][1], closing[0]
-    return ParsedFile(text, tuple(upstreams), previous.gaps, _derive(previous, upstreams))
+        touched.append(k)
+        i, j = ends[k], closing[0]
+    derived = _derive(previous, [(previous.upstreams[k], upstreams[k]) for k in touched])
+    return ParsedFile(text, tuple(upstreams), previous.gaps, derived)
 
 
-def _derive(previous: ParsedFile, upstreams: list[Upstream]) -> State | None:
+def _derive(previous: ParsedFile, replaced: list[tuple[Upstream, Upstream]]) -> State | None:
     """The new state from the previous one when only peers changed (no hook came or went), else None."""
     old = previous.state
     if old is None:
         return None
     new = dict(old)
-    for before, after in zip(previous.upstreams, upstreams, strict=True):
-        if before is after:
-            continue
+    for before, after in replaced:
         if before.hooked != after.hooked:
             return None  # which names are hooked changed: duplicates must be looked for again
         if after.pushable:
