@@ -91,8 +91,9 @@ class Encoder:
         """Replace the parts of the changed upstreams; False (nothing replaced) when one is new."""
         if any(name not in self._at for name in changed):
             return False
-        for name, peers in changed.items():
-            self._parts[self._at[name]] = self._fragment(name, peers)[2]
+        fresh = [(self._at[name], self._fragment(name, peers)[2]) for name, peers in changed.items()]
+        for at, part in fresh:  # only once every one is checked: a refusal leaves the parts as they were
+            self._parts[at] = part
         return True
 
     def _all(self, upstreams: PeerState, *, full: bool) -> str:

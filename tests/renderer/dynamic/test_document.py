@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plumbing.errors import DynamicUpdateInvalid
-from renderer.dynamic.document import MAX_UPSTREAMS, decode, encode, next_generation
+from renderer.dynamic.document import MAX_UPSTREAMS, Encoder, decode, encode, next_generation
 from renderer.dynamic.peers import Peer
 
 GOOD = {"a": (Peer("127.0.0.1", 8081), Peer("::1", 8082, 3, True)), "EMPTY": ()}
@@ -95,3 +95,21 @@ def test_whatever_decodes_is_a_valid_document(doc: dict[str, object]) -> None:
     except DynamicUpdateInvalid:
         return
     assert decode(encode(state.generation, state.upstreams, full=state.full), "again") == state
+
+
+def test_a_state_encoded_from_the_last_one_and_its_change_equals_one_encoded_whole() -> None:
+    first = {f"u{i}": (Peer("127.0.0.1", 8000 + i),) for i in range(20)}
+    changed = {"u7": (Peer("127.0.0.2", 9000, 2),), "u3": ()}
+    second = {**first, **changed}
+    encoder = Encoder()
+    encoder.encode(1, first, full=True)
+    assert encoder.encode(2, second, full=True, base=first, changed=changed) == encode(2, second, full=True)
+    # Not the state it encoded last (a round restored in between): encoded whole, still right.
+    assert encoder.encode(3, first, full=True, base=dict(second), changed={}) == encode(3, first, full=True)
+    with pytest.raises(DynamicUpdateInvalid):  # what changed is checked as ever
+        encoder.encode(4, first, full=True, base=first, changed={"u1": (Peer("evil.example", 80),)})
+    # ... and a refusal leaves what it encodes next as it was.
+    mixed = {"u2": (Peer("127.0.0.3", 1),), "u1": (Peer("evil.example", 80),)}
+    with pytest.raises(DynamicUpdateInvalid):
+        encoder.encode(5, {**first, **mixed}, full=True, base=first, changed=mixed)
+    assert encoder.encode(6, second, full=True, base=first, changed=changed) == encode(6, second, full=True)
