@@ -58,6 +58,9 @@ class ConsulName(str):
     __slots__ = ()
 
 
+_NO_META: dict[str, str] = {}  # shared: the sandbox refuses to change a dict, and most nodes have no meta
+
+
 class InstanceView(dict[str, Any]):
     """One instance as a template sees it; ``_instance`` is the frozen Instance it was made from."""
 
@@ -65,11 +68,16 @@ class InstanceView(dict[str, Any]):
     _instance: Instance
 
 
-def instance_view(i: Instance) -> InstanceView:
-    """The dict a template reads for an instance."""
+def instance_view(i: Instance, names: dict[str, ConsulName] | None = None) -> InstanceView:
+    """The dict a template reads for an instance; ``names``: ConsulNames to share (one per service)."""
+    name = (
+        ConsulName(i.name)
+        if names is None
+        else names.get(i.name) or names.setdefault(i.name, ConsulName(i.name))
+    )
     view = InstanceView(
         id=i.id,
-        name=ConsulName(i.name),
+        name=name,
         address=i.address,
         port=i.port,
         node=i.node,
@@ -77,7 +85,7 @@ def instance_view(i: Instance) -> InstanceView:
         datacenter=i.datacenter,
         tags=i.tags,
         meta=i.meta_dict,
-        node_meta=dict(i.node_meta),
+        node_meta=dict(i.node_meta) if i.node_meta else _NO_META,
         weight=i.weight,
         status=i.status,
     )
@@ -96,9 +104,10 @@ class InstanceList(list[InstanceView]):
 
 def instance_list(source: tuple[Instance, ...], tag: Any, passing: bool) -> InstanceList:
     """The instances of ``source`` with ``tag`` (any without one), passing ones only if ``passing``."""
+    names: dict[str, ConsulName] = {}
     kept = InstanceList(
         [
-            instance_view(i)
+            instance_view(i, names)
             for i in source
             if (not tag or tag in i.tags) and (not passing or i.status == "passing")
         ]
