@@ -235,6 +235,8 @@ class Blocks:
         if code is None or macro.name != CACHED_MACRO or os.path.normpath(code.co_filename) != LIBRARY_FILE:
             return None  # not the library's (a folder of the config may hold its own nginx.j2)
         if id(code) not in self._specs:
+            # Never dropped: a spec holds its code object, so the id() in every key stays that code's.
+            # One per compilation of the library, which only an edit of the installed file causes.
             self._specs[id(code)] = _read_spec(self.env, code)
         spec = self._specs[id(code)]
         return spec if spec is not None and spec.code is code else None

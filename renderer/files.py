@@ -35,8 +35,9 @@ def write_atomic(
     file itself survives a crash.
 
     Why the folder is not synced by default: after a crash the old, complete file is what nginx last
-    accepted, and the sidecar renders and writes everything again at start-up; syncing the folder on
-    every change costs a second journal commit (measured in docs/operations.md, "Durability").
+    accepted, and the sidecar renders and writes everything again at start-up. Syncing the folder on
+    every change waits for a second journal commit: little at the median, but the 90th percentile of a
+    change went from 7.9 to 13.1 ms on a busy disk (docs/operations.md, "Durability").
     """
     mode = perms if perms is not None else _mode_of(path)
     try:
