@@ -35,7 +35,7 @@ import jinja2.nodes
 import jinja2.runtime
 
 from .escape import NginxText
-from .reader import ConsulName, InstanceList, InstanceView, Reader, Recording
+from .reader import ConsulName, InstanceList, Reader, Recording
 from .recent import Recent
 from .sandbox import LIBRARY
 
@@ -55,21 +55,23 @@ class Unfrozen(Exception):
     """A value that cannot be part of a key: the call is not cached."""
 
 
-def freeze(value: Any) -> Hashable:
-    """``value`` as a hashable key with every type in it; snapshot parts by ``id()``.
+def freeze(value: Any, keep: list[object]) -> Hashable:
+    """``value`` as a hashable key with every type in it; snapshot parts by ``id()``, kept in ``keep``.
 
     A plain str or None stands for itself: nothing else freezes to one (every other form is a tuple).
-    The ``id()`` of an object holds while the entry keeps the arguments it was reached from.
+    ``keep`` gets the snapshot's tuples the key names by ``id()``: the entry holds them, so no other
+    object can have their ``id()`` while it lives (and they cost nothing: the snapshot holds them too).
     """
     kind = type(value)
     if kind is str or value is None:
         return cast(Hashable, value)
     if kind is InstanceList:
         tag, source = value._tag, value._source
+        keep.append(source)
         return (
             "list",
             value._passing,
-            tag if type(tag) is str else freeze(tag),
+            tag if type(tag) is str else freeze(tag, keep),
             len(source),
             *map(id, source),
         )
@@ -77,16 +79,14 @@ def freeze(value: Any) -> Hashable:
         return _TRUE if value else _FALSE  # no new object for the most common option values
     if kind in _TAGGED:
         return (kind, value)
-    if kind is InstanceView:
-        return ("view", id(value._instance))
     if value is _ABSENT:
         return ("absent",)
     if kind is float:
         return (float, repr(value))  # -0.0 == 0.0, but nginx would read what repr writes
     if kind is list or kind is tuple:
-        return (kind, tuple([freeze(v) for v in value]))
-    if kind is dict:
-        return (dict, tuple([(freeze(k), freeze(v)) for k, v in value.items()]))
+        return (kind, tuple([freeze(v, keep) for v in value]))
+    if kind is dict:  # an instance taken out of a list (by a filter, say): by value, slower
+        return (dict, tuple([(freeze(k, keep), freeze(v, keep)) for k, v in value.items()]))
     raise Unfrozen(kind.__name__)
 
 
@@ -94,7 +94,7 @@ def freeze(value: Any) -> Hashable:
 class _Entry:
     text: str
     claim: tuple[Any, str] | None  # what the body passed to upstream_name, and what it got
-    keep: object  # the arguments, which hold every object the key names by id()
+    keep: tuple[object, ...]  # what the key names by id()
 
 
 @dataclass(frozen=True)
@@ -138,12 +138,13 @@ class BlockCache:
         run: Callable[[], Any],
     ) -> Any:
         """The text of a call: cached, or made by ``run`` (and stored when it may be)."""
+        keep: list[object] = []
         try:
             # One flat tuple: the macro and what it reads outside, the arguments, then name, value pairs.
-            key = (*head, len(args), *[a if type(a) is str or a is None else freeze(a) for a in args])
+            key = (*head, len(args), *[a if type(a) is str or a is None else freeze(a, keep) for a in args])
             for name in sorted(kwargs):
                 value = kwargs[name]
-                key += (name, value if type(value) is str or value is None else freeze(value))
+                key += (name, value if type(value) is str or value is None else freeze(value, keep))
         except Unfrozen:
             return run()
         entry = self._entries.get(key)
@@ -151,13 +152,13 @@ class BlockCache:
             self.hits += 1
             return entry.text
         self.misses += 1
-        text, entry = _run(reader, run, (args, kwargs) if kwargs else args)
+        text, entry = _run(reader, run, tuple(keep))
         if entry is not None:
             self._entries.put(key, entry)
         return text
 
 
-def _run(reader: Reader, run: Callable[[], Any], keep: object) -> tuple[Any, _Entry | None]:
+def _run(reader: Reader, run: Callable[[], Any], keep: tuple[object, ...]) -> tuple[Any, _Entry | None]:
     """Run the body, recording what it does; its text, and the entry for it when it may be stored."""
     recording = Recording()
     reader.recordings.append(recording)
@@ -209,14 +210,13 @@ class Blocks:
         if head is None:
             # The macro, and what its body reads besides its arguments (absent ones as a marker), as
             # it reads them now: once per render. The spec holds the code object, so its id() holds.
+            keep: list[object] = []
             try:
-                values = tuple(freeze(self.env.globals.get(n, _ABSENT)) for n in spec.names)
+                values = tuple(freeze(self.env.globals.get(n, _ABSENT), keep) for n in spec.names)
             except Unfrozen:
                 return run()
-            if any(
-                type(v) in (InstanceList, InstanceView) for v in (self.env.globals.get(n) for n in spec.names)
-            ):
-                return run()  # snapshot parts in a global: nothing would keep their id() valid
+            if keep:
+                return run()  # snapshot parts in a global: nothing would hold their id()
             head = cache.outside[id(spec)] = (id(spec.code), *values)
         # Jinja passes loop and block variables along and drops them before calling a macro: so do we.
         kwargs.pop("_loop_vars", None)

@@ -1,8 +1,8 @@
 """The data functions of one render: what templates read from the snapshot, recorded as they read it.
 
-Instances reach a template as ``InstanceView`` dicts in an ``InstanceList``: plain dict and list for
-the template (the immutable sandbox refuses to change them), which also remember the frozen values
-they were made from, so the block cache (``block_cache``) can key a call on them cheaply.
+Instances reach a template as dicts in an ``InstanceList``: a plain list for the template (the
+immutable sandbox refuses to change it), which also remembers the frozen Instances it was made from,
+so the block cache (``block_cache``) can key a call on them cheaply.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from .recent import Recent
 __all__ = [
     "ConsulName",
     "InstanceList",
-    "InstanceView",
     "Reader",
     "Recording",
     "instance_list",
@@ -61,39 +60,30 @@ class ConsulName(str):
 _NO_META: dict[str, str] = {}  # shared: the sandbox refuses to change a dict, and most nodes have no meta
 
 
-class InstanceView(dict[str, Any]):
-    """One instance as a template sees it; ``_instance`` is the frozen Instance it was made from."""
-
-    __slots__ = ("_instance",)  # underscored: the sandbox refuses to let templates read it
-    _instance: Instance
-
-
-def instance_view(i: Instance, names: dict[str, ConsulName] | None = None) -> InstanceView:
+def instance_view(i: Instance, names: dict[str, ConsulName] | None = None) -> dict[str, Any]:
     """The dict a template reads for an instance; ``names``: ConsulNames to share (one per service)."""
     name = (
         ConsulName(i.name)
         if names is None
         else names.get(i.name) or names.setdefault(i.name, ConsulName(i.name))
     )
-    view = InstanceView(
-        id=i.id,
-        name=name,
-        address=i.address,
-        port=i.port,
-        node=i.node,
-        node_address=i.node_address,
-        datacenter=i.datacenter,
-        tags=i.tags,
-        meta=i.meta_dict,
-        node_meta=dict(i.node_meta) if i.node_meta else _NO_META,
-        weight=i.weight,
-        status=i.status,
-    )
-    view._instance = i
-    return view
+    return {
+        "id": i.id,
+        "name": name,
+        "address": i.address,
+        "port": i.port,
+        "node": i.node,
+        "node_address": i.node_address,
+        "datacenter": i.datacenter,
+        "tags": i.tags,
+        "meta": i.meta_dict,
+        "node_meta": dict(i.node_meta) if i.node_meta else _NO_META,
+        "weight": i.weight,
+        "status": i.status,
+    }
 
 
-class InstanceList(list[InstanceView]):
+class InstanceList(list[dict[str, Any]]):
     """What ``service()`` returns: the views of ``_source`` (a snapshot's tuple) kept by tag and health."""
 
     __slots__ = ("_passing", "_source", "_tag")
@@ -164,22 +154,18 @@ class Reader(DataFunctions):
     ) -> list[dict[str, Any]]:
         """Instances of a service, sorted; only passing ones unless ``passing=False``."""
         # Typed, because ConsulName("a.b") == "a.b" and yet only the str is read as "tag.name".
-        key = ("service", type(name), name, type(tag), tag, dc, bool(passing), near)
+        key = ("service", type(name), name, type(tag), tag, dc, near)
         found = self._memo(key)
-        storable, found = found is not False, found or None
-        if found is None:
+        if found:
+            query, wanted = found
+        else:
             base, spec_tag, spec_dc, spec_near = _service_name(name)
             query = ServiceQuery(base, dc or spec_dc or "", near or spec_near or "")
             wanted = tag or spec_tag
-        else:
-            query, wanted = found[0], found[1]
-        instances: tuple[Instance, ...] = self._get(query, ())
-        if found is not None and found[2] is instances:
-            return found[3]  # type: ignore[no-any-return]
-        kept = instance_list(instances, wanted, bool(passing))
-        if self.views is not None and storable:
-            self.views.put(key, (query, wanted, instances, kept))
-        return kept  # type: ignore[return-value]
+            if found is None and self.views is not None:
+                self.views.put(key, (query, wanted))
+        # The views are made again each time: kept between renders, 5,000 services' would cost ~15 MB.
+        return instance_list(self._get(query, ()), wanted, bool(passing))
 
     def services(self, tag: str | None = None, dc: str | None = None) -> list[dict[str, Any]]:
         """Every service (name, tags) sorted by name, optionally only those with a tag."""
