@@ -60,13 +60,8 @@ class ConsulName(str):
 _NO_META: dict[str, str] = {}  # shared: the sandbox refuses to change a dict, and most nodes have no meta
 
 
-def instance_view(i: Instance, names: dict[str, ConsulName] | None = None) -> dict[str, Any]:
-    """The dict a template reads for an instance; ``names``: ConsulNames to share (one per service)."""
-    name = (
-        ConsulName(i.name)
-        if names is None
-        else names.get(i.name) or names.setdefault(i.name, ConsulName(i.name))
-    )
+def instance_view(i: Instance, name: ConsulName) -> dict[str, Any]:
+    """The dict a template reads for an instance (``name``: its name, shared by its service's views)."""
     return {
         "id": i.id,
         "name": name,
@@ -94,10 +89,10 @@ class InstanceList(list[dict[str, Any]]):
 
 def instance_list(source: tuple[Instance, ...], tag: Any, passing: bool) -> InstanceList:
     """The instances of ``source`` with ``tag`` (any without one), passing ones only if ``passing``."""
-    names: dict[str, ConsulName] = {}
+    shared = ConsulName(source[0].name if source else "")
     kept = InstanceList(
         [
-            instance_view(i, names)
+            instance_view(i, shared if i.name == shared else ConsulName(i.name))
             for i in source
             if (not tag or tag in i.tags) and (not passing or i.status == "passing")
         ]
