@@ -232,3 +232,19 @@ def test_a_macro_body_reading_a_function_is_not_cached(
     ts.render(source, snap(x="1", y="a"))
     assert ts.render(source, snap(x="2", y="b")).text.startswith("upstream web b;")
     assert counts(ts, source) == (0, 0)
+
+
+def test_the_dynamic_mode_global_is_part_of_the_key_and_cached_blocks_keep_the_hook(tmp_path: Path) -> None:
+    text = '{{ nginx.upstream("web", service("web")) }}{{ key("x") }}'
+    for dynamic in (False, True):
+        source = tmp_path / f"t{dynamic}.j2"
+        source.write_text('{% import "nginx.j2" as nginx %}\n' + text)
+        ts = TemplateSet([source], dynamic=dynamic)
+        assert ts.load() == []
+        first = ts.render(source, snap(x="1"))
+        again = ts.render(source, snap(x="2"))
+        assert counts(ts, source) == (1, 0)
+        assert ("balancer_by_lua_block" in again.text) is dynamic
+        assert again.text[:-1] == first.text[:-1]
+        (spec,) = (s for s in ts.blocks._specs.values() if s is not None)
+        assert "nginx_dynamic" in spec.names
