@@ -90,11 +90,16 @@ def freeze(value: Any, keep: list[object]) -> Hashable:
     raise Unfrozen(kind.__name__)
 
 
-@dataclass(frozen=True, slots=True)
 class _Entry:
-    text: str
-    claim: tuple[Any, str] | None  # what the body passed to upstream_name, and what it got
-    keep: tuple[object, ...]  # what the key names by id()
+    """A block's text; ``used``: the render that last used it (a hit costs one dict lookup)."""
+
+    __slots__ = ("claim", "keep", "text", "used")
+
+    def __init__(self, text: str, claim: tuple[Any, str] | None, keep: tuple[object, ...], used: int) -> None:
+        self.text = text
+        self.claim = claim  # what the body passed to upstream_name, and what it got
+        self.keep = keep  # what the key names by id()
+        self.used = used
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,10 @@ class BlockCache:
     """The blocks of one template that its last render used (and those this render used so far)."""
 
     def __init__(self) -> None:
-        self._entries: Recent[_Entry] = Recent()
+        self._entries: dict[Hashable, _Entry] = {}
+        self._render = self._used = 0
         self.hits = self.misses = 0
-        self.views: Recent[tuple[Any, ...]] = Recent()  # the reader's lists of this template
+        self.views: Recent[tuple[Any, ...]] = Recent()  # the reader's memo of this template
         self.outside: dict[int, tuple[Hashable, ...]] = {}  # by id() of a _Spec: its names, frozen
 
     def __len__(self) -> int:
@@ -119,15 +125,20 @@ class BlockCache:
 
     def begin(self) -> None:
         """A render starts."""
-        self._entries.begin()
+        self._render += 1
+        self._used = 0  # entries this render used so far
         self.views.begin()
         self.hits = self.misses = 0
         self.outside = {}
 
     def end(self) -> None:
         """A render ended (well or not): keep only what it used."""
-        self._entries.end()
         self.views.end()
+        render = self._render
+        if self._used < len(self._entries):
+            stale = [key for key, entry in self._entries.items() if entry.used != render]
+            for key in stale:
+                del self._entries[key]
 
     def call(
         self,
@@ -139,27 +150,37 @@ class BlockCache:
     ) -> Any:
         """The text of a call: cached, or made by ``run`` (and stored when it may be)."""
         keep: list[object] = []
+        # One flat tuple: the macro and what it reads outside, the arguments, then name, value pairs.
+        parts = [*head, len(args)]
         try:
-            # One flat tuple: the macro and what it reads outside, the arguments, then name, value pairs.
-            key = (*head, len(args), *[a if type(a) is str or a is None else freeze(a, keep) for a in args])
+            for a in args:
+                parts.append(a if type(a) is str or a is None else freeze(a, keep))
             for name in sorted(kwargs):
                 value = kwargs[name]
-                key += (name, value if type(value) is str or value is None else freeze(value, keep))
+                parts.append(name)
+                parts.append(value if type(value) is str or value is None else freeze(value, keep))
         except Unfrozen:
             return run()
+        key = tuple(parts)
         entry = self._entries.get(key)
+        render = self._render
         if entry is not None and (entry.claim is None or reader.try_claim(*entry.claim)):
             self.hits += 1
+            if entry.used != render:
+                entry.used = render
+                self._used += 1
             return entry.text
         self.misses += 1
-        text, entry = _run(reader, run, tuple(keep))
-        if entry is not None:
-            self._entries.put(key, entry)
+        text, claim, ok = _run(reader, run)
+        if ok:
+            if entry is None or entry.used != render:
+                self._used += 1
+            self._entries[key] = _Entry(text, claim, tuple(keep), render)
         return text
 
 
-def _run(reader: Reader, run: Callable[[], Any], keep: tuple[object, ...]) -> tuple[Any, _Entry | None]:
-    """Run the body, recording what it does; its text, and the entry for it when it may be stored."""
+def _run(reader: Reader, run: Callable[[], Any]) -> tuple[Any, tuple[Any, str] | None, bool]:
+    """Run the body, recording what it does: its text, its claim, and whether it may be stored."""
     recording = Recording()
     reader.recordings.append(recording)
     try:
@@ -167,9 +188,8 @@ def _run(reader: Reader, run: Callable[[], Any], keep: tuple[object, ...]) -> tu
     finally:
         reader.recordings.pop()
     # One claim at most: a second could fail after the first is made, which no hit can undo.
-    if recording.data_reads or len(recording.claims) > 1 or not isinstance(text, str):
-        return text, None
-    return text, _Entry(text, recording.claims[0] if recording.claims else None, keep)
+    ok = not recording.data_reads and len(recording.claims) <= 1 and isinstance(text, str)
+    return text, recording.claims[0] if recording.claims else None, ok
 
 
 class Blocks:
