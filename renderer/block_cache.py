@@ -117,7 +117,7 @@ class BlockCache:
         self._entries: dict[Hashable, _Entry] = {}
         self._render = self._used = 0
         self.hits = self.misses = 0
-        self.views: Recent[tuple[Any, ...]] = Recent()  # the reader's memo of this template
+        self.memo: Recent[tuple[Any, ...]] = Recent()  # the reader's memo for this template (reader.py)
         self.outside: dict[int, tuple[Hashable, ...]] = {}  # by id() of a _Spec: its names, frozen
 
     def __len__(self) -> int:
@@ -127,13 +127,13 @@ class BlockCache:
         """A render starts."""
         self._render += 1
         self._used = 0  # entries this render used so far
-        self.views.begin()
+        self.memo.begin()
         self.hits = self.misses = 0
         self.outside = {}
 
     def end(self) -> None:
         """A render ended (well or not): keep only what it used."""
-        self.views.end()
+        self.memo.end()
         render = self._render
         if self._used < len(self._entries):
             stale = [key for key, entry in self._entries.items() if entry.used != render]

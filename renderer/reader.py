@@ -118,11 +118,10 @@ class Reader(DataFunctions):
         self.snapshot = snapshot
         self.env = make_env(allowed_env or {})
         self.blocks = blocks  # this template's BlockCache (block_cache), or None
-        # What service() and services() made in this template's last render, by their arguments, with
-        # the snapshot tuple it came from: an unchanged service costs no new dicts, and its list keeps
-        # its identity for the block cache. Safe to hand out again: the immutable sandbox refuses every
-        # change to a list or dict, and filters make new ones.
-        self.views: Recent[tuple[Any, ...]] | None = blocks.views if blocks is not None else None
+        # What this template's last render worked out for the same call: service()'s query (its name
+        # parsed once), services()'s list for the same catalog tuple. Safe to hand that list out again:
+        # the immutable sandbox refuses every change to a list or dict, and filters make new ones.
+        self.memo: Recent[tuple[Any, ...]] | None = blocks.memo if blocks is not None else None
         self.read: set[Dependency] = set()
         self.missing: set[Dependency] = set()
         self.warnings: list[str] = []
@@ -157,9 +156,9 @@ class Reader(DataFunctions):
             base, spec_tag, spec_dc, spec_near = _service_name(name)
             query = ServiceQuery(base, dc or spec_dc or "", near or spec_near or "")
             wanted = tag or spec_tag
-            if found is None and self.views is not None:
-                self.views.put(key, (query, wanted))
-        # The views are made again each time: kept between renders, 5,000 services' would cost ~15 MB.
+            if found is None and self.memo is not None:
+                self.memo.put(key, (query, wanted))
+        # The dicts are made again each time: kept between renders, 5,000 services' would cost ~13 MB.
         return instance_list(self._get(query, ()), wanted, bool(passing))
 
     def services(self, tag: str | None = None, dc: str | None = None) -> list[dict[str, Any]]:
@@ -175,16 +174,16 @@ class Reader(DataFunctions):
             for s in sorted(summaries)
             if not tag or tag in s.tags
         ]
-        if self.views is not None and found is not False:
-            self.views.put(key, (summaries, made))
+        if self.memo is not None and found is not False:
+            self.memo.put(key, (summaries, made))
         return made
 
     def _memo(self, key: tuple[Any, ...]) -> Any:
         """What this template's last render made for the same call; False when it cannot be remembered."""
-        if self.views is None:
+        if self.memo is None:
             return None
         try:
-            return self.views.get(key)
+            return self.memo.get(key)
         except TypeError:  # an argument that cannot be hashed: made every time
             return False
 
