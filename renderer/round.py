@@ -5,6 +5,8 @@ A round runs in one direction, and each step only reads what the step before pro
 1. **snapshot**: the watcher's newest whole Snapshot (minus the instances left out, see ``left_out``).
 2. **render**: ``render_round`` renders every template against it, giving a ``RenderSet``: the texts,
    the template errors, what each template read and what it read that the snapshot does not hold yet.
+   The TemplateSet reuses what did not change (a template none of whose data changed, a block of the
+   macro library called as before); the texts are those of a full render, so nothing here knows.
 3. **needs**: ``needs`` turns what each template read into the set of dependencies to watch. The
    daemon hands that set to the watcher *before* the decision, as the round's only output upstream;
    the decision never looks at it, and nothing rendered later in the round changes it.

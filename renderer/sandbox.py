@@ -17,6 +17,7 @@ macro. HTML-only filters are refused when the template is loaded, with the reaso
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,12 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
     """The immutable sandbox, with `*` and `**` bounded and the escaping rules of this module."""
 
     intercepted_binops = frozenset({"*", "**"})
+    direct: frozenset[Callable[..., Any]] = frozenset()  # make_environment's functions
+    # Called for every macro call with (macro, args, kwargs, run): may return a cached text instead of
+    # run() (renderer/block_cache.py). Every security check here applies to its result the same way.
+    macro_hook: (
+        Callable[[jinja2.runtime.Macro, tuple[Any, ...], dict[str, Any], Callable[[], Any]], Any] | None
+    ) = None
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
@@ -67,7 +74,17 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
         # {% call X() %} writes what X returns without finalize: only a macro may stand there.
         if "caller" in kwargs and not isinstance(__obj, jinja2.runtime.Macro):
             raise SecurityError("a {% call %} block can only call a macro")
-        value = super().call(__context, __obj, *args, **kwargs)
+        if type(__obj) is types.FunctionType and __obj in __self.direct:
+            # Our own data functions take no context and are safe to call: what Jinja's call would do
+            # (drop the loop and block variables it passes along), without its per-call lookups.
+            kwargs.pop("_loop_vars", None)
+            kwargs.pop("_block_vars", None)
+            return __obj(*args, **kwargs)
+        if __self.macro_hook is not None and isinstance(__obj, jinja2.runtime.Macro):
+            base = super().call
+            value = __self.macro_hook(__obj, args, kwargs, lambda: base(__context, __obj, *args, **kwargs))
+        else:
+            value = super().call(__context, __obj, *args, **kwargs)
         if isinstance(__obj, _TEXT_MAKERS) and isinstance(value, str):
             return NginxText(value)
         return value
@@ -123,6 +140,7 @@ def make_environment(search_path: Iterable[Path], functions: Mapping[str, Callab
     env.filters["status"] = lambda items, *wanted: [i for i in items if i["status"] in wanted]
     env.tests["nginx_name"] = lambda value: isinstance(value, str) and NGINX_NAME.fullmatch(value) is not None
     env.globals.update(functions)
+    env.direct = frozenset(f for f in functions.values() if type(f) is types.FunctionType)
     return env
 
 

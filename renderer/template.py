@@ -3,13 +3,22 @@
 Rendering is a pure function of (template, snapshot). Each data function records the dependency it
 reads; a dependency the snapshot does not hold yet is recorded as missing and reads as empty, and the
 caller must not apply such a render (it asks the watcher for the missing data and renders again).
+
+Because it is pure, a TemplateSet renders only what changed, and the text is the same as a full render:
+
+* a template whose last render read only data that is the same in the new snapshot (same values, the
+  same ones missing) is not rendered again: its last ``Rendered`` is returned;
+* within a render, calls of the library's ``upstream`` macro equal to calls of the last render reuse
+  their text (``block_cache``).
+
+``load()`` (template edits, start-up) forgets both, and SIGHUP builds a new TemplateSet.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +28,12 @@ import jinja2
 import jinja2.nodes
 from jinja2.exceptions import SecurityError
 
-from discovery.model import (
-    CatalogQuery,
-    Dependency,
-    Instance,
-    KeyQuery,
-    ServiceQuery,
-    ServiceSummary,
-    Snapshot,
-)
+from discovery.model import Dependency, Snapshot
 from plumbing.errors import TemplateError
 
-from .escape import NGINX_NAME, NginxText
-from .functions import DATA_FUNCTIONS, FILTERS, DataFunctions, make_env
+from .block_cache import Blocks
+from .functions import DATA_FUNCTIONS, FILTERS
+from .reader import Reader, parse_service_spec
 from .sandbox import make_environment
 from .template_errors import check_names, describe, error_line
 
@@ -40,11 +42,6 @@ __all__ = ["FUNCTIONS", "Rendered", "TemplateSet", "parse_service_spec"]
 log = logging.getLogger(__name__)
 MAX_OUTPUT = 64 * 1024 * 1024
 FUNCTIONS = ("service", "services", "key", "upstream_name", "env", *DATA_FUNCTIONS)
-
-# consul-template's form: [tag.]name[@dc][~near]; the name has no dots, so the tag is all before the last.
-_SPEC = re.compile(
-    r"\A(?:(?P<tag>[\w.\-]+)\.)?(?P<name>[\w\-/]+)(?:@(?P<dc>[\w.\-]+))?(?:~(?P<near>[\w.\-]+))?\Z"
-)
 
 
 @dataclass(frozen=True)
@@ -58,15 +55,50 @@ class Rendered:
     warnings: tuple[str, ...] = ()
 
 
-def parse_service_spec(spec: str) -> tuple[str, str | None, str | None, str | None]:
-    """Split consul-template's ``"tag.name@dc~near"`` into (name, tag, dc, near)."""
-    match = _SPEC.match(spec)
-    if not match:
-        raise ValueError(f"{spec!r} is not a service name (form: [tag.]name[@dc][~near])")
-    return match["name"], match["tag"], match["dc"], match["near"]
+@dataclass(frozen=True)
+class _Last:
+    """A template's last render, with the compiled template and the snapshot it was made from."""
+
+    template: jinja2.Template
+    snapshot: Snapshot
+    rendered: Rendered
+
+    def holds(self, template: jinja2.Template, changed: frozenset[Dependency]) -> bool:
+        """Whether rendering ``template`` now reads the same data: none of what it read ``changed``."""
+        return template is self.template and changed.isdisjoint(self.rendered.dependencies)
 
 
-_READER: contextvars.ContextVar[_Reader] = contextvars.ContextVar("reader")
+def changed_between(old: Snapshot, new: Snapshot) -> frozenset[Dependency]:
+    """Every dependency whose answer differs between two snapshots (or that only one of them holds)."""
+    if old is new:
+        return frozenset()
+    changed: set[Dependency] = set()
+    for before, now in (
+        (old.services, new.services),
+        (old.catalogs, new.catalogs),
+        (old.keys, new.keys),
+        (old.others, new.others),
+    ):
+        if before is now:
+            continue
+        # Both sorted by query, and unchanged answers keep their objects in the watcher's snapshots: a
+        # walk side by side compares by identity first; a different set of queries falls back to dicts.
+        if len(before) == len(now) and all(
+            a[0] is b[0] or a[0] == b[0] for a, b in zip(before, now, strict=True)
+        ):
+            changed.update(
+                a[0] for a, b in zip(before, now, strict=True) if a[1] is not b[1] and a[1] != b[1]
+            )
+        else:
+            mine, theirs = dict(before), dict(now)
+            changed.update(q for q in mine.keys() ^ theirs.keys())
+            changed.update(
+                q for q in mine.keys() & theirs.keys() if mine[q] is not theirs[q] and mine[q] != theirs[q]
+            )
+    return frozenset(changed)
+
+
+_READER: contextvars.ContextVar[Reader] = contextvars.ContextVar("reader")
 
 
 def _unbound(name: str) -> Callable[..., Any]:
@@ -80,114 +112,6 @@ def _unbound(name: str) -> Callable[..., Any]:
 
     call.__name__ = name
     return call
-
-
-class _Reader(DataFunctions):
-    """The data functions of one render (ls, tree, node, ... in renderer/functions.py); records what they read."""
-
-    def __init__(self, snapshot: Snapshot, allowed_env: Mapping[str, str] | None = None) -> None:
-        self.snapshot = snapshot
-        self.env = make_env(allowed_env or {})
-        self.read: set[Dependency] = set()
-        self.missing: set[Dependency] = set()
-        self.warnings: list[str] = []
-        self.upstreams: dict[str, str] = {}  # lower-cased upstream name -> the name as claimed
-
-    def _get(self, dep: Dependency, empty: Any) -> Any:
-        self.read.add(dep)
-        if not self.snapshot.has(dep):
-            self.missing.add(dep)
-            return empty
-        return self.snapshot.get(dep)
-
-    def service(
-        self,
-        name: Any,
-        tag: str | None = None,
-        dc: str | None = None,
-        passing: bool = True,
-        near: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Instances of a service, sorted; only passing ones unless ``passing=False``."""
-        base, spec_tag, spec_dc, spec_near = _service_name(name)
-        query = ServiceQuery(base, dc or spec_dc or "", near or spec_near or "")
-        instances: tuple[Instance, ...] = self._get(query, ())
-        wanted_tag = tag or spec_tag
-        return [
-            _instance_view(i)
-            for i in instances
-            if (not wanted_tag or wanted_tag in i.tags) and (not passing or i.status == "passing")
-        ]
-
-    def services(self, tag: str | None = None, dc: str | None = None) -> list[dict[str, Any]]:
-        """Every service (name, tags) sorted by name, optionally only those with a tag."""
-        summaries: tuple[ServiceSummary, ...] = self._get(CatalogQuery(dc or ""), ())
-        return [
-            {"name": ConsulName(s.name), "tags": s.tags}
-            for s in sorted(summaries)
-            if not tag or tag in s.tags
-        ]
-
-    def key(self, path: str, default: Any = None) -> Any:
-        """A Consul KV value as text, or ``default`` when the key does not exist."""
-        value = self._get(KeyQuery(str(path).lstrip("/")), None)
-        return default if value is None else value
-
-    def upstream_name(self, name: Any) -> NginxText:
-        """``name`` for an upstream block, or "" with a warning when nginx cannot use it or has it already."""
-        text = str(name)
-        if not NGINX_NAME.fullmatch(text):
-            self.warnings.append(
-                f"Skipped upstream {_shown(text)}: nginx takes only letters, digits, '_' and '-' in "
-                "dot-separated parts (at most 1024 characters) in an upstream name."
-            )
-            return NginxText("")
-        if text.lower() in self.upstreams:
-            # nginx compares upstream names without case: a second one would make it refuse the file.
-            first = self.upstreams[text.lower()]
-            self.warnings.append(f"Skipped upstream {_shown(text)}: nginx already has it as {_shown(first)}.")
-            return NginxText("")
-        self.upstreams[text.lower()] = text
-        return NginxText(text)
-
-
-class ConsulName(str):
-    """A service name exactly as Consul returned it: ``service()`` never reads it as "tag.name@dc"."""
-
-    __slots__ = ()
-
-
-def _service_name(name: Any) -> tuple[str, str | None, str | None, str | None]:
-    """A name from Consul (``s``, ``s.name``, ``i.name``) as it is; other text in consul-template's form."""
-    if isinstance(name, Mapping) and isinstance(name.get("name"), ConsulName):
-        name = name["name"]
-    if isinstance(name, ConsulName):
-        return str(name), None, None, None
-    try:
-        return parse_service_spec(str(name))
-    except ValueError as exc:
-        raise TemplateError(f"service(): {exc}.") from None
-
-
-def _shown(text: str) -> str:
-    return repr(text) if len(text) <= 120 else repr(text[:120]) + f"... ({len(text)} characters)"
-
-
-def _instance_view(i: Instance) -> dict[str, Any]:
-    return {
-        "id": i.id,
-        "name": ConsulName(i.name),
-        "address": i.address,
-        "port": i.port,
-        "node": i.node,
-        "node_address": i.node_address,
-        "datacenter": i.datacenter,
-        "tags": i.tags,
-        "meta": i.meta_dict,
-        "node_meta": dict(i.node_meta),
-        "weight": i.weight,
-        "status": i.status,
-    }
 
 
 class TemplateSet:
@@ -206,11 +130,18 @@ class TemplateSet:
         # [nginx] dynamic: the macro library's upstreams then carry the Lua balancer hook.
         self.env.globals["nginx_dynamic"] = dynamic
         self.env.filters.update(FILTERS)  # by_tag, parse_json, regex_match, ... (renderer/functions.py)
+        self.blocks = Blocks(self.env, functools.partial(_READER.get, None))
+        self.env.macro_hook = self.blocks.call
         self._compiled: dict[Path, jinja2.Template] = {}
         self._warned: dict[Path, tuple[str, ...]] = {}
+        self._last: dict[Path, _Last] = {}
+        self._diff: tuple[Snapshot, Snapshot, frozenset[Dependency]] = (Snapshot(), Snapshot(), frozenset())
 
     def load(self) -> list[TemplateError]:
         """(Re)compile every source; return the errors (sources with errors keep their last good version)."""
+        # An edit may be in a file a template includes, which no compiled object shows: forget everything.
+        self._last.clear()
+        self.blocks.clear()
         errors = []
         for source in self.sources:
             try:
@@ -237,12 +168,31 @@ class TemplateSet:
             ) from None
 
     def render(self, source: Path, snapshot: Snapshot) -> Rendered:
-        """Render one source against a snapshot."""
+        """Render one source against a snapshot (its last render, when it read nothing that changed)."""
         template = self._compiled.get(source)
         if template is None:
             raise TemplateError(f"Template {source} has never compiled; nothing to render.")
-        reader = _Reader(snapshot, self.allowed_env.get(source))
+        last = self._last.pop(source, None)
+        if last is not None and last.holds(template, self._changed(last.snapshot, snapshot)):
+            self._last[source] = last
+            self._report(last.rendered)
+            return last.rendered
+        rendered = self._render(source, template, snapshot)
+        self._last[source] = _Last(template, snapshot, rendered)
+        self._report(rendered)
+        return rendered
+
+    def _changed(self, old: Snapshot, new: Snapshot) -> frozenset[Dependency]:
+        # Every template of a round compares the same two snapshots: computed once.
+        if self._diff[0] is not old or self._diff[1] is not new:
+            self._diff = (old, new, changed_between(old, new))
+        return self._diff[2]
+
+    def _render(self, source: Path, template: jinja2.Template, snapshot: Snapshot) -> Rendered:
+        blocks = self.blocks.for_source(source)
+        reader = Reader(snapshot, self.allowed_env.get(source), blocks)
         token = _READER.set(reader)
+        blocks.begin()
         try:
             text = template.render()
         except TemplateError as exc:
@@ -259,14 +209,13 @@ class TemplateSet:
         ) as exc:
             raise TemplateError(f"{source}:{error_line(exc, source)}: {describe(exc)}.") from None
         finally:
+            blocks.end()
             _READER.reset(token)
         if len(text) > MAX_OUTPUT:
             raise TemplateError(f"{source}: the output is larger than {MAX_OUTPUT // 2**20} MiB.")
-        rendered = Rendered(
+        return Rendered(
             source, text, frozenset(reader.read), frozenset(reader.missing), tuple(reader.warnings)
         )
-        self._report(rendered)
-        return rendered
 
     def _report(self, rendered: Rendered) -> None:
         """Log each warning of a complete render once: again only after a complete render without it."""

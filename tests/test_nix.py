@@ -265,6 +265,31 @@ def test_generated_sidecar_config_is_accepted_by_the_sidecar(tmp_path: Path) -> 
     assert (template.source, template.destination, template.perms) == (source, out / "web.conf", 0o640)
 
 
+def test_dynamic_options_become_the_nginx_keys_the_sidecar_reads(tmp_path: Path) -> None:
+    source = tmp_path / "web.conf.j2"
+    source.write_text('{% import "nginx.j2" as nginx %}{{ nginx.upstream("web", service("web")) }}\n')
+    out = tmp_path / "run"
+    out.mkdir()
+    state = out / "upstreams-dynamic.json"
+    dynamic = {"enable": True, "endpoint": "unix:/run/upstreams/nginx.sock", "stateFile": str(state)}
+    args = {
+        "nginx": {"reloadCommand": ["true"], "dynamic": dynamic},
+        "templates": [{"source": str(source), "destination": str(out / "web.conf")}],
+    }
+    text = nix_eval(f"(import ./nix/lib/sidecar-config.nix {nix_string(args)}).text", tmp_path)
+    path = tmp_path / "upstreams.toml"
+    path.write_text(text)
+    config = load_sidecar_config(path, {}).nginx.dynamic
+    assert (config.enabled, config.where, config.state_file) == (
+        True,
+        "unix:/run/upstreams/nginx.sock",
+        state,
+    )
+    off = {**args, "nginx": {"reloadCommand": ["true"], "dynamic": {"enable": False}}}
+    text = nix_eval(f"(import ./nix/lib/sidecar-config.nix {nix_string(off)}).text", tmp_path)
+    assert [line for line in text.splitlines() if line.startswith("dynamic")] == []
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

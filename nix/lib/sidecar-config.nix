@@ -3,13 +3,15 @@
 #   import ./sidecar-config.nix {
 #     consul = { address = "http://127.0.0.1:8500"; tokenFile = "/run/credentials/upstreams.service/consul-token"; };
 #     wait = { min = "2s"; max = "10s"; };
-#     nginx = { reloadCommand = [ "/nix/store/...-request-reload" ]; checkCommand = [ "/nix/store/...-check" ]; };
+#     nginx = { reloadCommand = [ "/nix/store/...-request-reload" ]; checkCommand = [ "/nix/store/...-check" ];
+#               dynamic = { enable = true; endpoint = "127.0.0.1:9180"; stateFile = "/run/upstreams/dynamic.json"; }; };
 #     templates = [ { source = "/nix/store/...-web.conf.j2"; destination = "/run/upstreams/web.conf"; } ];
 #   }
 #   => { settings = { consul = ...; }; text = "[consul]\naddress = ..."; }
 #
 # Keys follow renderer/config.py: [consul] address, token_file; [wait] min, max; [nginx] pid_file or
-# reload_command, check_command; [[template]] source, destination, perms, backup.
+# reload_command, check_command, check, dynamic, dynamic_endpoint, dynamic_state; [[template]] source,
+# destination, perms, backup.
 {
   consul ? { },
   wait ? { },
@@ -39,6 +41,7 @@ let
     let
       reload = nginx.reloadCommand or null;
       pid = nginx.pidFile or null;
+      dynamic = nginx.dynamic or { };
     in
     if reload != null && pid != null then
       fail "give either nginx.reloadCommand or nginx.pidFile, not both"
@@ -51,6 +54,10 @@ let
         reload_command = reload;
         pid_file = pid;
         check_command = nginx.checkCommand or null;
+        check = nginx.check or null;
+        dynamic = if dynamic.enable or false then true else null;
+        dynamic_endpoint = dynamic.endpoint or null;
+        dynamic_state = dynamic.stateFile or null;
       };
 
   settings =

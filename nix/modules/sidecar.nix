@@ -89,7 +89,7 @@ let
     };
     inherit (cfg) wait;
     nginx = {
-      inherit (cfg.nginx) checkCommand reloadCommand pidFile;
+      inherit (cfg.nginx) checkCommand reloadCommand pidFile dynamic;
     };
     templates = map (t: {
       source = "${t.source}";
@@ -189,6 +189,28 @@ in
         type = types.nullOr types.str;
         default = null;
         description = "Signal this pid file's process with SIGHUP instead of running reloadCommand.";
+      };
+      dynamic = {
+        enable = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Push server-only changes to nginx's Lua balancer at runtime, without a reload (`[nginx] dynamic`).
+            nginx needs the Lua module and the text `upstreams nginx-snippet --config ''${configFile}` prints
+            (docs/operations.md, "Server updates without a reload").
+          '';
+        };
+        endpoint = mkOption {
+          type = types.str;
+          default = "127.0.0.1:9180";
+          description = "Where nginx serves the update endpoint: a loopback host:port or unix:/path.";
+        };
+        stateFile = mkOption {
+          type = types.str;
+          default = "${runtimeDir}/upstreams-dynamic.json";
+          defaultText = lib.literalExpression ''"/run/upstreams/upstreams-dynamic.json"'';
+          description = "The peer state nginx's workers load when they start (written with the rendered files).";
+        };
       };
     };
 

@@ -125,6 +125,7 @@ GLOBALS = {
     "nodes": "nodes()",
     "datacenters": "datacenters()",
     "nginx_sites": "nginx_sites()",
+    "nginx_dynamic": "nginx_dynamic",
 }
 HOSTILE = [
     "a; include /etc/shadow; #",
