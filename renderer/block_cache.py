@@ -39,7 +39,7 @@ from .reader import ConsulName, InstanceList, Reader, Recording
 from .recent import Recent
 from .sandbox import LIBRARY
 
-__all__ = ["BlockCache", "Blocks", "Unfrozen", "freeze"]
+__all__ = ["BlockCache", "Blocks", "Unfrozen", "freeze", "run_recorded"]
 
 LIBRARY_FILE = os.path.normpath(LIBRARY / "nginx.j2")
 CACHED_MACRO = "upstream"
@@ -118,6 +118,7 @@ class BlockCache:
         self._render = self._used = 0
         self.hits = self.misses = 0
         self.memo: Recent[tuple[Any, ...]] = Recent()  # the reader's memo for this template (reader.py)
+        self.loops: Recent[Any] = Recent()  # nginx.upstreams' rows, by its arguments (block_loop.py)
         self.outside: dict[int, tuple[Hashable, ...]] = {}  # by id() of a _Spec: its names, frozen
 
     def __len__(self) -> int:
@@ -128,12 +129,14 @@ class BlockCache:
         self._render += 1
         self._used = 0  # entries this render used so far
         self.memo.begin()
+        self.loops.begin()
         self.hits = self.misses = 0
         self.outside = {}
 
     def end(self) -> None:
         """A render ended (well or not): keep only what it used."""
         self.memo.end()
+        self.loops.end()
         render = self._render
         if self._used < len(self._entries):
             stale = [key for key, entry in self._entries.items() if entry.used != render]
@@ -171,7 +174,7 @@ class BlockCache:
                 self._used += 1
             return entry.text
         self.misses += 1
-        text, claim, ok = _run(reader, run)
+        text, claim, ok = run_recorded(reader, run)
         if ok:
             if entry is None or entry.used != render:
                 self._used += 1
@@ -179,7 +182,7 @@ class BlockCache:
         return text
 
 
-def _run(reader: Reader, run: Callable[[], Any]) -> tuple[Any, tuple[Any, str] | None, bool]:
+def run_recorded(reader: Reader, run: Callable[[], Any]) -> tuple[Any, tuple[Any, str] | None, bool]:
     """Run the body, recording what it does: its text, its claim, and whether it may be stored."""
     recording = Recording()
     reader.recordings.append(recording)
@@ -221,11 +224,20 @@ class Blocks:
         reader = self.current()
         if reader is None or reader.blocks is None or "caller" in kwargs:
             return run()
+        head = self.head(macro, reader.blocks)
+        if head is None:
+            return run()
+        # Jinja passes loop and block variables along and drops them before calling a macro: so do we.
+        kwargs.pop("_loop_vars", None)
+        kwargs.pop("_block_vars", None)
+        return reader.blocks.call(reader, head, args, kwargs, run)
+
+    def head(self, macro: jinja2.runtime.Macro, cache: BlockCache) -> tuple[Hashable, ...] | None:
+        """What a key of ``macro``'s calls starts with; None when its calls are not cached."""
         seen = self._macros.get(id(macro))
         spec = seen[1] if seen is not None and seen[0] is macro else self._spec(macro)
         if spec is None:
-            return run()
-        cache: BlockCache = reader.blocks
+            return None
         head = cache.outside.get(id(spec))
         if head is None:
             # The macro, and what its body reads besides its arguments (absent ones as a marker), as
@@ -234,14 +246,11 @@ class Blocks:
             try:
                 values = tuple(freeze(self.env.globals.get(n, _ABSENT), keep) for n in spec.names)
             except Unfrozen:
-                return run()
+                return None
             if keep:
-                return run()  # snapshot parts in a global: nothing would hold their id()
+                return None  # snapshot parts in a global: nothing would hold their id()
             head = cache.outside[id(spec)] = (id(spec.code), *values)
-        # Jinja passes loop and block variables along and drops them before calling a macro: so do we.
-        kwargs.pop("_loop_vars", None)
-        kwargs.pop("_block_vars", None)
-        return cache.call(reader, head, args, kwargs, run)
+        return head
 
     def _spec(self, macro: jinja2.runtime.Macro) -> _Spec | None:
         if len(self._macros) >= 64:

@@ -147,19 +147,36 @@ class Reader(DataFunctions):
         near: str | None = None,
     ) -> list[dict[str, Any]]:
         """Instances of a service, sorted; only passing ones unless ``passing=False``."""
+        query, wanted = self.service_query(name, tag, dc, near)
+        # The dicts are made again each time: kept between renders, 5,000 services' would cost ~13 MB.
+        return instance_list(self._get(query, ()), wanted, bool(passing))
+
+    def service_query(self, name: Any, tag: Any, dc: Any, near: Any) -> tuple[ServiceQuery, Any]:
+        """What ``service()`` fetches for these arguments, and the tag it keeps (read nothing yet)."""
         # Typed, because ConsulName("a.b") == "a.b" and yet only the str is read as "tag.name".
         key = ("service", type(name), name, type(tag), tag, dc, near)
         found = self._memo(key)
         if found:
-            query, wanted = found
-        else:
-            base, spec_tag, spec_dc, spec_near = _service_name(name)
-            query = ServiceQuery(base, dc or spec_dc or "", near or spec_near or "")
-            wanted = tag or spec_tag
-            if found is None and self.memo is not None:
-                self.memo.put(key, (query, wanted))
-        # The dicts are made again each time: kept between renders, 5,000 services' would cost ~13 MB.
-        return instance_list(self._get(query, ()), wanted, bool(passing))
+            return found  # type: ignore[no-any-return]
+        base, spec_tag, spec_dc, spec_near = _service_name(name)
+        made = (ServiceQuery(base, dc or spec_dc or "", near or spec_near or ""), tag or spec_tag)
+        if found is None and self.memo is not None:
+            self.memo.put(key, made)
+        return made
+
+    def sources(self, queries: list[ServiceQuery]) -> list[tuple[Instance, ...]]:
+        """The answers ``service()`` reads for many queries at once, recorded as it records them."""
+        for recording in self.recordings:
+            recording.data_reads += len(queries)
+        self.read.update(queries)
+        get, found = self.snapshot.get, []
+        for query in queries:
+            try:
+                found.append(get(query))
+            except KeyError:
+                self.missing.add(query)
+                found.append(())
+        return found  # type: ignore[return-value]
 
     def services(self, tag: str | None = None, dc: str | None = None) -> list[dict[str, Any]]:
         """Every service (name, tags) sorted by name, optionally only those with a tag."""

@@ -32,6 +32,7 @@ from discovery.model import Dependency, Snapshot
 from plumbing.errors import TemplateError
 
 from .block_cache import Blocks
+from .block_loop import make_upstream_blocks
 from .functions import DATA_FUNCTIONS, FILTERS
 from .reader import Reader, parse_service_spec
 from .sandbox import make_environment
@@ -132,6 +133,7 @@ class TemplateSet:
         self.env.filters.update(FILTERS)  # by_tag, parse_json, regex_match, ... (renderer/functions.py)
         self.blocks = Blocks(self.env, functools.partial(_READER.get, None))
         self.env.macro_hook = self.blocks.call
+        self.env.globals["upstream_blocks"] = make_upstream_blocks(self.blocks)  # nginx.upstreams' loop
         self._compiled: dict[Path, jinja2.Template] = {}
         self._warned: dict[Path, tuple[str, ...]] = {}
         self._last: dict[Path, _Last] = {}

@@ -126,6 +126,8 @@ GLOBALS = {
     "datacenters": "datacenters()",
     "nginx_sites": "nginx_sites()",
     "nginx_dynamic": "nginx_dynamic",
+    # nginx.upstreams' loop; a datacenter the snapshot does not hold, so no block: TRUSTED has blocks.
+    "upstream_blocks": "upstream_blocks(nginx.upstream, dc=v ~ '@')",
 }
 HOSTILE = [
     "a; include /etc/shadow; #",
@@ -167,6 +169,7 @@ LINES = [
 IN_AUTOESCAPE = [(label("autoescape", k), FILTERS[k]) for k in ("join", "replace", "format", "tojson")]
 IN_AUTOESCAPE += [("autoescape_concat", "(v | nginx) ~ v"), ("autoescape_markup", "[v | nginx, v] | join(v)")]
 SOURCE = (
+    '{% import "nginx.j2" as nginx %}'
     "{% set v = key('v') %}{% set i = service('web')[0] %}{% set vs = i.tags | list %}{% set m = i.meta %}"
     "{% set n = i.port %}{% set s = services()[0] %}\n"
     + "".join(f"add_header {k} {{{{ {e} }}}}; # {{{{ {e} }}}} ;\n" for k, e in LINES)
@@ -268,6 +271,8 @@ TRUSTED = """{% import "nginx.j2" as nginx %}
 {% block servers %}{% endblock %}
 {{ nginx.upstream(v, [i], keepalive=v, max_fails=v, fail_timeout=v) }}
 {{ nginx.upstream("fixed", service("web", passing=false), backup_warning=true) }}
+{{ nginx.upstreams(prefix=v, passing=false, keepalive=v) }}
+{{ upstream_blocks(nginx.upstream, prefix=v ~ "_b", backup_warning=true) }}
 {% call wrap() %}server {{ i | hostport }} {{ weight(v) }};{% endcall %}
 {% set block %}{{ v }}{% endset %}
 add_header X {{ block }};
