@@ -3,8 +3,10 @@
 Rendering: N services of 4 instances each through ``nginx.upstreams`` (the scale scenario's template),
 rendered in full (a new TemplateSet, as at start-up or after SIGHUP; and after ``load()``, as after a
 template edit) and again after one instance's check flipped (the incremental path: the template is
-rendered, 49 of every 50 blocks come from the block cache). Snapshots are built as the watcher builds
-them: unchanged services keep their tuples.
+rendered, every block but the flipped service's is reused); then a flip through to the file (render,
+compare bytes, write with an fsync of the data, keep the ``.bak``), and a flip of the same blocks from
+a loop written in the template (Jinja runs it; the block cache serves each macro call). Snapshots are
+built as the watcher builds them: unchanged services keep their tuples.
 
 Writing: the file of 2,000 services written with ``write_atomic`` as the sidecar writes a change (the
 destination, then its ``.bak`` copy), with and without an fsync of the data, of the folder and of the
@@ -25,12 +27,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from discovery.model import CatalogQuery, Instance, ServiceQuery, ServiceSummary, Snapshot
-from renderer.files import write_atomic
+from renderer.files import read_bytes, write_atomic
 from renderer.template import TemplateSet
 
 __all__ = ["main", "render_costs", "write_costs"]
 
 TEMPLATE = '{% import "nginx.j2" as nginx %}\n{{ nginx.upstreams(tag="scale", prefix="s_") }}\n'
+# The same blocks from a loop written in the template: Jinja runs it, the block cache serves the macro.
+HANDWRITTEN = (
+    '{% import "nginx.j2" as nginx %}\n'
+    '{% for s in services(tag="scale") %}{{ nginx.upstream("s_" ~ s.name, service(s.name)) }}\n{% endfor %}\n'
+)
 INSTANCES = 4
 
 
@@ -83,6 +90,8 @@ def render_costs(n: int, repeat: int, folder: Path) -> dict[str, tuple[list[floa
         "full, new TemplateSet": ([], []),
         "full, after load()": ([], []),
         "after one flip": ([], []),
+        "flip -> file": ([], []),
+        "flip, hand-written loop": ([], []),
     }
 
     def record(name: str, sample: tuple[float, float]) -> None:
@@ -100,7 +109,29 @@ def render_costs(n: int, repeat: int, folder: Path) -> dict[str, tuple[list[floa
     for r in range(repeat):
         snap = catalog.flip(r)
         record("after one flip", _timed(lambda snap=snap: ts.render(source, snap)))
+    dest = folder / "upstreams.conf"
+    dest.write_text(ts.render(source, catalog.snapshot()).text)
+    for r in range(repeat):
+        snap = catalog.flip(repeat + r)
+        record("flip -> file", _timed(lambda snap=snap: _to_file(ts.render(source, snap).text, dest)))
+    handwritten = folder / "handwritten.j2"
+    handwritten.write_text(HANDWRITTEN)
+    ts = TemplateSet([handwritten])
+    ts.load()
+    ts.render(handwritten, catalog.snapshot())
+    for r in range(repeat):
+        snap = catalog.flip(r)
+        record("flip, hand-written loop", _timed(lambda snap=snap: ts.render(handwritten, snap)))
     return out
+
+
+def _to_file(text: str, dest: Path) -> None:
+    """What the sidecar does with a render before ``nginx -t``: compare bytes, write, keep the ``.bak``."""
+    new, old = text.encode(), read_bytes(dest)
+    if new != old:
+        write_atomic(dest, new)
+        if old is not None:
+            write_atomic(Path(f"{dest}.bak"), old, durable=False)
 
 
 def write_costs(data: bytes, repeat: int, folder: Path) -> dict[str, list[float]]:
@@ -147,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         for n in (int(s) for s in args.sizes.split(",")):
             for name, (wall, cpu) in render_costs(n, args.repeat, folder).items():
                 print(
-                    f"  {n:5d} services  {name:22s} {_summary(wall)}  cpu {statistics.median(cpu) * 1e3:6.1f} ms"
+                    f"  {n:5d} services  {name:23s} {_summary(wall)}  cpu {statistics.median(cpu) * 1e3:6.1f} ms"
                 )
         ts = TemplateSet([folder / "scale.j2"])
         ts.load()

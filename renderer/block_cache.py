@@ -35,11 +35,11 @@ import jinja2.nodes
 import jinja2.runtime
 
 from .escape import NginxText
-from .reader import ConsulName, InstanceList, Reader, Recording
+from .reader import ConsulName, InstanceList, Reader, run_recorded
 from .recent import Recent
 from .sandbox import LIBRARY
 
-__all__ = ["BlockCache", "Blocks", "Unfrozen", "freeze", "run_recorded"]
+__all__ = ["BlockCache", "Blocks", "Unfrozen", "freeze"]
 
 LIBRARY_FILE = os.path.normpath(LIBRARY / "nginx.j2")
 CACHED_MACRO = "upstream"
@@ -120,6 +120,7 @@ class BlockCache:
         self.memo: Recent[tuple[Any, ...]] = Recent()  # the reader's memo for this template (reader.py)
         self.loops: Recent[Any] = Recent()  # nginx.upstreams' rows, by its arguments (block_loop.py)
         self.outside: dict[int, tuple[Hashable, ...]] = {}  # by id() of a _Spec: its names, frozen
+        self.hot: tuple[Any, tuple[Hashable, ...]] = (None, ())  # this render's last macro and its head
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -132,6 +133,7 @@ class BlockCache:
         self.loops.begin()
         self.hits = self.misses = 0
         self.outside = {}
+        self.hot = (None, ())
 
     def end(self) -> None:
         """A render ended (well or not): keep only what it used."""
@@ -158,7 +160,7 @@ class BlockCache:
         try:
             for a in args:
                 parts.append(a if type(a) is str or a is None else freeze(a, keep))
-            for name in sorted(kwargs):
+            for name in sorted(kwargs) if kwargs else ():
                 value = kwargs[name]
                 parts.append(name)
                 parts.append(value if type(value) is str or value is None else freeze(value, keep))
@@ -178,21 +180,9 @@ class BlockCache:
         if ok:
             if entry is None or entry.used != render:
                 self._used += 1
-            self._entries[key] = _Entry(text, claim, tuple(keep), render)
+            # As the sandbox makes what a macro returns: a hit then needs no new object.
+            self._entries[key] = _Entry(NginxText(text), claim, tuple(keep), render)
         return text
-
-
-def run_recorded(reader: Reader, run: Callable[[], Any]) -> tuple[Any, tuple[Any, str] | None, bool]:
-    """Run the body, recording what it does: its text, its claim, and whether it may be stored."""
-    recording = Recording()
-    reader.recordings.append(recording)
-    try:
-        text = run()
-    finally:
-        reader.recordings.pop()
-    # One claim at most: a second could fail after the first is made, which no hit can undo.
-    ok = not recording.data_reads and len(recording.claims) <= 1 and isinstance(text, str)
-    return text, recording.claims[0] if recording.claims else None, ok
 
 
 class Blocks:
@@ -222,15 +212,22 @@ class Blocks:
     ) -> Any:
         """The sandbox's hook for every macro call."""
         reader = self.current()
-        if reader is None or reader.blocks is None or "caller" in kwargs:
+        cache: BlockCache | None = None if reader is None else reader.blocks
+        if cache is None or "caller" in kwargs:
             return run()
-        head = self.head(macro, reader.blocks)
-        if head is None:
-            return run()
-        # Jinja passes loop and block variables along and drops them before calling a macro: so do we.
-        kwargs.pop("_loop_vars", None)
-        kwargs.pop("_block_vars", None)
-        return reader.blocks.call(reader, head, args, kwargs, run)
+        head: tuple[Hashable, ...] | None
+        if macro is cache.hot[0]:
+            head = cache.hot[1]  # the macro of the last call, most often: its head once per render
+        else:
+            head = self.head(macro, cache)
+            if head is None:
+                return run()
+            cache.hot = (macro, head)
+        if kwargs:
+            # Jinja passes loop and block variables along and drops them before calling a macro: so do we.
+            kwargs.pop("_loop_vars", None)
+            kwargs.pop("_block_vars", None)
+        return cache.call(reader, head, args, kwargs, run)  # type: ignore[arg-type]
 
     def head(self, macro: jinja2.runtime.Macro, cache: BlockCache) -> tuple[Hashable, ...] | None:
         """What a key of ``macro``'s calls starts with; None when its calls are not cached."""

@@ -42,9 +42,9 @@ from jinja2.exceptions import SecurityError
 
 from discovery.model import Instance, ServiceQuery
 
-from .block_cache import BlockCache, Blocks, Unfrozen, freeze, run_recorded
+from .block_cache import BlockCache, Blocks, Unfrozen, freeze
 from .escape import NginxText
-from .reader import Reader, instance_list
+from .reader import Reader, instance_list, run_recorded
 
 __all__ = ["make_upstream_blocks"]
 

@@ -8,7 +8,7 @@ so the block cache (``block_cache``) can key a call on them cheaply.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "instance_list",
     "instance_view",
     "parse_service_spec",
+    "run_recorded",
 ]
 
 # consul-template's form: [tag.]name[@dc][~near]; the name has no dots, so the tag is all before the last.
@@ -71,7 +72,7 @@ def instance_view(i: Instance, name: ConsulName) -> dict[str, Any]:
         "node_address": i.node_address,
         "datacenter": i.datacenter,
         "tags": i.tags,
-        "meta": i.meta_dict,
+        "meta": i.meta_dict if i.meta else _NO_META,
         "node_meta": dict(i.node_meta) if i.node_meta else _NO_META,
         "weight": i.weight,
         "status": i.status,
@@ -270,3 +271,16 @@ def _service_name(name: Any) -> tuple[str, str | None, str | None, str | None]:
 
 def _shown(text: str) -> str:
     return repr(text) if len(text) <= 120 else repr(text[:120]) + f"... ({len(text)} characters)"
+
+
+def run_recorded(reader: Reader, run: Callable[[], Any]) -> tuple[Any, tuple[Any, str] | None, bool]:
+    """Run a cached macro's body, recording what it does: its text, its claim, whether it may be stored."""
+    recording = Recording()
+    reader.recordings.append(recording)
+    try:
+        text = run()
+    finally:
+        reader.recordings.pop()
+    # One claim at most: a second could fail after the first is made, which no hit can undo.
+    ok = not recording.data_reads and len(recording.claims) <= 1 and isinstance(text, str)
+    return text, recording.claims[0] if recording.claims else None, ok

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.environment
 import jinja2.nodes
 import jinja2.runtime
 import jinja2.sandbox
@@ -44,6 +45,8 @@ REFUSED_FILTERS: Mapping[str, str] = {
     "xmlattr": "makes HTML attributes, which mean nothing in an nginx config",
     "striptags": "removes HTML tags and entities, which mean nothing in an nginx config",
 }
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # what getattr finds on a plain dict (it has no instance ones)
+_MISSING = object()
 # Calling these runs template code whose output is template text and escaped {{ }} values only.
 _TEXT_MAKERS = (jinja2.runtime.Macro, jinja2.runtime.BlockReference, jinja2.runtime.LoopContext)
 
@@ -70,6 +73,22 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
             raise SecurityError("repeated value too large")
         return left * right
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # What Jinja's sandbox answers for the two lookups of a loop like `{% for s in services() %}
+        # {{ nginx.upstream(s.name, ...) }}`, without its exception and checks: for a plain dict, a name
+        # no dict has (its getattr would fail, then read the key); for an imported template, one of its
+        # macros (no "_" name: every check of is_safe_attribute passes for a macro of a module).
+        kind = type(obj)
+        if kind is dict and attribute not in _DICT_ATTRIBUTES:
+            value = obj.get(attribute, _MISSING)
+            if value is not _MISSING:
+                return value
+        elif kind is jinja2.environment.TemplateModule and attribute[:1] != "_":
+            value = obj.__dict__.get(attribute)
+            if type(value) is jinja2.runtime.Macro:
+                return value
+        return super().getattr(obj, attribute)
+
     def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         # {% call X() %} writes what X returns without finalize: only a macro may stand there.
         if "caller" in kwargs and not isinstance(__obj, jinja2.runtime.Macro):
@@ -85,7 +104,7 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
             value = __self.macro_hook(__obj, args, kwargs, lambda: base(__context, __obj, *args, **kwargs))
         else:
             value = super().call(__context, __obj, *args, **kwargs)
-        if isinstance(__obj, _TEXT_MAKERS) and isinstance(value, str):
+        if type(value) is not NginxText and isinstance(__obj, _TEXT_MAKERS) and isinstance(value, str):
             return NginxText(value)
         return value
 
