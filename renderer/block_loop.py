@@ -71,7 +71,7 @@ class _Row:
 class _Plan:
     """The rows of one call for one ``services()`` list (the reader hands out the same list again)."""
 
-    __slots__ = ("listed", "queries", "reader", "rows")
+    __slots__ = ("every", "listed", "queries", "reader", "rows")
 
     def __init__(self, reader: Reader, listed: list[dict[str, Any]], dc: Any, prefix: str, old: Any) -> None:
         # A service the catalog still lists keeps its row, and so its text.
@@ -85,6 +85,7 @@ class _Plan:
                 row = _Row(*reader.service_query(s["name"], None, dc, None), name)
             self.rows.append(row)
         self.queries = [row.query for row in self.rows]
+        self.every = frozenset(self.queries)
         self.reader: weakref.ref[Reader] = _NO_READER  # the render that last used it
 
 
@@ -158,7 +159,7 @@ def _texts(
     """Each row's text: reused while its instances and its claim hold, else made by the macro."""
     out = []
     try_claim, same = reader.try_claim, operator.is_
-    for row, source in zip(plan.rows, reader.sources(plan.queries), strict=True):
+    for row, source in zip(plan.rows, reader.sources(plan.queries, plan.every), strict=True):
         kept = row.source
         if (
             kept is not None

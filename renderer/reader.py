@@ -165,11 +165,13 @@ class Reader(DataFunctions):
             self.memo.put(key, made)
         return made
 
-    def sources(self, queries: list[ServiceQuery]) -> list[tuple[Instance, ...]]:
-        """The answers ``service()`` reads for many queries at once, recorded as it records them."""
+    def sources(
+        self, queries: list[ServiceQuery], every: frozenset[ServiceQuery]
+    ) -> list[tuple[Instance, ...]]:
+        """The answers ``service()`` reads for many queries at once (``every``: them as a set), recorded."""
         for recording in self.recordings:
             recording.data_reads += len(queries)
-        self.read.update(queries)
+        self.read.update(every)  # a set's hashes are copied, not computed again
         get, found = self.snapshot.get, []
         for query in queries:
             try:

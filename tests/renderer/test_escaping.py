@@ -321,3 +321,37 @@ def test_the_examples_of_the_issue_are_one_token_each(tmp_path: Path) -> None:
     note = "a; include /etc/shadow; #"
     text = ts.render(source, snapshot("n", [], {"note": note})).text
     assert text == 'a "a; include /etc/shadow; #";\nb "{\\"note\\": \\"a; include /etc/shadow; #\\"}";\n'
+
+
+ATTRIBUTES = [
+    ("{'name': 'a'}", "name"),
+    ("{'items': 'a'}", "items"),  # a dict's method comes first, as in Jinja's sandbox
+    ("{'__class__': 'a'}", "__class__"),
+    ("{}", "name"),
+    ("{'a': 1}", "update"),  # a method that changes the dict: refused
+    ("nginx", "upstream"),
+    ("nginx", "missing"),
+    ("nginx", "__class__"),
+    ("nginx", "_body_stream"),
+]
+
+
+@pytest.mark.parametrize(("obj", "attribute"), ATTRIBUTES)
+def test_the_sandboxs_quick_attribute_answers_are_those_of_jinjas_sandbox(
+    tmp_path: Path, obj: str, attribute: str
+) -> None:
+    import jinja2.sandbox
+
+    source = tmp_path / "t.j2"
+    source.write_text(
+        '{% import "nginx.j2" as nginx %}'
+        f"{{% set x = ({obj}).{attribute} %}}{{{{ (x is defined, x is callable, x is mapping) | string }}}}"
+    )
+    ts = TemplateSet([source])
+    assert ts.load() == []
+    ours = jinja2.sandbox.ImmutableSandboxedEnvironment.getattr
+    with pytest.MonkeyPatch.context() as patch:
+        text = ts.render(source, Snapshot()).text
+        patch.setattr(type(ts.env), "getattr", ours)
+        assert ts.load() == []
+        assert ts.render(source, Snapshot()).text == text
