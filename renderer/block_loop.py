@@ -84,6 +84,11 @@ class _Plan:
             if row is None:
                 row = _Row(*reader.service_query(s["name"], None, dc, None), name)
             self.rows.append(row)
+        # The snapshot's own query objects (the watcher keeps them): a lookup then matches by identity,
+        # without the dataclass's __eq__.
+        canon = {q: q for q, _ in reader.snapshot.services}
+        for row in self.rows:
+            row.query = canon.get(row.query, row.query)
         self.queries = [row.query for row in self.rows]
         self.every = frozenset(self.queries)
         self.reader: weakref.ref[Reader] = _NO_READER  # the render that last used it
