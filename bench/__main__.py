@@ -3,7 +3,8 @@
 Examples:
     python -m bench                                   # every default scenario (about 21 minutes)
     python -m bench --scenario convergence --rounds 20
-    python -m bench --scenario scale --sizes 5000
+    python -m bench --scenario scale --sizes 5000 --file-sizes ''
+    python -m bench --scenario churn --systems ours,dynamic --churn-flips 40 --churn-seconds 10
     python -m bench --scenario churn,companion
     python -m bench --scenario checkcost --check-containers 10 --check-seconds 15
     python -m bench --scenario sidecars --sidecars 20 --sidecar-sizes 50,500   # not in the default set
@@ -28,6 +29,7 @@ from typing import Any
 from harness.nginx import nginx_binary
 
 from . import convergence, report
+from .dynamic_rig import lua_module
 from .progress import Bars
 from .rig import workdir
 from .scenarios import DEFAULT, SCENARIOS, Run
@@ -59,6 +61,12 @@ def _what(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sizes", type=_sizes, default="100,1000,5000", help="scale sizes (services), comma-separated"
     )
+    p.add_argument(
+        "--file-sizes",
+        type=_sizes,
+        default="2000",
+        help="scale sizes measured with the sidecars' flips only (flip -> file, flip -> route); '' for none",
+    )
     p.add_argument("--rounds", type=int, default=20, help="convergence rounds per system (default 20)")
     p.add_argument(
         "--default-rounds",
@@ -68,8 +76,8 @@ def _what(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--systems",
-        default="floor,ours,traefik-1s,traefik-default",
-        help="systems to compare: floor, ours, traefik-1s, traefik-default",
+        default=",".join(convergence.SYSTEMS),
+        help=f"systems to compare: {', '.join(convergence.SYSTEMS)} (floor-push and dynamic: nginx's Lua module)",
     )
 
 
@@ -128,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         systems = tuple(s for s in systems if not s.startswith("traefik"))
+    if not lua_module() and any(s in ("dynamic", "floor-push") for s in systems):
+        print(
+            "python -m bench: nginx's Lua module not found (bash .ci/setup); skipping dynamic mode.",
+            file=sys.stderr,
+        )
+        systems = tuple(s for s in systems if s not in ("dynamic", "floor-push"))
     results = load(args.results)
     results["meta"] = meta()
     with Bars(quiet=args.quiet) as bars, workdir(keep=args.keep) as folder:
