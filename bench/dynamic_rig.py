@@ -1,10 +1,9 @@
 """nginx with the Lua module and the sidecar's snippet (``[nginx] dynamic = true``), and its update endpoint.
 
-``LuaNginx`` is the harness's ``NginxServer`` with two additions to its nginx.conf: the ``load_module``
-lines of Debian's Lua module in the main context, and an ``include`` of the text ``upstreams
-nginx-snippet`` prints (shared dict, Lua paths, worker start-up, the endpoint on a loopback port of its
-own). The snippet comes from the real command, fed a config that names the same endpoint and state file
-as the dynamic sidecar's, so the benchmark runs exactly what a user would include.
+``LuaNginx`` is the harness's ``NginxServer`` loading Debian's Lua module and including the text
+``upstreams nginx-snippet`` prints (shared dict, Lua paths, worker start-up, the endpoint on a loopback
+port of its own). The snippet comes from the real command, fed a config that names the same endpoint
+and state file as the dynamic sidecar's, so the benchmark runs exactly what a user would include.
 
 ``push`` and ``state`` speak to the endpoint (``POST`` / ``GET /upstreams/peers``); the push floors use
 them directly, with no sidecar in between.
@@ -15,17 +14,15 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import re
-import stat
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.nginx import NginxServer
-from harness.ports import distinct_free_ports
+from harness.nginx import LUA_MODULES, NginxServer
+from harness.ports import free_port
 from harness.sidecar import console_script
 
 from .rig import ConsulAgent, sidecar_config
@@ -43,27 +40,21 @@ __all__ = [
     "state",
 ]
 
-MODULES = (
-    "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n"
-    "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n"
-)
 HOOK = '    balancer_by_lua_block {{ require("upstreams.balancer").balance("{name}") }}\n'
 BLOCK = re.compile(r"^upstream (\S+) \{\n(.*?)^\}", re.S | re.M)
 SERVER = re.compile(r"^\s*server (\d+\.\d+\.\d+\.\d+):(\d+)([^;]*);", re.M)
 
 
 class LuaNginx(NginxServer):
-    """``NginxServer`` loading the Lua module and including the snippet for its endpoint and state file."""
+    """The harness's nginx loading the Lua module, with the snippet for its own endpoint and state file."""
 
     def __init__(self, workdir: Path, upstream: str = "primes") -> None:
-        super().__init__(workdir, upstream=upstream)
-        (self.endpoint_port,) = (p for p in distinct_free_ports(8) if p not in self._taken())
-        self.state_file = self.conf_d / "upstreams-dynamic.json"
-        self.snippet_file = workdir / "upstreams-dynamic.snippet"
-        _searchable(workdir)
-
-    def _taken(self) -> set[int]:
-        return {self.port, *self.backends.values()}
+        self.state_file = workdir / "conf.d" / "upstreams-dynamic.json"
+        self.endpoint_port = free_port()
+        super().__init__(workdir, upstream=upstream, lua=True)
+        while self.endpoint_port in {self.port, *self.backends.values()}:
+            self.endpoint_port = free_port()  # chosen apart from the harness's ports: never the same one
+        self.snippet = snippet(self)
 
     @property
     def endpoint(self) -> str:
@@ -73,16 +64,10 @@ class LuaNginx(NginxServer):
         """The ``[nginx]`` keys a sidecar (or the snippet command) needs for this nginx."""
         return f'dynamic = true\ndynamic_endpoint = "{self.endpoint}"\ndynamic_state = "{self.state_file}"\n'
 
-    def write_config(self) -> None:
-        self.snippet_file.write_text(snippet(self))
-        super().write_config()
-        text = self.conf.read_text().replace("http {\n", f"http {{\n    include {self.snippet_file};\n", 1)
-        self.conf.write_text(MODULES + text)
-
 
 def lua_module() -> bool:
-    """Whether Debian's Lua module for nginx (and its NDK) is installed where MODULES loads it from."""
-    return all(Path(line.split()[1].rstrip(";")).is_file() for line in MODULES.splitlines())
+    """Whether Debian's Lua module for nginx (and its NDK) is installed where the harness loads it from."""
+    return all(Path(line.split()[1].rstrip(";")).is_file() for line in LUA_MODULES)
 
 
 def snippet(nginx: LuaNginx) -> str:
@@ -100,21 +85,6 @@ def snippet(nginx: LuaNginx) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"upstreams nginx-snippet failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout
-
-
-def _searchable(folder: Path) -> None:
-    """Let nginx's workers (user nobody under a root master) reach the state file: o+x up the tree.
-
-    Temporary folders are 0700 (mkdtemp, pytest's); workers read the state file at start, as nginx's
-    worker user, and would log "cannot read" instead of loading it.
-    """
-    for path in (folder, *folder.parents):
-        if path == Path("/"):
-            break
-        with contextlib.suppress(OSError):
-            mode = path.stat().st_mode
-            if path.stat().st_uid == os.getuid() and not mode & stat.S_IXOTH:
-                path.chmod(mode | stat.S_IXOTH)
 
 
 @contextlib.contextmanager
