@@ -159,6 +159,12 @@ def _churn(churn: dict[str, Any]) -> list[str]:
         out.append(
             f"| {labels.get(key, key)} | {ms(data['reloads'])} | {data['requests']:,} | {data['failed']} | {kinds} |"
         )
+    return [*out, *_churn_verdicts(churn), ""]
+
+
+def _churn_verdicts(churn: dict[str, Any]) -> list[str]:
+    """The targets under the churn table: dynamic mode's (no reload, no failure), then the classic's."""
+    out = []
     dynamic = churn["systems"].get("dynamic")
     if dynamic:
         out += [
@@ -175,7 +181,7 @@ def _churn(churn: dict[str, Any]) -> list[str]:
             f"(≤ {allowed} in {churn['seconds']:g} s plus settling): {ours['reloads']}, {verdict(ours['reloads'] <= allowed)}"
             + ("." if ours["failed"] == 0 and ours["reloads"] <= allowed else ". See *Diagnosis* below."),
         ]
-    return [*out, ""]
+    return out
 
 
 def _companion(comp: dict[str, Any]) -> list[str]:
