@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .dynamic_rig import LuaNginx, dynamic_config, hooked, lua_nginx, next_generation, push
+from .dynamic_rig import LuaNginx, dynamic_config, hooked, lua_nginx, push
 from .probe import Prober
 from .progress import Steps
 from .rig import ConsulAgent, NginxServer, SidecarProcess, front_nginx, sidecar_config, wait_until
@@ -124,7 +124,7 @@ def _proxy(system: str, folder: Path, game: Game, nginx: NginxServer) -> Proxy:
         with lua_nginx(folder / "nginx-dynamic", upstream="s_$http_x_svc") as lua:
             config = dynamic_config(folder / "dynamic", game.consul, lua, TEMPLATE, wait=WAIT)
             with _running(config):
-                yield lua.port, lua, game.set_ttl
+                yield lua.server.port, lua.server, game.set_ttl
     elif system == "traefik-1s":
         with Traefik(folder / "traefik", game.consul.address, "1s") as traefik:
             yield traefik.port, None, game.set_ttl
@@ -132,7 +132,7 @@ def _proxy(system: str, folder: Path, game: Game, nginx: NginxServer) -> Proxy:
         yield nginx.port, nginx, DirectReload(nginx, game).flip
     elif system == "floor-push":
         with lua_nginx(folder / "nginx-push", upstream="s_$http_x_svc") as lua:
-            yield lua.port, lua, DirectPush(lua, game).flip
+            yield lua.server.port, lua.server, DirectPush(lua, game).flip
     else:
         raise ValueError(f"churn cannot run {system!r}")
 
@@ -220,12 +220,11 @@ class DirectPush(DirectReload):
     The file, with the balancer hook in every upstream, is written and loaded once at the start.
     """
 
-    def __init__(self, nginx: LuaNginx, game: Game) -> None:
-        self.nginx, self.game, self.port = nginx, game, nginx.endpoint_port
+    def __init__(self, lua: LuaNginx, game: Game) -> None:
+        self.lua, self.nginx, self.game = lua, lua.server, game
         self.down = {}
         self.write(hook=True)
-        os.kill(int(nginx.pid_file.read_text()), signal.SIGHUP)
-        self.generation = 0
+        os.kill(int(self.nginx.pid_file.read_text()), signal.SIGHUP)
 
     def flip(self, i: int, backend: str, status: str) -> None:
         if status == "passing":
@@ -236,6 +235,4 @@ class DirectPush(DirectReload):
             {"address": "127.0.0.1", "port": self.game.backends[b], "weight": 1, "backup": False}
             for b in self.servers(i)
         ]
-        self.generation = push(
-            self.port, next_generation(self.generation), {f"s_{self.game.names[i]}": peers}
-        )
+        push(self.lua, {f"s_{self.game.names[i]}": peers})

@@ -169,10 +169,10 @@ def _ours(
 def _floor_push(folder: Path, consul: ConsulAgent) -> Iterator[tuple[int, MinimalSidecar | None]]:
     folder.mkdir(parents=True, exist_ok=True)
     with lua_nginx(folder, initial=hooked("primes", "    server 127.0.0.1:1 down;\n")) as nginx:
-        pusher = MinimalPusher(consul.address, "prime", nginx.endpoint_port, "primes")
+        pusher = MinimalPusher(consul.address, "prime", nginx, "primes")
         with pusher:
             pusher.ready.wait(10)
-            yield nginx.port, pusher
+            yield nginx.server.port, pusher
 
 
 @contextmanager
@@ -181,7 +181,7 @@ def _dynamic(folder: Path, consul: ConsulAgent) -> Iterator[tuple[int, MinimalSi
     with lua_nginx(folder / "nginx", initial=EMPTY_UPSTREAM) as nginx:
         sidecar = SidecarProcess(dynamic_config(folder, consul, nginx, TEMPLATE))
         try:
-            yield nginx.port, None
+            yield nginx.server.port, None
         finally:
             sidecar.stop()
 

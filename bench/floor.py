@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .dynamic_rig import next_generation, push
+from .dynamic_rig import LuaNginx, push
 
 __all__ = ["MinimalPusher", "MinimalSidecar", "Wake", "passing"]
 
@@ -119,13 +119,12 @@ class MinimalPusher(MinimalSidecar):
     """The dynamic floor: the same blocking query, then one ``POST`` of the upstream's peers to nginx's
     Lua endpoint (no file, no reload). ``Wake.signalled`` is when the push was sent."""
 
-    def __init__(self, consul_address: str, service: str, endpoint_port: int, upstream: str) -> None:
+    def __init__(self, consul_address: str, service: str, nginx: LuaNginx, upstream: str) -> None:
         super().__init__(consul_address, service, Path("/nonexistent"), Path("/nonexistent"), upstream)
-        self.endpoint_port = endpoint_port
-        self.generation = 0
+        self.nginx = nginx
 
     def _apply(self, text: str, entries: list[dict[str, object]]) -> float:
         peers = [{"address": a, "port": p, "weight": 1, "backup": False} for a, p in passing(entries)]
         sent = time.monotonic()
-        self.generation = push(self.endpoint_port, next_generation(self.generation), {self.upstream: peers})
+        push(self.nginx, {self.upstream: peers})
         return sent

@@ -77,7 +77,7 @@ def run_size(
             # The backends stay the classic nginx's: both front servers proxy to the same catalog.
             with lua_nginx(folder / "nginx-dynamic", upstream="s_$http_x_svc") as lua:
                 config = dynamic_config(folder / "dynamic", consul, lua, TEMPLATE)
-                results["dynamic"] = _sidecar("dynamic", config, at, lua)
+                results["dynamic"] = _sidecar("dynamic", config, at, lua.server)
                 out["push_floor"] = push_floor(at, lua)
         if "traefik-1s" in systems:
             results["traefik-1s"] = _traefik(folder / "traefik", at)
