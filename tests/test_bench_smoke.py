@@ -1,8 +1,10 @@
 """A tiny run of the benchmark harness (python -m bench), so it cannot rot: seconds, not minutes.
 
 The figures themselves are not judged here (the machine is shared and noisy); what is checked is that
-each scenario's harness measures something plausible end to end against real Consul and nginx, that
-the prober notices an instance that never leaves, and that the page is generated from the results.
+each scenario's harness measures something plausible end to end against real Consul and nginx, in both
+modes (classic, and ``[nginx] dynamic = true`` against nginx with the Lua module) and on both floors
+(reload, push), that the prober notices an instance that never leaves, and that the page, issue 11's
+targets table included, is generated from the results.
 """
 
 from __future__ import annotations
