@@ -51,8 +51,10 @@ LABELS = {
 }
 TIMEOUTS = {"traefik-1s": 15.0, "traefik-default": 45.0}  # 10 s for the others
 
-# Starts a proxy; yields its front port and, for the floor, the minimal sidecar (for its timings).
-Proxy = Callable[[], AbstractContextManager[tuple[int, MinimalSidecar | None]]]
+# Starts a proxy; yields its front port, for the floors the minimal sidecar (for its timings), and the
+# nginx whose reloads are counted (None for Traefik).
+Started = tuple[int, MinimalSidecar | None, NginxServer | None]
+Proxy = Callable[[], AbstractContextManager[Started]]
 
 
 def run(
@@ -80,8 +82,8 @@ def run(
         for system in systems:
             n = default_rounds if system == "traefik-default" else rounds
             steps.note(f"{system}: starting")
-            with proxies[system]() as (port, floor):
-                results[system] = _rounds(system, port, consul, n, steps)
+            with proxies[system]() as (port, floor, nginx):
+                results[system] = _rounds(system, port, consul, n, steps, nginx)
                 if floor is not None:
                     results[system]["parts"] = _floor_parts(floor, results[system])
         for name in BACKENDS:
@@ -89,7 +91,9 @@ def run(
     return {"systems": results, "labels": {s: LABELS[s] for s in systems}}
 
 
-def _rounds(system: str, port: int, consul: ConsulAgent, n: int, steps: Steps) -> dict[str, Any]:
+def _rounds(
+    system: str, port: int, consul: ConsulAgent, n: int, steps: Steps, nginx: NginxServer | None
+) -> dict[str, Any]:
     remove: list[float | None] = []
     recover: list[float | None] = []
     wakes: list[float] = []
@@ -98,6 +102,7 @@ def _rounds(system: str, port: int, consul: ConsulAgent, n: int, steps: Steps) -
         _wait_all(prober, timeout=60)
         time.sleep(0.5)  # after nginx's first reload its old worker answers 502 for 100 ms more
         ready = time.monotonic()
+        reloads = nginx.reloads() if nginx else None  # after the first render's reload, if any
         for i in range(n):
             victim = BACKENDS[i % len(BACKENDS)]
             t0 = time.monotonic()
@@ -112,7 +117,15 @@ def _rounds(system: str, port: int, consul: ConsulAgent, n: int, steps: Steps) -
             steps.advance(note=f"{system}: round {i + 1}/{n}")
             wakes.extend([t0, t1])
         failed = len(prober.failures(since=ready))
-    return {"remove": remove, "recover": recover, "flips": wakes, "failed_requests": failed}
+    if nginx and reloads is not None:
+        reloads = nginx.reloads() - reloads
+    return {
+        "remove": remove,
+        "recover": recover,
+        "flips": wakes,
+        "failed_requests": failed,
+        "reloads": reloads,
+    }
 
 
 def _wait_all(prober: Prober, timeout: float) -> None:
@@ -125,14 +138,14 @@ def _wait_all(prober: Prober, timeout: float) -> None:
 
 
 @contextmanager
-def _floor(folder: Path, consul: ConsulAgent) -> Iterator[tuple[int, MinimalSidecar | None]]:
+def _floor(folder: Path, consul: ConsulAgent) -> Iterator[Started]:
     folder.mkdir(parents=True, exist_ok=True)
     with front_nginx(folder) as nginx:
         dest = nginx.conf_d / "upstreams.conf"
         sidecar = MinimalSidecar(consul.address, "prime", dest, nginx.pid_file, "primes")
         with sidecar:
             sidecar.ready.wait(10)
-            yield nginx.port, sidecar
+            yield nginx.port, sidecar, nginx
 
 
 def _floor_parts(sidecar: MinimalSidecar, floor_result: dict[str, Any]) -> dict[str, list[float]]:
@@ -154,41 +167,37 @@ def _floor_parts(sidecar: MinimalSidecar, floor_result: dict[str, Any]) -> dict[
 
 
 @contextmanager
-def _ours(
-    folder: Path, consul: ConsulAgent, nginx: NginxServer
-) -> Iterator[tuple[int, MinimalSidecar | None]]:
+def _ours(folder: Path, consul: ConsulAgent, nginx: NginxServer) -> Iterator[Started]:
     folder.mkdir(parents=True, exist_ok=True)
     sidecar = SidecarProcess(sidecar_config(folder, consul, nginx, TEMPLATE))
     try:
-        yield nginx.port, None
+        yield nginx.port, None, nginx
     finally:
         sidecar.stop()
 
 
 @contextmanager
-def _floor_push(folder: Path, consul: ConsulAgent) -> Iterator[tuple[int, MinimalSidecar | None]]:
+def _floor_push(folder: Path, consul: ConsulAgent) -> Iterator[Started]:
     folder.mkdir(parents=True, exist_ok=True)
     with lua_nginx(folder, initial=hooked("primes", "    server 127.0.0.1:1 down;\n")) as nginx:
         pusher = MinimalPusher(consul.address, "prime", nginx, "primes")
         with pusher:
             pusher.ready.wait(10)
-            yield nginx.server.port, pusher
+            yield nginx.server.port, pusher, nginx.server
 
 
 @contextmanager
-def _dynamic(folder: Path, consul: ConsulAgent) -> Iterator[tuple[int, MinimalSidecar | None]]:
+def _dynamic(folder: Path, consul: ConsulAgent) -> Iterator[Started]:
     folder.mkdir(parents=True, exist_ok=True)
     with lua_nginx(folder / "nginx", initial=EMPTY_UPSTREAM) as nginx:
         sidecar = SidecarProcess(dynamic_config(folder, consul, nginx, TEMPLATE))
         try:
-            yield nginx.server.port, None
+            yield nginx.server.port, None, nginx.server
         finally:
             sidecar.stop()
 
 
 @contextmanager
-def _traefik(
-    folder: Path, consul: ConsulAgent, refresh: str | None
-) -> Iterator[tuple[int, MinimalSidecar | None]]:
+def _traefik(folder: Path, consul: ConsulAgent, refresh: str | None) -> Iterator[Started]:
     with Traefik(folder, consul.address, refresh) as traefik:
-        yield traefik.port, None
+        yield traefik.port, None, None

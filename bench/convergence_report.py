@@ -28,8 +28,8 @@ def section(conv: dict[str, Any]) -> list[str]:
         "peers to nginx's Lua endpoint instead (no file, no reload), the floor of `[nginx] dynamic = true`,",
         "whose row is compared with it.",
         "",
-        "| system | rounds | remove (ms) | recover (ms) | remove / its floor | recover / its floor | remove / Traefik 1s | recover / Traefik 1s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system | rounds | nginx reloads | remove (ms) | recover (ms) | remove / its floor | recover / its floor | remove / Traefik 1s | recover / Traefik 1s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     out += _systems(systems, conv.get("labels", {}))
     out.append("")
@@ -55,7 +55,7 @@ def _systems(systems: dict[str, Any], labels: dict[str, str]) -> list[str]:
         tr_rem = summary(traefik["remove"])["median"] if traefik else None
         tr_rec = summary(traefik["recover"])["median"] if traefik else None
         out.append(
-            f"| {labels.get(key, key)} | {rem['n']} | {dist(data['remove'])} | {dist(data['recover'])} | "
+            f"| {labels.get(key, key)} | {rem['n']} | {ms(data.get('reloads'))} | {dist(data['remove'])} | {dist(data['recover'])} | "
             f"{ratio(rem['median'], fl_rem)} | {ratio(rec['median'], fl_rec)} | "
             f"{ratio(rem['median'], tr_rem)} | {ratio(rec['median'], tr_rec)} |"
         )

@@ -157,6 +157,11 @@ def _dynamic_reloads(results: dict[str, Any]) -> tuple[str, bool | None]:
         seen = True
         reloads += data["flip_reloads"] + (data.get("churn_reloads") or 0)
         flips += data.get("flip_count", 0) + data.get("churn_flips", 0)
+    conv = results.get("convergence", {}).get("systems", {}).get("dynamic")
+    if conv and conv.get("reloads") is not None:
+        seen = True
+        reloads += conv["reloads"]
+        flips += len(conv["remove"]) + len(conv["recover"])
     churn = results.get("churn", {})
     dyn = churn.get("systems", {}).get("dynamic")
     if dyn and dyn.get("reloads") is not None:
@@ -165,7 +170,7 @@ def _dynamic_reloads(results: dict[str, Any]) -> tuple[str, bool | None]:
         flips += churn.get("flips", 0)
     if not seen:
         return "-", None
-    return f"{reloads} reloads in {flips:,} flips (scale and churn)", reloads == 0
+    return f"{reloads} reloads in {flips:,} flips (convergence, scale and churn)", reloads == 0
 
 
 def _churn_failed(results: dict[str, Any]) -> tuple[str, bool | None]:

@@ -179,6 +179,7 @@ def test_dynamic_mode_and_the_push_floor_converge(tmp_path: Path, consul: Consul
             assert sample is not None and 0 <= sample < 10, (system, kind, sample)
     parts = conv["systems"]["floor-push"]["parts"]
     assert parts["consul_wake"] and parts["reload_add"]
+    assert conv["systems"]["dynamic"]["reloads"] == 0 and conv["systems"]["floor-push"]["reloads"] == 0
     page = report.render({"convergence": conv}, tmp_path)
     assert "| Push floor (minimal sidecar: blocking query, POST to the Lua endpoint) | 1 |" in page
     assert "Floor (push), split" in page
