@@ -1,9 +1,12 @@
 """``python -m bench``: run the benchmarks, merge the results, regenerate docs/benchmarks.md.
 
 Examples:
-    python -m bench                                   # every default scenario (about 21 minutes)
+    python -m bench                                   # every default scenario (about 30 minutes)
+    python -m bench --scenario convergence,scale,churn --default-rounds 4   # issue 11's run (about 25)
+    python -m bench --report-only                     # docs/benchmarks.md again from bench/results.json
     python -m bench --scenario convergence --rounds 20
-    python -m bench --scenario scale --sizes 5000
+    python -m bench --scenario scale --sizes 5000 --file-sizes ''
+    python -m bench --scenario churn --systems ours,dynamic --churn-flips 40 --churn-seconds 10
     python -m bench --scenario churn,companion
     python -m bench --scenario checkcost --check-containers 10 --check-seconds 15
     python -m bench --scenario sidecars --sidecars 20 --sidecar-sizes 50,500   # not in the default set
@@ -28,6 +31,7 @@ from typing import Any
 from harness.nginx import nginx_binary
 
 from . import convergence, report
+from .dynamic_rig import lua_module
 from .progress import Bars
 from .rig import workdir
 from .scenarios import DEFAULT, SCENARIOS, Run
@@ -44,6 +48,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where benchmarks.md and the chart go")
     p.add_argument("--no-report", action="store_true", help="measure only; leave docs/ alone")
+    p.add_argument(
+        "--report-only", action="store_true", help="measure nothing; regenerate docs/ from the results file"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--keep", action="store_true", help="keep the working folder (logs) under /tmp")
     return p.parse_args(argv)
@@ -59,6 +66,12 @@ def _what(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sizes", type=_sizes, default="100,1000,5000", help="scale sizes (services), comma-separated"
     )
+    p.add_argument(
+        "--file-sizes",
+        type=_sizes,
+        default="2000",
+        help="scale sizes measured with the sidecars' flips only (flip -> file, flip -> route); '' for none",
+    )
     p.add_argument("--rounds", type=int, default=20, help="convergence rounds per system (default 20)")
     p.add_argument(
         "--default-rounds",
@@ -68,8 +81,8 @@ def _what(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--systems",
-        default="floor,ours,traefik-1s,traefik-default",
-        help="systems to compare: floor, ours, traefik-1s, traefik-default",
+        default=",".join(convergence.SYSTEMS),
+        help=f"systems to compare: {', '.join(convergence.SYSTEMS)} (floor-push and dynamic: nginx's Lua module)",
     )
 
 
@@ -116,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     args = parse(argv)
+    if args.report_only:
+        write_docs(load(args.results), args.docs)
+        print(f"Page: {args.docs / 'benchmarks.md'} (from {args.results})", file=sys.stderr)
+        return 0
     scenarios, systems = _names(args.scenario), _names(args.systems)
     for what, given, known in (("scenario", scenarios, SCENARIOS), ("system", systems, convergence.SYSTEMS)):
         unknown = set(given) - set(known)
@@ -128,6 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         systems = tuple(s for s in systems if not s.startswith("traefik"))
+    if not lua_module() and any(s in ("dynamic", "floor-push") for s in systems):
+        print(
+            "python -m bench: nginx's Lua module not found (bash .ci/setup); skipping dynamic mode.",
+            file=sys.stderr,
+        )
+        systems = tuple(s for s in systems if s not in ("dynamic", "floor-push"))
     results = load(args.results)
     results["meta"] = meta()
     with Bars(quiet=args.quiet) as bars, workdir(keep=args.keep) as folder:

@@ -6,9 +6,12 @@ three healthy instances and no client request has a reason to fail. A steady loa
 services during the run. The same seeded schedule is played against each system:
 
 * ours: the sidecar with ``wait`` min 100 ms / max 1 s; reloads counted in nginx's error log (SIGHUP);
+* dynamic: the same sidecar with ``[nginx] dynamic = true``, against an nginx loading the Lua module
+  (its own front server, same backends); a pure health flip should cost no reload at all;
 * Traefik with refreshInterval 1s (no reloads: it swaps its configuration in memory);
 * the floor: nginx reloaded directly by the benchmark once per flip (no Consul, no debounce), which shows
-  what reloads alone cost the clients.
+  what reloads alone cost the clients;
+* the push floor: the changed upstream's peers pushed directly to the Lua endpoint once per flip.
 """
 
 from __future__ import annotations
@@ -17,15 +20,22 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .dynamic_rig import LuaNginx, dynamic_config, hooked, lua_nginx, push
 from .probe import Prober
 from .progress import Steps
 from .rig import ConsulAgent, NginxServer, SidecarProcess, front_nginx, sidecar_config, wait_until
 from .traefik import Traefik
 
-__all__ = ["run"]
+__all__ = ["SYSTEMS", "run", "schedule"]
+
+SYSTEMS = ("floor", "floor-push", "ours", "dynamic", "traefik-1s")
+WAIT = ("100ms", "1s")
 
 TEMPLATE = """{% import "nginx.j2" as nginx %}
 {{ nginx.upstreams(tag="churn", prefix="s_") }}
@@ -73,57 +83,83 @@ def run(
         for i in range(services):
             for b in NODES:
                 consul.register_ttl(names[i], sid(i, b), nginx.backends[b], Tags=["churn"])
+        game = Game(names, plan, seconds, consul, steps, nginx.backends)
         for system in systems:
             steps.note(f"{system}: starting")
-            if system == "ours":
-                (folder / "ours").mkdir(parents=True, exist_ok=True)
-                config = sidecar_config(folder / "ours", consul, nginx, TEMPLATE, wait=("100ms", "1s"))
-                sidecar = SidecarProcess(config)
-                try:
-                    results[system] = _play(system, nginx.port, names, plan, seconds, consul, steps, nginx)
-                finally:
-                    sidecar.stop()
-            elif system == "traefik-1s":
-                with Traefik(folder / "traefik", consul.address, "1s") as traefik:
-                    results[system] = _play(system, traefik.port, names, plan, seconds, consul, steps, None)
-            elif system == "floor":
-                results[system] = _play(system, nginx.port, names, plan, seconds, consul, steps, nginx)
+            with _proxy(system, folder, game, nginx) as (port, counted, flip):
+                results[system] = _play(system, port, game, counted, flip)
         for i in range(services):
             for b in NODES:
                 consul.deregister(sid(i, b))
     return {"services": services, "flips": len(plan), "seconds": seconds, "systems": results}
 
 
-def _play(
-    system: str,
-    port: int,
-    names: list[str],
-    plan: list[tuple[int, str, str]],
-    seconds: float,
-    consul: ConsulAgent,
-    steps: Steps,
-    nginx: NginxServer | None,
-) -> dict[str, Any]:
-    """Play ``plan`` through Consul, or (the floor) by writing nginx's upstreams and reloading it directly."""
-    direct = nginx if system == "floor" else None
-    down: dict[int, str] = {}
-    if direct is not None:
-        _write_direct(direct, names, down)
-    with Prober(port, names, pause=0.004, max_seconds=seconds + 300) as prober:
+@dataclass(frozen=True)
+class Game:
+    """What every system is played: the services, the schedule, its length, and where the flips go."""
+
+    names: list[str]
+    plan: list[tuple[int, str, str]]
+    seconds: float
+    consul: ConsulAgent
+    steps: Steps
+    backends: dict[str, int]
+
+    def set_ttl(self, i: int, backend: str, status: str) -> None:
+        self.consul.set_ttl(sid(i, backend), status)
+
+
+Flip = Callable[[int, str, str], None]  # (service, backend, status): make that change happen
+Proxy = Iterator[tuple[int, NginxServer | None, Flip]]  # front port, nginx whose reloads count, flip
+
+
+@contextmanager
+def _proxy(system: str, folder: Path, game: Game, nginx: NginxServer) -> Proxy:
+    """Start ``system``; yield its front port, the nginx whose reloads are counted, and how a flip is made."""
+    if system == "ours":
+        config = sidecar_config(folder / "ours", game.consul, nginx, TEMPLATE, wait=WAIT)
+        with _running(config):
+            yield nginx.port, nginx, game.set_ttl
+    elif system == "dynamic":
+        with lua_nginx(folder / "nginx-dynamic", upstream="s_$http_x_svc") as lua:
+            config = dynamic_config(folder / "dynamic", game.consul, lua, TEMPLATE, wait=WAIT)
+            with _running(config):
+                yield lua.server.port, lua.server, game.set_ttl
+    elif system == "traefik-1s":
+        with Traefik(folder / "traefik", game.consul.address, "1s") as traefik:
+            yield traefik.port, None, game.set_ttl
+    elif system == "floor":
+        yield nginx.port, nginx, DirectReload(nginx, game).flip
+    elif system == "floor-push":
+        with lua_nginx(folder / "nginx-push", upstream="s_$http_x_svc") as lua:
+            yield lua.server.port, lua.server, DirectPush(lua, game).flip
+    else:
+        raise ValueError(f"churn cannot run {system!r}")
+
+
+@contextmanager
+def _running(config: Path) -> Iterator[SidecarProcess]:
+    sidecar = SidecarProcess(config)
+    try:
+        yield sidecar
+    finally:
+        sidecar.stop()
+
+
+def _play(system: str, port: int, game: Game, nginx: NginxServer | None, flip: Flip) -> dict[str, Any]:
+    """Play the schedule through ``flip`` while the prober asks every service through ``port``."""
+    with Prober(port, game.names, pause=0.004, max_seconds=game.seconds + 300) as prober:
         _wait_serving(prober, system)
         time.sleep(1.0)
         reloads_before = nginx.reloads() if nginx else 0
         start = time.monotonic()
-        for k, (i, backend, status) in enumerate(plan):
-            delay = start + k * seconds / len(plan) - time.monotonic()
+        for k, (i, backend, status) in enumerate(game.plan):
+            delay = start + k * game.seconds / len(game.plan) - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            if direct is not None:
-                _flip_direct(direct, names, down, i, backend, status)
-            else:
-                consul.set_ttl(sid(i, backend), status)
+            flip(i, backend, status)
             if k % 10 == 0:
-                steps.advance(10, note=f"{system}: flip {k}/{len(plan)}")
+                game.steps.advance(10, note=f"{system}: flip {k}/{len(game.plan)}")
         time.sleep(2.0)  # let the last change land
         end = time.monotonic()
         failed = [r for r in prober.since(start) if r.start <= end and not r.ok]
@@ -147,24 +183,56 @@ def _wait_serving(prober: Prober, system: str) -> None:
     )
 
 
-def _flip_direct(
-    nginx: NginxServer, names: list[str], down: dict[int, str], i: int, backend: str, status: str
-) -> None:
-    """The floor's flip: ``down`` updated, the whole file rewritten and nginx reloaded."""
-    if status == "passing":
-        down.pop(i, None)
-    else:
-        down[i] = backend
-    _write_direct(nginx, names, down)
+class DirectReload:
+    """The floor's flips: ``down`` updated, the whole file rewritten and nginx reloaded, once per flip."""
+
+    def __init__(self, nginx: NginxServer, game: Game) -> None:
+        self.nginx, self.game = nginx, game
+        self.down: dict[int, str] = {}
+        self.write(hook=False)
+        os.kill(int(nginx.pid_file.read_text()), signal.SIGHUP)
+
+    def flip(self, i: int, backend: str, status: str) -> None:
+        if status == "passing":
+            self.down.pop(i, None)
+        else:
+            self.down[i] = backend
+        self.write(hook=False)
+        os.kill(int(self.nginx.pid_file.read_text()), signal.SIGHUP)
+
+    def servers(self, i: int) -> list[str]:
+        return [b for b in NODES if self.down.get(i) != b]
+
+    def write(self, hook: bool) -> None:
+        blocks = []
+        for i, svc in enumerate(self.game.names):
+            lines = "".join(f"    server 127.0.0.1:{self.game.backends[b]};\n" for b in self.servers(i))
+            blocks.append(hooked(f"s_{svc}", lines) if hook else f"upstream s_{svc} {{\n{lines}}}\n")
+        dest = self.nginx.upstreams
+        tmp = dest.with_suffix(".tmp")
+        tmp.write_text("".join(blocks))
+        os.replace(tmp, dest)
 
 
-def _write_direct(nginx: NginxServer, names: list[str], down: dict[int, str]) -> None:
-    blocks = []
-    for i, svc in enumerate(names):
-        servers = "".join(f"    server 127.0.0.1:{nginx.backends[b]};\n" for b in NODES if down.get(i) != b)
-        blocks.append(f"upstream s_{svc} {{\n{servers}}}\n")
-    dest = nginx.conf_d / "upstreams.conf"
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text("".join(blocks))
-    os.replace(tmp, dest)
-    os.kill(int(nginx.pid_file.read_text()), signal.SIGHUP)
+class DirectPush(DirectReload):
+    """The dynamic floor's flips: one push of the changed upstream's peers per flip, no file, no reload.
+
+    The file, with the balancer hook in every upstream, is written and loaded once at the start.
+    """
+
+    def __init__(self, lua: LuaNginx, game: Game) -> None:
+        self.lua, self.nginx, self.game = lua, lua.server, game
+        self.down = {}
+        self.write(hook=True)
+        os.kill(int(self.nginx.pid_file.read_text()), signal.SIGHUP)
+
+    def flip(self, i: int, backend: str, status: str) -> None:
+        if status == "passing":
+            self.down.pop(i, None)
+        else:
+            self.down[i] = backend
+        peers = [
+            {"address": "127.0.0.1", "port": self.game.backends[b], "weight": 1, "backup": False}
+            for b in self.servers(i)
+        ]
+        push(self.lua, {f"s_{self.game.names[i]}": peers})

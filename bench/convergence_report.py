@@ -24,16 +24,18 @@ def section(conv: dict[str, Any]) -> list[str]:
         "A TTL check is failed (then passed) through the agent API at t0 while a client asks the proxy without",
         "pause (a new connection per request). *Remove*: t0 to the last answer from that instance; *recover*: t0",
         "to its first answer. The floor is a minimal sidecar (one blocking query; write; SIGHUP; no check, no",
-        "template engine) measured in the same run.",
+        "template engine) measured in the same run; the push floor is the same minimal sidecar pushing the",
+        "peers to nginx's Lua endpoint instead (no file, no reload), the floor of `[nginx] dynamic = true`,",
+        "whose row is compared with it.",
         "",
-        "| system | rounds | remove (ms) | recover (ms) | remove / floor | recover / floor | remove / Traefik 1s | recover / Traefik 1s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system | rounds | nginx reloads | remove (ms) | recover (ms) | remove / its floor | recover / its floor | remove / Traefik 1s | recover / Traefik 1s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     out += _systems(systems, conv.get("labels", {}))
     out.append("")
-    floor = systems.get("floor")
-    if floor and "parts" in floor:
-        out += _floor_parts(floor["parts"])
+    for key, what in (("floor", "nginx from SIGHUP"), ("floor-push", "nginx from the push")):
+        if "parts" in systems.get(key, {}):
+            out += _floor_parts(systems[key]["parts"], what)
     if systems.get("ours"):
         out += _targets(systems)
     out += ["", f"![Convergence distributions]({CHART})", ""]
@@ -42,31 +44,35 @@ def section(conv: dict[str, Any]) -> list[str]:
 
 def _systems(systems: dict[str, Any], labels: dict[str, str]) -> list[str]:
     """One row per system: its distributions and its medians against the floor's and Traefik 1s's."""
-    floor, traefik = systems.get("floor"), systems.get("traefik-1s")
+    traefik = systems.get("traefik-1s")
     out = []
     for key, data in systems.items():
+        # Each mode against its own floor: dynamic mode against the push floor, the rest the reload floor.
+        floor = systems.get("floor-push" if key in ("dynamic", "floor-push") else "floor")
         rem, rec = summary(data["remove"]), summary(data["recover"])
         fl_rem = summary(floor["remove"])["median"] if floor else None
         fl_rec = summary(floor["recover"])["median"] if floor else None
         tr_rem = summary(traefik["remove"])["median"] if traefik else None
         tr_rec = summary(traefik["recover"])["median"] if traefik else None
         out.append(
-            f"| {labels.get(key, key)} | {rem['n']} | {dist(data['remove'])} | {dist(data['recover'])} | "
+            f"| {labels.get(key, key)} | {rem['n']} | {ms(data.get('reloads'))} | {dist(data['remove'])} | {dist(data['recover'])} | "
             f"{ratio(rem['median'], fl_rem)} | {ratio(rec['median'], fl_rec)} | "
             f"{ratio(rem['median'], tr_rem)} | {ratio(rec['median'], tr_rec)} |"
         )
     return out
 
 
-def _floor_parts(parts: dict[str, Any]) -> list[str]:
+def _floor_parts(parts: dict[str, Any], what: str) -> list[str]:
+    step = "SIGHUP" if "SIGHUP" in what else "push"
+    linger = " (old workers linger)" if step == "SIGHUP" else ""
     return [
-        "Floor, split: Consul's blocking query wakes after the flip, then nginx from SIGHUP until it routes:",
+        f"Floor ({step}), split: Consul's blocking query wakes after the flip, then {what} until it routes:",
         "",
         "| part | median / p90 / max (ms) |",
         "|---|---|",
         f"| Consul wakes a blocking `/v1/health/service/prime` after the flip | {dist(parts['consul_wake'])} |",
-        f"| nginx SIGHUP -> new upstream routes (added instance) | {dist(parts['reload_add'])} |",
-        f"| nginx SIGHUP -> last request to the removed instance (old workers linger) | {dist(parts['reload_remove'])} |",
+        f"| nginx {step} -> new upstream routes (added instance) | {dist(parts['reload_add'])} |",
+        f"| nginx {step} -> last request to the removed instance{linger} | {dist(parts['reload_remove'])} |",
         "",
     ]
 

@@ -5,6 +5,9 @@
 file and SIGHUP nginx's master. No template engine, no ``nginx -t``, no debounce, no safety. It records
 when each answer arrived (Consul's wake-up after a flip) and when it signalled nginx, so the floor
 splits into "Consul wakes the watcher" and "nginx reload until the new upstream routes".
+
+``MinimalPusher`` is the same for ``[nginx] dynamic = true``: each answer's peers are pushed to nginx's
+Lua endpoint instead of written and reloaded.
 """
 
 from __future__ import annotations
@@ -17,7 +20,22 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["MinimalSidecar", "Wake"]
+from .dynamic_rig import LuaNginx, push
+
+__all__ = ["MinimalPusher", "MinimalSidecar", "Wake", "passing"]
+
+
+def passing(entries: list[dict[str, object]]) -> list[tuple[str, int]]:
+    """(address, port) of every instance whose checks all pass, sorted."""
+    out = []
+    for entry in entries:
+        checks = entry.get("Checks") or []
+        assert isinstance(checks, list)
+        if all(c.get("Status") == "passing" for c in checks):
+            svc = entry["Service"]
+            assert isinstance(svc, dict)
+            out.append((str(svc["Address"] or "127.0.0.1"), int(svc["Port"])))
+    return sorted(out)
 
 
 class Wake:
@@ -71,25 +89,22 @@ class MinimalSidecar:
             text = self._render(entries)
             signalled = None
             if text != last:
-                tmp = self.dest.with_suffix(".tmp")
-                tmp.write_text(text)
-                os.replace(tmp, self.dest)
-                os.kill(int(self.pid_file.read_text().strip()), signal.SIGHUP)
-                signalled = time.monotonic()
+                signalled = self._apply(text, entries)
                 last = text
                 self.ready.set()
             self.wakes.append(Wake(arrived, signalled))
 
+    def _apply(self, text: str, entries: list[dict[str, object]]) -> float:
+        """Write the file and SIGHUP nginx; when nginx was signalled."""
+        tmp = self.dest.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.dest)
+        os.kill(int(self.pid_file.read_text().strip()), signal.SIGHUP)
+        return time.monotonic()
+
     def _render(self, entries: list[dict[str, object]]) -> str:
-        servers = []
-        for entry in entries:
-            checks = entry.get("Checks") or []
-            assert isinstance(checks, list)
-            if all(c.get("Status") == "passing" for c in checks):
-                svc = entry["Service"]
-                assert isinstance(svc, dict)
-                servers.append(f"    server {svc['Address'] or '127.0.0.1'}:{svc['Port']};\n")
-        body = "".join(sorted(servers)) or "    server 127.0.0.1:1 down;\n"
+        servers = [f"    server {address}:{port};\n" for address, port in passing(entries)]
+        body = "".join(servers) or "    server 127.0.0.1:1 down;\n"
         return f"upstream {self.upstream} {{\n{body}}}\n"
 
     def wake_after(self, t0: float) -> Wake | None:
@@ -98,3 +113,18 @@ class MinimalSidecar:
             if wake.arrived >= t0:
                 return wake
         return None
+
+
+class MinimalPusher(MinimalSidecar):
+    """The dynamic floor: the same blocking query, then one ``POST`` of the upstream's peers to nginx's
+    Lua endpoint (no file, no reload). ``Wake.signalled`` is when the push was sent."""
+
+    def __init__(self, consul_address: str, service: str, nginx: LuaNginx, upstream: str) -> None:
+        super().__init__(consul_address, service, Path("/nonexistent"), Path("/nonexistent"), upstream)
+        self.nginx = nginx
+
+    def _apply(self, text: str, entries: list[dict[str, object]]) -> float:
+        peers = [{"address": a, "port": p, "weight": 1, "backup": False} for a, p in passing(entries)]
+        sent = time.monotonic()
+        push(self.nginx, {self.upstream: peers})
+        return sent

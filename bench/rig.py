@@ -28,8 +28,11 @@ from harness.sockets import connections_to
 from harness.waiting import wait_until
 
 __all__ = [
+    "EMPTY_UPSTREAM",
     "ConsulAgent",
+    "CpuMeter",
     "NginxServer",
+    "PeakSampler",
     "Poller",
     "ProcStats",
     "SidecarProcess",
@@ -174,3 +177,21 @@ class CpuMeter:
         own, children = self.stats.cpu()
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         return 100 * (own - self.own0) / elapsed, 100 * (children - self.children0) / elapsed
+
+
+class PeakSampler(Poller):
+    """Samples connections to Consul and RSS five times a second in a thread; keeps the peaks."""
+
+    def __init__(self, stats: ProcStats, port: int) -> None:
+        super().__init__()
+        self.stats, self.port = stats, port
+        self.connections = 0
+        self.rss = 0.0
+
+    def poll(self) -> bool:
+        try:
+            self.connections = max(self.connections, self.stats.connections(self.port))
+            self.rss = max(self.rss, self.stats.rss_mb())
+        except OSError:
+            return False  # the process has gone
+        return True

@@ -27,9 +27,9 @@ class Plan:
     """How long each measurement of a size runs (the smoke test shrinks it)."""
 
     flips: int = 5  # flip-to-route rounds per size and system
-    idle_seconds: float = 10.0
+    idle_seconds: float = 10.0  # 0: no idle window
     churn_rate: float = 10.0  # flips per second under churn
-    churn_seconds: float = 10.0
+    churn_seconds: float = 10.0  # 0: no churn window
 
     @property
     def steps(self) -> int:

@@ -77,21 +77,29 @@ def _convergence(run: Run) -> Steps:
 
 
 def _scale(run: Run) -> Steps:
-    sizes = run.args.sizes
-    systems = tuple(s for s in run.systems if s in ("ours", "traefik-1s"))
-    steps = run.bars.scenario("scale", len(sizes) * (scale.Plan().steps * len(systems) + 2))
+    """Every ``--sizes`` size in full, then every ``--file-sizes`` size with the sidecar's flips only."""
+    sizes, file_sizes = run.args.sizes, run.args.file_sizes
+    systems = tuple(s for s in run.systems if s in ("ours", "dynamic", "traefik-1s"))
+    sidecars = tuple(s for s in systems if s in ("ours", "dynamic"))
+    total = len(sizes) * (scale.FULL.steps * len(systems) + 3)
+    steps = run.bars.scenario("scale", total + len(file_sizes) * (scale.FLIPS_ONLY.steps * len(sidecars) + 3))
     table = run.results.setdefault("scale", {})
-    for size in sizes:  # each size a section of its own: a rerun of one size replaces only that one
+    plans = [(size, systems, scale.FULL) for size in sizes]
+    plans += [(size, sidecars, scale.FLIPS_ONLY) for size in file_sizes if sidecars]
+    for size, kept, plan in plans:  # each size a section of its own: a rerun of one replaces only that one
         with measured(table, str(size), run.folder / f"s{size}-consul") as (section, consul):
             section.update(
-                scale.run_size(run.folder / f"scale{size}", consul, size, systems=systems, steps=steps)
+                scale.run_size(
+                    run.folder / f"scale{size}", consul, size, systems=kept, steps=steps, plan=plan
+                )
             )
+            section["flips_only"] = plan is scale.FLIPS_ONLY
     return steps
 
 
 def _churn(run: Run) -> Steps:
     args = run.args
-    systems = tuple(s for s in ("floor", "ours", "traefik-1s") if s in run.systems)
+    systems = tuple(s for s in churn.SYSTEMS if s in run.systems)
     steps = run.bars.scenario("churn", args.churn_flips * len(systems))
     with measured(run.results, "churn", run.folder / "ch-consul") as (section, consul):
         section.update(

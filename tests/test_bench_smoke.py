@@ -1,8 +1,10 @@
 """A tiny run of the benchmark harness (python -m bench), so it cannot rot: seconds, not minutes.
 
 The figures themselves are not judged here (the machine is shared and noisy); what is checked is that
-each scenario's harness measures something plausible end to end against real Consul and nginx, that
-the prober notices an instance that never leaves, and that the page is generated from the results.
+each scenario's harness measures something plausible end to end against real Consul and nginx, in both
+modes (classic, and ``[nginx] dynamic = true`` against nginx with the Lua module) and on both floors
+(reload, push), that the prober notices an instance that never leaves, and that the page, issue 11's
+targets table included, is generated from the results.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import checkcost, churn, convergence, direct, report, scale
+from bench import checkcost, churn, convergence, direct, report, scale, targets_report
+from bench.dynamic_rig import hooked, lua_module, peers_of
+from bench.filewatch import FileChange
 from bench.probe import Prober
 from bench.progress import Bars
 from bench.rig import front_nginx
@@ -151,3 +155,129 @@ def test_cgroup_procs_maps_each_hierarchy_to_its_mount() -> None:
         Path("/sys/fs/cgroup/cpu/c1/cgroup.procs"),
         Path("/sys/fs/cgroup/unified/c1/cgroup.procs"),
     )
+
+
+needs_lua = pytest.mark.skipif(
+    not lua_module(), reason="nginx's Lua module is not installed (bash .ci/setup)"
+)
+
+
+@needs_lua
+def test_dynamic_mode_and_the_push_floor_converge(tmp_path: Path, consul: ConsulAgent) -> None:
+    with Bars(quiet=True) as bars:
+        conv = convergence.run(
+            tmp_path / "conv",
+            consul,
+            rounds=1,
+            default_rounds=1,
+            systems=("floor-push", "dynamic"),
+            steps=bars.scenario("convergence", 2),
+        )
+    for system in ("floor-push", "dynamic"):
+        for kind in ("remove", "recover"):
+            (sample,) = conv["systems"][system][kind]
+            assert sample is not None and 0 <= sample < 10, (system, kind, sample)
+    parts = conv["systems"]["floor-push"]["parts"]
+    assert parts["consul_wake"] and parts["reload_add"]
+    assert conv["systems"]["dynamic"]["reloads"] == 0 and conv["systems"]["floor-push"]["reloads"] == 0
+    page = report.render({"convergence": conv}, tmp_path)
+    assert "| Push floor (minimal sidecar: blocking query, POST to the Lua endpoint) | 1 |" in page
+    assert "Floor (push), split" in page
+
+
+@needs_lua
+def test_scale_measures_both_modes_the_push_floor_and_flip_to_file(
+    tmp_path: Path, consul: ConsulAgent
+) -> None:
+    tiny = scale.Plan(flips=1, idle_seconds=0.3, churn_rate=10, churn_seconds=0.3)
+    with Bars(quiet=True) as bars:
+        size = scale.run_size(
+            tmp_path / "scale",
+            consul,
+            3,
+            systems=("ours", "dynamic"),
+            steps=bars.scenario("scale", 9),
+            plan=tiny,
+        )
+    for system in ("ours", "dynamic"):
+        data = size["systems"][system]
+        assert data["remove"][0] is not None and data["recover"][0] is not None, system
+        assert data["remove_file"][0] is not None and data["recover_file"][0] is not None, system
+        assert isinstance(data["flip_reloads"], int) and data["flip_count"] == 2
+        assert data["first_render_s"] > 0 and data["churn_flips"] == 3
+    # The wiring, not the speed: the dynamic sidecar really pushed (no reload), the classic one reloaded.
+    assert size["systems"]["dynamic"]["flip_reloads"] == 0 and size["systems"]["ours"]["flip_reloads"] >= 1
+    push = size["push_floor"]
+    assert push["upstreams"] == 3 and push["push_add"][0] is not None and len(push["full_push"]) == 5
+    page = report.render({"scale": {"3": size}}, tmp_path)
+    assert "| upstreams, dynamic |" in page and "| push floor parts (ms) |" in page
+    assert "| flip -> file (remove), median (ms) |" in page
+
+
+@needs_lua
+def test_churn_plays_the_schedule_in_dynamic_mode_and_on_the_push_floor(
+    tmp_path: Path, consul: ConsulAgent
+) -> None:
+    with Bars(quiet=True) as bars:
+        data = churn.run(
+            tmp_path / "churn",
+            consul,
+            services=3,
+            flips=6,
+            seconds=1.5,
+            systems=("floor-push", "dynamic"),
+            steps=bars.scenario("churn", 12),
+        )
+    push, dynamic = data["systems"]["floor-push"], data["systems"]["dynamic"]
+    assert push["reloads"] == 0  # the push floor never reloads: it only pushes
+    assert dynamic["reloads"] == 0 and dynamic["requests"] > 0 and push["requests"] > 0
+    page = report.render({"churn": data}, tmp_path)
+    assert "| push floor (one push per flip) | 0 |" in page and "Dynamic mode:" in page
+
+
+def test_file_change_times_a_rename_and_sees_nothing_when_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "up.conf"
+    path.write_text("a")
+    with FileChange(path) as still:
+        time.sleep(0.05)
+    assert still.after(0.0) is None
+    with FileChange(path) as change:
+        t0 = time.monotonic()
+        (tmp_path / "new").write_text("a")
+        os.replace(tmp_path / "new", path)  # same bytes, another inode: the sidecar's atomic write
+        wait_until(lambda: change.changed is not None, what="the rename seen")
+    moved = change.after(t0)
+    assert moved is not None and moved >= 0
+
+
+def test_peers_are_read_back_from_a_hooked_file_without_down_servers() -> None:
+    conf = hooked("s_a", "    server 127.0.0.1:81;\n    server 127.0.0.1:82 weight=3 backup;\n")
+    conf += hooked("s_empty", "    server 127.0.0.1:1 down;\n")
+    assert peers_of(conf) == {
+        "s_a": [
+            {"address": "127.0.0.1", "port": 81, "weight": 1, "backup": False},
+            {"address": "127.0.0.1", "port": 82, "weight": 3, "backup": True},
+        ],
+        "s_empty": [],
+    }
+
+
+def test_issue_targets_say_met_missed_or_not_measured() -> None:
+    def sized(remove: float, render: float) -> dict[str, object]:
+        mode = {"remove": [remove], "recover": [0.010], "first_render_s": render, "peak_rss_mb": 90.0}
+        return {"systems": {"ours": mode, "dynamic": {**mode, "flip_reloads": 0, "flip_count": 2}}}
+
+    results = {
+        "scale": {"100": sized(0.010, 1.0), "1000": sized(0.020, 1.0), "5000": sized(0.030, 2.0)},
+        "churn": {"flips": 200, "systems": {"ours": {"failed": 0, "requests": 10}}},
+    }
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in targets_report.rows(results)}
+    assert rows[
+        "flip -> routed, dynamic mode, at 100 / 1,000 / 5,000 services (remove and recover)"
+    ].endswith("| **MISSED** |")  # 30 ms at 5,000
+    assert rows["first complete render at 5,000 services"].endswith("| met |")
+    assert rows["peak RSS at 5,000 services"].endswith("| met |")
+    assert rows["reloads during pure health flips, dynamic mode"].endswith("| met |")
+    assert rows["flip -> file at 2,000 services (worse of remove / recover)"].endswith("| not measured |")
+    assert rows["failed requests during 200 flips, both modes"].endswith("| not measured |")  # one mode only
+    assert targets_report.rows({}) == []
