@@ -151,8 +151,16 @@ def without(snapshot: Snapshot, excluded: Iterable[Instance]) -> Snapshot:
 
 def still_registered(exclusions: Iterable[Exclusion], snapshot: Snapshot) -> tuple[Exclusion, ...]:
     """The exclusions whose instance is still registered unchanged (health aside) in the snapshot."""
-    present = frozenset(registration(i) for _, instances in snapshot.services for i in instances)
-    return tuple(e for e in exclusions if registration(e.instance) in present)
+    wanted = tuple(exclusions)
+    if not wanted:
+        return ()  # the usual round: nothing left out, and no instance of the catalog to copy
+    # Run every round: only the instances with an excluded one's node and ID are copied without their
+    # health (a copy of each of 20,000 instances took most of a flip's time at 5,000 services).
+    keys = {(e.instance.node, e.instance.id) for e in wanted}
+    present = frozenset(
+        registration(i) for _, instances in snapshot.services for i in instances if (i.node, i.id) in keys
+    )
+    return tuple(e for e in wanted if registration(e.instance) in present)
 
 
 def find_exclusions(
