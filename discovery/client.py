@@ -229,11 +229,18 @@ class ConsulClient(consul.aio.Consul):  # type: ignore[misc]
         return await self._get(service_path(name), [("dc", dc), ("near", near)])
 
     async def health_state(
-        self, *, filter: str, index: int = 0, wait: str = "", dc: str | None = None
+        self,
+        *,
+        state: str = "any",
+        filter: str = "",
+        index: int = 0,
+        wait: str = "",
+        dc: str | None = None,
     ) -> tuple[Any, Any]:
-        """``(index, checks)`` of ``/v1/health/state/any?filter=...``, blocking when ``index`` is given."""
+        """``(index, checks)`` of ``/v1/health/state/STATE[?filter=...]``, blocking when ``index`` is given."""
+        assert state in ("any", "passing", "warning", "critical"), state  # never a name from Consul
         return await self._get(
-            "/v1/health/state/any", [("filter", filter), *_blocking(index, wait), ("dc", dc)]
+            f"/v1/health/state/{state}", [("filter", filter), *_blocking(index, wait), ("dc", dc)]
         )
 
     async def catalog_services(

@@ -21,7 +21,7 @@ from .bulk import BULK_MIN, bulk_candidates, read_bulk
 from .catalog import parse_services
 from .client import consul_errors, kv_prefix
 from .model import CatalogQuery, KeyQuery, PrefixQuery, ServiceQuery
-from .problems import NOT_PASSING, Problems, parse_problems
+from .problems import Problems, parse_problems
 
 if TYPE_CHECKING:
     from .watch import Watcher
@@ -30,6 +30,7 @@ __all__ = ["Datacenter"]
 
 log = logging.getLogger(__name__)
 EXPLAIN_GRACE = 0.25  # how long a catalog change waits for the health query to explain it
+HEALTH_STATES = ("critical", "warning")  # the health signal: every check that is not passing
 
 
 class Datacenter:
@@ -38,7 +39,8 @@ class Datacenter:
     def __init__(self, watcher: Watcher, dc: str) -> None:
         self.watcher = watcher
         self.dc = dc
-        self.problems = Problems()  # the non-passing checks the health query last answered
+        self.problems = Problems()  # the non-passing checks both health queries last answered
+        self.halves: dict[str, tuple[int, Problems]] = {}  # each status query's last index and answer
         self.health_index = 0
         self.health_changes: collections.deque[int] = collections.deque(maxlen=256)
         self.health_moved = asyncio.Event()
@@ -90,27 +92,44 @@ class Datacenter:
         done = set(candidates)
         return [q for q in batch if q not in done]
 
-    async def watch_health(self) -> None:
+    async def watch_health(self, state: str) -> None:
+        """One half of the health signal: every check in ``state`` ("critical" or "warning").
+
+        Two queries by status, not one ``state/any?filter=Status != "passing"``: Consul answers a status
+        from its index of checks by status, where a filter is evaluated on every check of the datacenter
+        on every wake-up (measured at 20,000 checks: under 1 ms against 19-30 ms).
+        """
+
         async def fetch(index: int, wait: str) -> tuple[Any, Any]:
-            async with consul_errors("the health of every check that is not passing"):
+            async with consul_errors(f"the health of every check that is {state}"):
                 idx, checks = await self.watcher.client.health_state(
-                    filter=NOT_PASSING, index=index, wait=wait, dc=self.dc or None
+                    state=state, index=index, wait=wait, dc=self.dc or None
                 )
-            self.watcher.metrics.blocking_wakeups.labels("health-state").inc()
+            self.watcher.metrics.blocking_wakeups.labels(f"health-{state}").inc()
             return idx, (int(idx or 0), parse_problems(checks))
 
-        async for idx, problems in self._query("health-state", fetch).changes():
-            services, nodes = problems.changed(self.problems)
-            self.problems, self.health_index = problems, idx
-            if services or nodes:
-                self.health_changes.append(idx)
-            self.health_moved.set()
-            self.health_moved = asyncio.Event()
-            self._anchor()
-            if services:
-                self.watcher._mark_dirty(self.dc, services)
-            if nodes:
-                self.watcher._mark_on_nodes(self.dc, nodes)  # a node check: every instance on the node
+        async for idx, problems in self._query(f"health-{state}", fetch).changes():
+            self.halves[state] = (idx, problems)
+            self._health_answered()
+
+    def _health_answered(self) -> None:
+        """Diff the union of both halves with what was last seen (level-triggered either way)."""
+        if len(self.halves) < len(HEALTH_STATES):
+            return  # until both halves answered, a check moving between them would look like a change
+        problems = Problems.union(p for _, p in self.halves.values())
+        services, nodes = problems.changed(self.problems)
+        # Both halves share Consul's index of checks: the signal has seen everything up to the lower one.
+        idx = min(i for i, _ in self.halves.values())
+        self.problems, self.health_index = problems, idx
+        if services or nodes:
+            self.health_changes.append(max(i for i, _ in self.halves.values()))
+        self.health_moved.set()
+        self.health_moved = asyncio.Event()
+        self._anchor()
+        if services:
+            self.watcher._mark_dirty(self.dc, services)
+        if nodes:
+            self.watcher._mark_on_nodes(self.dc, nodes)  # a node check: every instance on the node
 
     async def watch_catalog(self) -> None:
         async def fetch(index: int, wait: str) -> tuple[Any, Any]:

@@ -1,8 +1,8 @@
 """The non-passing checks of a datacenter: what the health signal carries, and what changed between two.
 
-The health signal asks ``/v1/health/state/any?filter=Status != "passing"``: every check that is not
-passing, usually a handful, where the unfiltered query carries every check of the datacenter. Each
-answer is the complete non-passing state, so comparing it with the last one is level-triggered: a
+The health signal asks ``/v1/health/state/critical`` and ``/v1/health/state/warning``: every check that
+is not passing, usually a handful, where ``state/any`` carries every check of the datacenter. Their
+union (``Problems.union``) is the complete non-passing state, so comparing it with the last one is level-triggered: a
 check that went critical, recovered, appeared or vanished while critical changes its service's set,
 whichever wake-up it is seen in. Node checks (no service: serfHealth, node maintenance) are kept by node.
 """
@@ -10,7 +10,7 @@ whichever wake-up it is seen in. Node checks (no service: serfHealth, node maint
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,18 @@ class Problems:
 
     services: Mapping[str, frozenset[Check]] = field(default_factory=dict)
     nodes: Mapping[str, frozenset[Check]] = field(default_factory=dict)
+
+    @staticmethod
+    def union(parts: Iterable[Problems]) -> Problems:
+        """The checks of every part (the critical and the warning answers), grouped as one answer."""
+        services: dict[str, frozenset[Check]] = {}
+        nodes: dict[str, frozenset[Check]] = {}
+        for part in parts:
+            for name, checks in part.services.items():
+                services[name] = services.get(name, frozenset()) | checks
+            for node, checks in part.nodes.items():
+                nodes[node] = nodes.get(node, frozenset()) | checks
+        return Problems(services, nodes)
 
     def changed(self, old: Problems) -> tuple[set[str], set[str]]:
         """(services, nodes) whose non-passing checks differ from ``old``'s, either way."""

@@ -1,10 +1,12 @@
 """Watch what the templates need, with a number of Consul connections that does not grow with it.
 
-Per datacenter, two cluster-wide blocking queries tell *what* changed:
+Per datacenter, three cluster-wide blocking queries tell *what* changed:
 
-* ``/v1/health/state/any?filter=Status != "passing"`` (one index for every check, but only the checks
-  that are not passing in the answer: usually a handful, where the unfiltered query carries every check
-  of the datacenter). Each answer is the complete non-passing state and is compared with the last one
+* ``/v1/health/state/critical`` and ``/v1/health/state/warning`` (one index for every check, but only
+  the checks that are not passing in the answers: usually a handful, where ``state/any`` carries every
+  check of the datacenter; Consul serves a status from its index by status, where a ``filter`` would be
+  evaluated on every check at every wake-up). Together they are the complete non-passing state,
+  compared with the last one
   (``discovery.problems``): a service whose non-passing checks changed, either way, is dirty (a flip to
   critical and back, a critical instance registered or removed); a node check (no service: serfHealth,
   maintenance) that changed makes every watched service with an instance on that node dirty. A missed
@@ -19,8 +21,8 @@ by a small pool of connections; many at once (the first render, the catalog fall
 read per node when that is cheaper (``discovery.bulk``: at 5,000 services on 4 nodes, 6 requests instead
 of 5,000). Services read before both signal queries first answered are read again once they have, so
 a change made in between is not lost. Large answers are decoded in a thread (``discovery.decoding``). KV keys (and ls/tree
-prefixes) are watched with one recursive blocking query per datacenter. So at most 2 + pool (+1 with
-keys) connections per datacenter, whatever the number of services; nodes(), node() and datacenters() add
+prefixes) are watched with one recursive blocking query per datacenter. So at most 3 + pool (+1 with
+keys) connections per datacenter (3 signal queries), whatever the number of services; nodes(), node() and datacenters() add
 one more per datacenter and one shared (discovery/nodes.py). A full refresh of watched services runs
 every ``RESYNC_EVERY`` seconds as a safety net.
 
@@ -49,7 +51,7 @@ from plumbing.metrics import ConsulMetrics
 from .blocking import BlockingQuery, consul_retrying
 from .catalog import parse_health
 from .client import ConsulClient, consul_errors, unservable
-from .datacenter import Datacenter
+from .datacenter import HEALTH_STATES, Datacenter
 from .model import (
     CatalogQuery,
     Dependency,
@@ -181,7 +183,8 @@ class Watcher:
     def _datacenter(self, dc: str) -> Datacenter:
         if dc not in self._dcs:
             self._dcs[dc] = d = Datacenter(self, dc)
-            self._spawn(d.watch_health())
+            for state in HEALTH_STATES:
+                self._spawn(d.watch_health(state))
             self._spawn(d.watch_catalog())
             self._spawn(d.fetch_loop(self._limit))
         return self._dcs[dc]
