@@ -124,25 +124,37 @@ def make_upstream_blocks(blocks: Blocks) -> Callable[..., NginxText]:
             else _key(blocks, cache, upstream, (tag, dc, front, passing, *options.values()))
         )
         if cache is None or key is None:
-            # Not cached: the loop as Jinja ran it, a service read and then its block.
-            texts = [
-                upstream(front + str(s["name"]), reader.service(s["name"], dc=dc, passing=passing), **options)
-                for s in listed
-            ]
-            return NginxText("".join(f"{t}\n" for t in texts))
-        plan = cache.loops.get(key)
-        while plan is not None and plan.reader() is reader:
-            # The same call again in this render: its own rows, or both would run the macro every time
-            # (the second finds every name taken, the first then finds them free).
-            key = (key, "again")
-            plan = cache.loops.get(key)
-        if plan is None or plan.listed is not listed:
-            plan = _Plan(reader, listed, dc, front, plan)
-            cache.loops.put(key, plan)
-        plan.reader = weakref.ref(reader)
+            return _uncached(reader, listed, upstream, front, dc, passing, options)
+        plan = _plan(reader, cache, key, listed, dc, front)
         return NginxText("".join(_texts(reader, cache, plan, upstream, bool(passing), options)))
 
     return upstream_blocks
+
+
+def _uncached(
+    reader: Reader, listed: Any, macro: Any, front: str, dc: Any, passing: Any, options: dict[str, Any]
+) -> NginxText:
+    """The loop as Jinja ran it: a service read, then its block, for every service."""
+    texts = [
+        macro(front + str(s["name"]), reader.service(s["name"], dc=dc, passing=passing), **options)
+        for s in listed
+    ]
+    return NginxText("".join(f"{t}\n" for t in texts))
+
+
+def _plan(reader: Reader, cache: BlockCache, key: Hashable, listed: Any, dc: Any, front: str) -> _Plan:
+    """The rows this call keeps in the cache (made anew when the catalog's list changed)."""
+    plan = cache.loops.get(key)
+    while plan is not None and plan.reader() is reader:
+        # The same call again in this render: its own rows, or both would run the macro every time
+        # (the second finds every name taken, the first then finds them free).
+        key = (key, "again")
+        plan = cache.loops.get(key)
+    if plan is None or plan.listed is not listed:
+        plan = _Plan(reader, listed, dc, front, plan)
+        cache.loops.put(key, plan)
+    plan.reader = weakref.ref(reader)
+    return plan
 
 
 def _key(blocks: Blocks, cache: BlockCache, macro: Any, args: tuple[Any, ...]) -> Hashable | None:

@@ -49,6 +49,11 @@ class SidecarMetrics(ConsulMetrics):
             registry=r,
         )
         self.ready = Gauge("upstreams_ready", "1 once the first complete render is live.", registry=r)
+        self._dynamic()
+
+    def _dynamic(self) -> None:
+        """``[nginx] dynamic``: pushes, fallbacks to a reload, repairs and the generation."""
+        r = self.registry
         self.dynamic_pushes = Counter(
             "upstreams_dynamic_pushes",
             "Updates nginx's update endpoint took (kind: changed upstreams, or the full state).",
