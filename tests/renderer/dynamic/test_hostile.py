@@ -24,7 +24,7 @@ def peer(address: object = "127.0.0.1", port: object = 8080, **extra: object) ->
 
 HOSTILE = [
     {"primes": [peer("evil.example")]},  # a host name: the balancer cannot resolve, and it is not loopback
-    {"primes": [peer("127.0.0.1 ; server 10.0.0.1")]},
+    {"primes": [peer("127.0.0.1 ; server 127.0.0.2")]},
     {"primes": [peer("fe80::1%eth0")]},
     {"primes": [peer(port=0)]},
     {"primes": [peer(port=70000)]},
