@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
@@ -171,13 +171,23 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything the templates may read, at one moment; each part sorted by its query."""
+    """Everything the templates may read, at one moment; each part sorted by its query.
+
+    A watcher's snapshots also say what changed between them (``changes_since``), so a consumer never
+    compares two of them whole: ``lineage`` names the watcher's series, ``version`` counts its
+    snapshots and ``history`` holds what changed at each of the last versions. None of the three is
+    a constructor argument (``dataclasses.replace`` must not copy them onto other contents), nor
+    part of equality; only ``discovery.publisher`` sets them.
+    """
 
     services: tuple[tuple[ServiceQuery, tuple[Instance, ...]], ...] = ()
     catalogs: tuple[tuple[CatalogQuery, tuple[ServiceSummary, ...]], ...] = ()
     keys: tuple[tuple[KeyQuery, str | None], ...] = ()
     # ls/tree, nodes, node and datacenters answers, sorted by query type then query.
     others: tuple[tuple[Any, Any], ...] = ()
+    lineage: object = field(default=None, init=False, compare=False, repr=False)
+    version: int = field(default=0, init=False, compare=False, repr=False)
+    history: tuple[frozenset[Dependency], ...] = field(default=(), init=False, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -198,6 +208,18 @@ class Snapshot:
     @cached_property
     def _lookup(self) -> dict[Dependency, object]:
         return {**dict(self.services), **dict(self.catalogs), **dict(self.keys), **dict(self.others)}
+
+    def changes_since(self, old: Snapshot) -> frozenset[Dependency] | None:
+        """Every dependency whose answer changed from ``old`` to this one; None when that is not known
+        (another series, or further back than the history), and then only a comparison can say."""
+        if old is self:
+            return frozenset()
+        steps = self.version - old.version
+        if self.lineage is None or old.lineage is not self.lineage or not 0 <= steps <= len(self.history):
+            return None
+        recent = self.history[len(self.history) - steps :] if steps else ()
+        # Changed and changed back counts as changed: callers compare the few they are given.
+        return recent[0] if len(recent) == 1 else frozenset().union(*recent)
 
     def has(self, dep: Dependency) -> bool:
         """Whether this snapshot holds an answer for a dependency."""

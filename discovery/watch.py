@@ -53,17 +53,16 @@ from .catalog import parse_health
 from .client import ConsulClient, consul_errors, unservable
 from .datacenter import HEALTH_STATES, Datacenter
 from .model import (
-    CatalogQuery,
     Dependency,
     Instance,
     KeyQuery,
     PrefixQuery,
     ServiceQuery,
-    ServiceSummary,
     Snapshot,
 )
 from .nodes import NodeWatch
 from .outages import Outages
+from .publisher import Publisher
 from .reachability import FIRST_ANSWER_WAIT, Outage
 
 __all__ = ["Watcher"]
@@ -104,6 +103,7 @@ class Watcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.nodes = NodeWatch(self, self._spawn)
         self._outages = Outages(self)  # what failed and answered queries change in the fields above
+        self._publisher = Publisher()
 
     @property
     def wanted(self) -> frozenset[Dependency]:
@@ -220,21 +220,8 @@ class Watcher:
             self._publish()
 
     def _publish(self) -> None:
-        services: dict[ServiceQuery, tuple[Instance, ...]] = {}
-        catalogs: dict[CatalogQuery, tuple[ServiceSummary, ...]] = {}
-        keys: dict[KeyQuery, str | None] = {}
-        others: dict[Any, Any] = {}
-        for dep, value in self._data.items():
-            if isinstance(dep, ServiceQuery):
-                services[dep] = value
-            elif isinstance(dep, CatalogQuery):
-                catalogs[dep] = value
-            elif isinstance(dep, KeyQuery):
-                keys[dep] = value
-            else:
-                others[dep] = value
-        snapshot = Snapshot.build(services, catalogs, keys, others)
-        if snapshot != self.updates.value:
+        snapshot = self._publisher.publish(self._data)  # None: nothing changed (discovery.publisher)
+        if snapshot is not None:
             self.updates.publish(snapshot)
 
     async def _fetch_one(self, query: ServiceQuery, limit: asyncio.Semaphore) -> None:
