@@ -40,7 +40,7 @@ from typing import Any
 import jinja2.runtime
 from jinja2.exceptions import SecurityError
 
-from discovery.model import Instance, ServiceQuery
+from discovery.model import Instance, ServiceQuery, Snapshot
 
 from .block_cache import BlockCache, Blocks, Unfrozen, freeze
 from .escape import NginxText
@@ -71,7 +71,7 @@ class _Row:
 class _Plan:
     """The rows of one call for one ``services()`` list (the reader hands out the same list again)."""
 
-    __slots__ = ("every", "listed", "queries", "reader", "rows")
+    __slots__ = ("at", "claimed", "every", "listed", "queries", "reader", "rows", "seen", "texts")
 
     def __init__(self, reader: Reader, listed: list[dict[str, Any]], dc: Any, prefix: str, old: Any) -> None:
         # A service the catalog still lists keeps its row, and so its text.
@@ -92,6 +92,12 @@ class _Plan:
         self.queries = [row.query for row in self.rows]
         self.every = frozenset(self.queries)
         self.reader: weakref.ref[Reader] = _NO_READER  # the render that last used it
+        self.at = {query: k for k, query in enumerate(self.queries)}
+        self.texts: list[str] = []  # each row's text, as the last render wrote them
+        # After a walk where every row was read, reused or kept, and claimed a name no other row did:
+        # the snapshot it read and those names (lower-cased, as nginx compares them). Else None.
+        self.seen: weakref.ref[Snapshot] | None = None
+        self.claimed: dict[str, str] = {}
 
 
 def make_upstream_blocks(blocks: Blocks) -> Callable[..., NginxText]:
@@ -126,7 +132,10 @@ def make_upstream_blocks(blocks: Blocks) -> Callable[..., NginxText]:
         if cache is None or key is None:
             return _uncached(reader, listed, upstream, front, dc, passing, options)
         plan = _plan(reader, cache, key, listed, dc, front)
-        return NginxText("".join(_texts(reader, cache, plan, upstream, bool(passing), options)))
+        texts = _reuse(reader, cache, plan, upstream, bool(passing), options)
+        if texts is None:
+            texts = _texts(reader, cache, plan, upstream, bool(passing), options)
+        return NginxText("".join(texts))
 
     return upstream_blocks
 
@@ -173,23 +182,106 @@ def _key(blocks: Blocks, cache: BlockCache, macro: Any, args: tuple[Any, ...]) -
 def _texts(
     reader: Reader, cache: BlockCache, plan: _Plan, macro: Any, passing: bool, options: dict[str, Any]
 ) -> list[str]:
-    """Each row's text: reused while its instances and its claim hold, else made by the macro."""
-    out = []
-    try_claim, same = reader.try_claim, operator.is_
+    """The walk: each row's text, reused while its instances and its claim hold, else made by the macro."""
+    plan.texts = out = []
     for row, source in zip(plan.rows, reader.sources(plan.queries, plan.every), strict=True):
-        kept = row.source
-        if (
-            kept is not None
-            and (kept is source or (len(kept) == len(source) and all(map(same, kept, source))))
-            and (row.claim is None or try_claim(*row.claim))
-        ):
-            cache.hits += 1
-            out.append(row.text)
-            continue
-        cache.misses += 1
-        instances = instance_list(source, row.tag, passing)
-        text, row.claim, ok = run_recorded(reader, functools.partial(macro, row.name, instances, **options))
-        row.text = str(text) + "\n"
-        row.source = source if ok else None
+        _row(reader, cache, row, source, macro, passing, options)
         out.append(row.text)
+    _remember(reader, plan)
     return out
+
+
+def _row(
+    reader: Reader,
+    cache: BlockCache,
+    row: _Row,
+    source: tuple[Instance, ...],
+    macro: Any,
+    passing: bool,
+    options: dict[str, Any],
+) -> None:
+    """One row of the walk: its text kept while its instances and its claim hold, else made again."""
+    kept = row.source
+    if (
+        kept is not None
+        and (kept is source or (len(kept) == len(source) and all(map(operator.is_, kept, source))))
+        and (row.claim is None or reader.try_claim(*row.claim))
+    ):
+        cache.hits += 1
+        return
+    _run(reader, cache, row, source, macro, passing, options)
+
+
+def _run(
+    reader: Reader,
+    cache: BlockCache,
+    row: _Row,
+    source: tuple[Instance, ...],
+    macro: Any,
+    passing: bool,
+    options: dict[str, Any],
+) -> None:
+    """Make a row's text with the macro, recorded as block_cache records a run."""
+    cache.misses += 1
+    instances = instance_list(source, row.tag, passing)
+    text, row.claim, ok = run_recorded(reader, functools.partial(macro, row.name, instances, **options))
+    row.text = str(text) + "\n"
+    row.source = source if ok else None
+
+
+def _remember(reader: Reader, plan: _Plan) -> None:
+    """After a walk: whether the next render may skip it (``_reuse``), and what it needs to."""
+    plan.seen = None
+    claims = [row.claim for row in plan.rows if row.source is not None]
+    if len(claims) < len(plan.rows) or not all(c is not None and c[1] for c in claims):
+        return  # a row made every time, or one whose name nginx cannot take: walk each time
+    if not plan.every.isdisjoint(reader.missing):
+        return  # a service not read yet: the walk records it as missing
+    plan.claimed = {str(c[0]).lower(): str(c[0]) for c in claims if c is not None}
+    if len(plan.claimed) == len(plan.rows):
+        plan.seen = weakref.ref(reader.snapshot)
+
+
+def _reuse(
+    reader: Reader, cache: BlockCache, plan: _Plan, macro: Any, passing: bool, options: dict[str, Any]
+) -> list[str] | None:
+    """The walk's result without walking, when the snapshot's series says which services changed.
+
+    The walk would reuse every other row (the same instances, the same claim granted again) and read
+    every service; so the rows' names are claimed at once, every query is recorded as read, and only
+    the changed rows go the walk's way. None when that cannot be known, and the caller walks:
+    another series, a name claimed before this call.
+    """
+    seen = plan.seen() if plan.seen is not None else None
+    known = reader.snapshot.changes_since(seen) if seen is not None else None
+    if known is None or len(known) > 64 + len(plan.rows) // 8:
+        return None  # many changed: the walk costs no more
+    upstreams = reader.upstreams
+    if any(name in plan.claimed for name in upstreams):
+        return None  # claims in another order could give other names: walk
+    touched = sorted(plan.at[q] for q in known if q in plan.at)
+    if not all(reader.snapshot.has(plan.queries[k]) for k in touched):
+        return None  # a service gone from the snapshot: the walk records it as missing
+    reader.read.update(plan.every)
+    upstreams.update(plan.claimed)
+    first = plan.rows[0].claim if touched[:1] != [0] else None
+    for recording in reader.recordings:
+        # The outer macro's call (the library's ``upstreams``) reads data, so it is never stored: of
+        # its claims only the first is ever looked at (run_recorded), and the walk's first is row 0's.
+        recording.data_reads += len(plan.queries)
+        if first is not None:
+            recording.claims.append(first)
+    cache.hits += len(plan.rows) - len(touched)
+    for k in touched:
+        row = plan.rows[k]
+        source: tuple[Instance, ...] = reader.snapshot.get(row.query)  # type: ignore[assignment]
+        claim = row.claim
+        assert claim is not None
+        del upstreams[str(claim[0]).lower()]  # free for its own row, as in the walk
+        _row(reader, cache, row, source, macro, passing, options)
+        plan.texts[k] = row.text
+        if row.claim != claim or row.source is None:
+            plan.seen = None  # not as before: the next render walks
+            return plan.texts
+    plan.seen = weakref.ref(reader.snapshot)
+    return plan.texts

@@ -31,6 +31,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from discovery.model import Dependency, ServiceQuery, Snapshot
 from plumbing.errors import TemplateError
@@ -143,9 +144,14 @@ def decide_apply(files: Files, refused: Files, *, dry: bool = False) -> Decision
 
 def changed_services(old: Snapshot, new: Snapshot) -> list[tuple[ServiceQuery, int, int]]:
     """For the log: each service whose instances changed, with its instance and passing counts."""
-    before = dict(old.services)
-    return [
-        (query, len(instances), sum(1 for i in instances if i.status == "passing"))
-        for query, instances in new.services
-        if before.get(query) != instances
-    ]
+    known = new.changes_since(old)
+    if known is not None:
+        # The watcher's series says which: no need to compare every service of the catalog.
+        changed = sorted(q for q in known if isinstance(q, ServiceQuery) and new.has(q))
+        pairs: list[tuple[ServiceQuery, Any]] = [
+            (q, new.get(q)) for q in changed if not old.has(q) or old.get(q) != new.get(q)
+        ]
+    else:
+        before = dict(old.services)
+        pairs = [(q, instances) for q, instances in new.services if before.get(q) != instances]
+    return [(q, len(v), sum(1 for i in v if i.status == "passing")) for q, v in pairs]

@@ -73,6 +73,10 @@ def changed_between(old: Snapshot, new: Snapshot) -> frozenset[Dependency]:
     """Every dependency whose answer differs between two snapshots (or that only one of them holds)."""
     if old is new:
         return frozenset()
+    known = new.changes_since(old)
+    if known is not None:
+        # The watcher's series says what changed; what changed and changed back is compared here.
+        return frozenset(d for d in known if old.has(d) != new.has(d) or _answer(old, d) != _answer(new, d))
     changed: set[Dependency] = set()
     for before, now in (
         (old.services, new.services),
@@ -97,6 +101,10 @@ def changed_between(old: Snapshot, new: Snapshot) -> frozenset[Dependency]:
                 q for q in mine.keys() & theirs.keys() if mine[q] is not theirs[q] and mine[q] != theirs[q]
             )
     return frozenset(changed)
+
+
+def _answer(snapshot: Snapshot, dep: Dependency) -> object:
+    return snapshot.get(dep) if snapshot.has(dep) else None
 
 
 _READER: contextvars.ContextVar[Reader] = contextvars.ContextVar("reader")

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from discovery.model import CatalogQuery, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+from discovery.publisher import Publisher
 from discovery.sites import HOST_META, PATH_META
+from renderer import block_loop
 from renderer.exclusion import without
 from renderer.template import Rendered, TemplateSet
 
@@ -103,22 +107,35 @@ CHANGES = st.one_of(
 )
 
 
-def snapshot(catalog: dict[str, tuple[Instance, ...]], first: str | None) -> Snapshot:
-    services = {ServiceQuery(n): instances for n, instances in catalog.items()}
+def snapshot(
+    catalog: dict[str, tuple[Instance, ...]], first: str | None, series: Publisher | None = None
+) -> Snapshot:
+    """The snapshot of a catalog; with ``series``, published as a watcher does (it then says what changed)."""
+    services: dict[Any, Any] = {ServiceQuery(n): instances for n, instances in catalog.items()}
     for name in NAMES:  # every service a template may ask for has an answer, maybe empty
         services.setdefault(ServiceQuery(name), ())
     tags = {n: tuple(sorted({t for i in instances for t in i.tags})) for n, instances in catalog.items()}
     summaries = tuple(sorted(ServiceSummary(n, t) for n, t in tags.items()))
-    return Snapshot.build(services, {CatalogQuery(): summaries}, {KeyQuery("first"): first})
+    if series is None:
+        return Snapshot.build(services, {CatalogQuery(): summaries}, {KeyQuery("first"): first})
+    data = {**services, CatalogQuery(): summaries, KeyQuery("first"): first}
+    made = series.publish(data) or series.snapshot
+    assert made is not None
+    return made
 
 
-def change(snap: Snapshot, catalog: dict[str, tuple[Instance, ...]], step: tuple[object, ...]) -> Snapshot:
+def change(
+    snap: Snapshot,
+    catalog: dict[str, tuple[Instance, ...]],
+    step: tuple[object, ...],
+    series: Publisher | None = None,
+) -> Snapshot:
     """Apply one change to the catalog in place; the next snapshot (sharing unchanged tuples)."""
     kind, where, what = step
     everyone = [(n, k) for n, instances in catalog.items() for k in range(len(instances))]
     first = snap.get(KeyQuery("first"))
     if kind == "key":
-        return snapshot(catalog, what)  # type: ignore[arg-type]
+        return snapshot(catalog, what, series)  # type: ignore[arg-type]
     if kind == "replace":
         catalog.clear()
         catalog.update(what)  # type: ignore[arg-type]
@@ -137,7 +154,7 @@ def change(snap: Snapshot, catalog: dict[str, tuple[Instance, ...]], step: tuple
             field = "status" if kind == "flip" else "weight"
             instances[k] = dataclasses.replace(instances[k], **{field: what})
         catalog[name] = tuple(instances)
-    return snapshot(catalog, first)  # type: ignore[arg-type]
+    return snapshot(catalog, first, series)  # type: ignore[arg-type]
 
 
 # The library's upstreams macro as it was, a Jinja loop: nginx.upstreams must write what it wrote.
@@ -172,19 +189,26 @@ def same(incremental: list[Rendered], full: list[Rendered]) -> None:
         assert (a.warnings, a.dependencies, a.missing) == (b.warnings, b.dependencies, b.missing), a.source
 
 
+@pytest.mark.parametrize("as_published", [False, True], ids=["built", "published"])
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=catalogs(), steps=st.lists(CHANGES, max_size=8))
 def test_incremental_render_equals_a_full_render_after_any_changes(
-    tmp_path: Path, start: dict[str, tuple[Instance, ...]], steps: list[tuple[object, ...]]
+    tmp_path: Path,
+    start: dict[str, tuple[Instance, ...]],
+    steps: list[tuple[object, ...]],
+    as_published: bool,
 ) -> None:
+    """``published``: snapshots made as the watcher makes them, which say what changed (block_loop's
+    shortcut); ``built``: snapshots that do not, compared instead."""
     incremental, full = templates(tmp_path), templates(tmp_path)
     (tmp_path / "loop").mkdir(exist_ok=True)
     jinja_loop = templates(tmp_path / "loop", jinja_loop=True)  # its blocks through the macro hook
     catalog = dict(start)
-    snap = snapshot(catalog, None)
+    series = Publisher() if as_published else None
+    snap = snapshot(catalog, None, series)
     for step in [None, *steps]:
         if step is not None:
-            snap = change(snap, catalog, step)
+            snap = change(snap, catalog, step, series)
         done, errors = incremental.render_all(snap)
         assert full.load() == []  # forgets every cached text and block: a full render
         expected, expected_errors = full.render_all(snap)
@@ -214,3 +238,36 @@ def test_a_flip_reuses_every_other_block_and_writes_what_a_full_render_writes(tm
     assert (ts.blocks.for_source(source).hits, ts.blocks.for_source(source).misses) == (49, 1)
     assert text == templates(tmp_path).render(source, snap).text
     assert "127.0.0.1:1007" not in text and "127.0.0.2:1007" in text
+
+
+def test_a_flip_in_a_watchers_series_skips_the_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot that says what changed re-renders that block only: the other rows are not visited."""
+    ts = templates(tmp_path)
+    source = tmp_path / "upstreams.j2"
+    catalog = {
+        f"s{k}": (Instance("n", f"s{k}-1", f"s{k}", "127.0.0.1", 1000 + k),)
+        + (Instance("n", f"s{k}-2", f"s{k}", "127.0.0.2", 1000 + k),)
+        for k in range(50)
+    }
+    series = Publisher()
+    snap = snapshot(catalog, None, series)
+    ts.render(source, snap)
+    walked: list[int] = []
+    walk = block_loop._texts
+    mine = ts.blocks.for_source(source)
+
+    def counted(*args: Any) -> list[str]:
+        walked.extend([1] if args[1] is mine else [])  # the full renders below walk, of course
+        return walk(*args)
+
+    monkeypatch.setattr(block_loop, "_texts", counted)
+    for n, status in enumerate(["critical", "passing", "warning"]):
+        snap = change(snap, catalog, ("flip", 14 + 2 * n, status), series)
+        text = ts.render(source, snap).text
+        assert text == templates(tmp_path).render(source, snap).text
+    assert walked == []
+    assert (ts.blocks.for_source(source).hits, ts.blocks.for_source(source).misses) == (49, 1)
+    # A snapshot outside the series (what left_out.visible makes) is walked, and written the same.
+    snap = change(snap, catalog, ("leave_out", 3, None), series)
+    assert ts.render(source, snap).text == templates(tmp_path).render(source, snap).text
+    assert walked == [1]
