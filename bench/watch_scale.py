@@ -38,7 +38,7 @@ from .rig import (
 )
 from .scale_catalog import NODES, Flipper, body, name
 
-SPY = "/tmp/tools/bin/py-spy"  # installed apart from the project's venv: `pip install py-spy`
+SPY = str(Path(sys.executable).with_name("py-spy"))  # the bench extra installs it beside python
 TEMPLATE = """{% import "nginx.j2" as nginx %}
 {{ nginx.upstreams(tag="scale", prefix="s_") }}
 """
@@ -157,10 +157,17 @@ def _spy(spy: str, pid: int) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def sidecar_run(folder: Path, size: int, spy: str = "") -> dict[str, Any]:
+def _stop_spy(spying: subprocess.Popen[bytes] | None) -> None:
+    if spying:
+        spying.send_signal(signal.SIGINT)
+        spying.wait()
+
+
+def sidecar_run(folder: Path, size: int, spy: str = "", when: str = "start") -> dict[str, Any]:
     """``upstreams watch`` from start to the complete file, then flips; RSS and connections.
 
-    ``spy``: a file for py-spy's raw samples of the first render, or "debug" for the sidecar's debug log.
+    ``spy``: a file for py-spy's raw samples, or "debug" for the sidecar's debug log; ``when``: "start"
+    samples the first render, "flips" the flips after it.
     """
     consul = agent(folder)
     reset(consul, size)
@@ -171,7 +178,8 @@ def sidecar_run(folder: Path, size: int, spy: str = "") -> dict[str, Any]:
         config = sidecar_config(work, consul, nginx, TEMPLATE)
         t0 = time.monotonic()
         sidecar = SidecarProcess(config, *(["--debug"] if spy == "debug" else []))
-        peaks, spying = _Peaks(ProcStats(sidecar.proc.pid), consul.http_port), _spy(spy, sidecar.proc.pid)
+        peaks = _Peaks(ProcStats(sidecar.proc.pid), consul.http_port)
+        spying = _spy(spy, sidecar.proc.pid) if when == "start" else None
 
         def complete() -> bool:
             peaks.sample()
@@ -182,21 +190,20 @@ def sidecar_run(folder: Path, size: int, spy: str = "") -> dict[str, Any]:
             out["first_render_s"] = round(time.monotonic() - t0, 2)
             out["rss_after_first_render_mb"] = round(peaks.stats.rss_mb(), 1)
             print(out, flush=True)
-            if spying:
-                spying.send_signal(signal.SIGINT)
-                spying.wait()
-            out.update(_file_flips(consul, nginx.backends, dest, size, peaks))
+            spying = _stop_spy(spying) if when == "start" else _spy(spy, sidecar.proc.pid)
+            out.update(_file_flips(consul, nginx.backends, dest, size, peaks, 6 if when == "start" else 30))
+            _stop_spy(spying)
         finally:
             sidecar.stop(timeout=30)
     return out
 
 
 def _file_flips(
-    consul: ConsulAgent, backends: dict[str, int], dest: Path, size: int, peaks: _Peaks
+    consul: ConsulAgent, backends: dict[str, int], dest: Path, size: int, peaks: _Peaks, count: int = 6
 ) -> dict[str, Any]:
     flipper = Flipper(consul, [backends[f"b{n}"] for n in range(1, NODES + 1)])
     lat = []
-    for k in range(6):
+    for k in range(count):
         before = dest.stat().st_mtime_ns
         t1 = time.monotonic()
         flipper.set(size // 2, k // 2 % NODES + 1, "passing" if k % 2 else "critical")
