@@ -9,7 +9,8 @@ Modules, from the pure core to the edges:
 * ``files``    service files (TOML / JSON) -> specs (the same rules, as config errors)
 * ``plan``     desired specs vs. the agent's services -> what to register and deregister
 * ``agent``    the local agent's HTTP API (list, register, deregister, update a TTL check)
-* ``runner``   script and HEALTHCHECK checks the companion runs itself, reported to TTL checks
+* ``runner``   script and HEALTHCHECK checks the companion runs itself, reported to TTL checks;
+  ``runc_exec`` the opt-in ``[checks] exec = "runc"`` path (runc exec on the engine's own state)
 * ``config``   the ``[consul]``, ``[registrar]`` and ``[status]`` tables
 * ``state``    what the companion knows of itself, for ``/health`` and ``/status``
 * ``metrics``  its Prometheus metrics (``/metrics``)

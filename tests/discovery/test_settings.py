@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from discovery.settings import ConsulSettings
-from plumbing.duration import format_duration, parse_duration
 from plumbing.errors import ConfigError
 from plumbing.table import Table
 
@@ -73,24 +72,6 @@ def test_unknown_keys_and_wrong_types_are_rejected() -> None:
 def test_missing_tls_files_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"ca_file' names .* which does not exist"):
         settings({"ca_file": "nope.pem"}, base=tmp_path)
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("0", 0), ("0s", 0), ("150ms", 0.15), ("1m30s", 90), ("2h", 7200)]
-)
-def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "5", "1x", "s", "1s2", "-1s", " 1 s"])
-def test_bad_durations(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
-
-
-def test_format_duration() -> None:
-    assert format_duration(300) == "300s"
-    assert format_duration(0.25) == "250ms"
 
 
 def test_max_stale_defaults_to_reads_the_leader_answers_and_takes_a_duration() -> None:
