@@ -79,7 +79,7 @@ class GoFunctions(Values):
         if not args:
             raise Unconvertible('node without a name means the agent\'s own node; give node "NAME"')
         (name,) = self.values("node", args, 1)
-        return Val(f"node({name.expr})", "nodeinfo")
+        return Val(f"node({_no_dc(name, 'a node')})", "nodeinfo")
 
     def fn_nodes(self, args: list[Arg | Val]) -> Val:
         if args:
@@ -225,9 +225,9 @@ def python_format(fmt: str) -> str:
     return _VERB.sub(verb, fmt)
 
 
-def _no_dc(path: Val) -> str:
+def _no_dc(path: Val, what: str = "a key") -> str:
     if path.expr.startswith('"') and "@" in path.expr:
-        raise Unconvertible("a key in another datacenter ('@dc') is not supported by upstreams")
+        raise Unconvertible(f"{what} in another datacenter ('@dc') is not supported by upstreams")
     return path.expr
 
 

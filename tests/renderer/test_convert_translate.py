@@ -53,7 +53,10 @@ SNAP = Snapshot.build(
         ),
         ServiceQuery("nope"): (),
     },
-    {CatalogQuery(): (ServiceSummary("api", ("public",)), ServiceSummary("web", ("blue", "v1", "v2")))},
+    {
+        CatalogQuery(): (ServiceSummary("api", ("public",)), ServiceSummary("web", ("blue", "v1", "v2"))),
+        CatalogQuery("dc2"): (ServiceSummary("far"),),
+    },
     {
         KeyQuery("cfg/max"): "7",
         KeyQuery("cfg/none"): None,
@@ -126,6 +129,7 @@ CASES = [
     ('{{with node "gone"}}x{{else}}no node{{end}}', "no node"),
     ("{{range nodes}}{{.Node}}={{.Address}} {{end}}", "n1=10.0.0.1 n2=10.0.0.2 "),
     ("{{range datacenters}}{{.}} {{end}}{{len datacenters}}", "dc1 dc2 2"),
+    ('{{range services "@dc2"}}{{.Name}}{{end}}', "far"),
 ]  # fmt: skip
 
 
@@ -156,6 +160,8 @@ UNCONVERTIBLE = [
     ),
     ('{{printf "%q" "a"}}', "printf verb %q"),
     ('{{key "a@dc2"}}', "another datacenter"),
+    ('{{with node "n1@dc2"}}{{.Node.Address}}{{end}}', "a node in another datacenter"),
+    ('{{range nodes "@dc2"}}{{.Node}}{{end}}', "nodes takes no datacenter"),
     ('{{ $n := 0 }}{{range service "web"}}{{ $n = 1 }}{{end}}', "inside a range does not reach outside"),
 ]
 
