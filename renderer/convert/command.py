@@ -42,8 +42,9 @@ def convert(
     output.mkdir(parents=True, exist_ok=True)
     written: list[tuple[str, TemplatePlan]] = []
     for tmpl, name in zip(templates, _names(templates), strict=True):
-        if _write_template(tmpl, output / name, problems):
-            written.append((name, tmpl))
+        reads = _write_template(tmpl, output / name, problems)
+        if reads is not None:
+            written.append((name, replace(tmpl, env=reads)))
     if plan.token:
         token = output / "consul-token"
         token.write_text(plan.token + "\n")
@@ -90,8 +91,8 @@ def _names(templates: list[TemplatePlan]) -> list[str]:
     return names
 
 
-def _write_template(tmpl: TemplatePlan, target: Path, problems: list[Problem]) -> bool:
-    """Translate one template into ``target``; an unreadable one is a problem and writes nothing."""
+def _write_template(tmpl: TemplatePlan, target: Path, problems: list[Problem]) -> tuple[str, ...] | None:
+    """Translate one template into ``target``; the variables it reads, or None (unreadable: a problem)."""
     where = str(tmpl.source) if tmpl.source else f"{tmpl.file}:{tmpl.line} (contents)"
     try:
         text = tmpl.contents if tmpl.source is None else tmpl.source.read_text(encoding="utf-8")
@@ -100,7 +101,7 @@ def _write_template(tmpl: TemplatePlan, target: Path, problems: list[Problem]) -
         result = translate(parse(text, where, tmpl.left, tmpl.right), where)
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(where, 1, f"cannot read the template: {exc}.", unreadable=True))
-        return False
+        return None
     except TemplateError as exc:
         found = _ERROR_AT.match(str(exc))
         file, line, what = (
@@ -109,10 +110,10 @@ def _write_template(tmpl: TemplatePlan, target: Path, problems: list[Problem]) -
         problems.append(
             Problem(file, line, f"not a Go template consul-template can parse: {what}", unreadable=True)
         )
-        return False
+        return None
     target.write_text(result.text, encoding="utf-8")
     problems += result.problems
-    return True
+    return result.env
 
 
 def _check(config: Path, env: Mapping[str, str]) -> list[Problem]:
@@ -160,6 +161,8 @@ def sidecar_toml(plan: Plan, templates: list[tuple[str, TemplatePlan]], origin: 
             lines.append(f'perms = "{tmpl.perms:04o}"')
         if tmpl.backup:
             lines.append("backup = true")
+        if tmpl.env:
+            lines.append(f"env = {_toml(tmpl.env)}")
     return "\n".join(lines) + "\n"
 
 

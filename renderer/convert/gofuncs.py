@@ -7,7 +7,7 @@ import json
 import re
 
 from ..template import parse_service_spec
-from .expr import ELEMENT, Val, Values
+from .expr import ELEMENT, Val, Values, literal
 from .gonodes import Arg, Lit
 from .report import Unconvertible
 
@@ -19,6 +19,8 @@ _VERB = re.compile(r"%([-+# 0]*\d*(?:\.\d+)?)([a-zA-Z%])")
 
 class GoFunctions(Values):
     """The translator's expressions with consul-template's functions."""
+
+    env_names: set[str]  # the variables env() reads: the config must allow them
 
     # consul-template's data functions ------------------------------------------------------------
 
@@ -77,7 +79,7 @@ class GoFunctions(Values):
         if not args:
             raise Unconvertible('node without a name means the agent\'s own node; give node "NAME"')
         (name,) = self.values("node", args, 1)
-        return Val(f"node({name.expr})", "nodeinfo")
+        return Val(f"node({_no_dc(name, 'a node')})", "nodeinfo")
 
     def fn_nodes(self, args: list[Arg | Val]) -> Val:
         if args:
@@ -89,8 +91,11 @@ class GoFunctions(Values):
         return Val("datacenters()", "strings")
 
     def fn_env(self, args: list[Arg | Val]) -> Val:
-        (name,) = self.values("env", args, 1)
-        return Val(f"env({name.expr})", "string")
+        if len(args) != 1 or not (isinstance(args[0], Lit) and isinstance(args[0].value, str)):
+            # The config lists the variables a template may read: the name must be known now.
+            raise Unconvertible('env takes one constant variable name, e.g. env "HOSTNAME"')
+        self.env_names.add(args[0].value)
+        return Val(f"env({literal(args[0].value)})", "string")
 
     def fn_byTag(self, args: list[Arg | Val]) -> Val:
         (items,) = self.values("byTag", args, 1)
@@ -220,9 +225,9 @@ def python_format(fmt: str) -> str:
     return _VERB.sub(verb, fmt)
 
 
-def _no_dc(path: Val) -> str:
+def _no_dc(path: Val, what: str = "a key") -> str:
     if path.expr.startswith('"') and "@" in path.expr:
-        raise Unconvertible("a key in another datacenter ('@dc') is not supported by upstreams")
+        raise Unconvertible(f"{what} in another datacenter ('@dc') is not supported by upstreams")
     return path.expr
 
 

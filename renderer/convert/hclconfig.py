@@ -65,6 +65,7 @@ class TemplatePlan:
     backup: bool = False
     left: str = "{{"
     right: str = "}}"
+    env: tuple[str, ...] = ()  # the variables the translated template reads (``env = [...]``)
 
 
 @dataclass(frozen=True)

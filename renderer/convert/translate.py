@@ -53,6 +53,7 @@ class Translation:
 
     text: str
     problems: tuple[Problem, ...]
+    env: tuple[str, ...] = ()  # the environment variables the template reads, for its config
 
 
 @dataclass
@@ -72,7 +73,7 @@ def translate(nodes: tuple[Node, ...], file: str) -> Translation:
         init = ", ".join(f"{k}={'{}' if m else 'none'}" for k, m in sorted(t.scratch.items()))
         # trim_blocks eats exactly the newline after this tag, so the body starts as Go's output does.
         body = "{% set scratch = namespace(" + init + ") %}\n" + body
-    return Translation(body, tuple(t.problems))
+    return Translation(body, tuple(t.problems), tuple(sorted(t.env_names)))
 
 
 class _Translator(Scratch):
@@ -83,6 +84,7 @@ class _Translator(Scratch):
         self.scopes = [_Scope(None)]
         self.scratch: dict[str, bool] = {}  # key -> used as a map
         self.taken: set[str] = set()
+        self.env_names: set[str] = set()
         self.line = 1
 
     # scope ---------------------------------------------------------------------------------------

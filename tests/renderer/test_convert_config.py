@@ -3,6 +3,7 @@ what needs a hand listed with file:line, and the exit codes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -238,3 +239,21 @@ def test_wait_string_default_delimiters_and_template_waits(tmp_path: Path) -> No
         "max": "4s",
     }
     assert 'for instance in service("web")' in (tmp_path / "out" / "d.j2").read_text()
+
+
+def test_a_template_reading_the_environment_gets_its_variables_allowed(tmp_path: Path) -> None:
+    (tmp_path / "h.ctmpl").write_text('server {{ env "HOSTNAME" }}:80;{{ env "ZONE" | toLower }}\n')
+    (tmp_path / "e.ctmpl").write_text('{{ env (key "name") }}\n')
+    dest = tmp_path / "h.conf"
+    problems = convert(
+        None, [f"h.ctmpl:{dest}", f"e.ctmpl:{tmp_path}/e.conf"], tmp_path / "out", tmp_path, {}
+    )
+    assert [str(p) for p in problems] == [
+        f'{tmp_path / "e.ctmpl"}:1: needs a hand: env takes one constant variable name, e.g. env "HOSTNAME".'
+    ]
+    tables = tomllib.loads((tmp_path / "out" / "sidecar.toml").read_text())["template"]
+    assert [t.get("env") for t in tables] == [["HOSTNAME", "ZONE"], None]
+    # `upstreams check` renders with the variables allowed; without them it failed on env().
+    check = subprocess.run([UPSTREAMS, "check", "--config", str(tmp_path / "out" / "sidecar.toml")],
+                           capture_output=True, text=True, timeout=30, env={**os.environ, "HOSTNAME": "web-1"})  # fmt: skip
+    assert check.returncode == 0, check.stderr

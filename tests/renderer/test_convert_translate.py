@@ -9,7 +9,21 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from discovery.model import CatalogQuery, Instance, KeyQuery, ServiceQuery, ServiceSummary, Snapshot
+from discovery.model import (
+    CatalogQuery,
+    DatacentersQuery,
+    Instance,
+    KeyQuery,
+    Node,
+    NodeInfo,
+    NodeQuery,
+    NodeService,
+    NodesQuery,
+    PrefixQuery,
+    ServiceQuery,
+    ServiceSummary,
+    Snapshot,
+)
 from plumbing.errors import TemplateError
 from renderer.convert.golex import lex
 from renderer.convert.goparse import Action, Chain, Cmd, Field, Ident, If, Lit, Pipe, Range, Text, parse
@@ -24,6 +38,7 @@ def inst(sid: str, port: int, tags: tuple[str, ...] = (), status: str = "passing
     )  # type: ignore[arg-type]
 
 
+NODE = Node("n1", "10.0.0.1", "dc1", "id-1", (("rack", "r1"),))
 SNAP = Snapshot.build(
     {
         ServiceQuery("web"): (
@@ -32,24 +47,38 @@ SNAP = Snapshot.build(
             inst("w3", 83, ("blue",), status="critical"),
         ),
         ServiceQuery("web", "dc2"): (inst("z1", 91),),
+        ServiceQuery("web", "dc2", "n2"): (
+            inst("z2", 92, ("blue",), "warning", node_address="10.9.9.9"),
+            inst("z1", 91),
+        ),
         ServiceQuery("nope"): (),
     },
-    {CatalogQuery(): (ServiceSummary("api", ("public",)), ServiceSummary("web", ("blue", "v1", "v2")))},
+    {
+        CatalogQuery(): (ServiceSummary("api", ("public",)), ServiceSummary("web", ("blue", "v1", "v2"))),
+        CatalogQuery("dc2"): (ServiceSummary("far"),),
+    },
     {
         KeyQuery("cfg/max"): "7",
         KeyQuery("cfg/none"): None,
         KeyQuery("cfg/json"): '{"a": {"b": [1, 2]}, "name": "x"}',
         KeyQuery("cfg/bad"): "a;b",
     },
+    {
+        PrefixQuery("cfg/"): (("cfg/", ""), ("cfg/a", "1"), ("cfg/sub/", ""), ("cfg/sub/c", "x;y")),
+        NodesQuery(): (NODE, Node("n2", "10.0.0.2", "dc1")),
+        NodeQuery("n1"): NodeInfo(NODE, (NodeService("w1", "web", "10.0.0.1", 81, ("blue",)),)),
+        NodeQuery("gone"): None,
+        DatacentersQuery(): ("dc1", "dc2"),
+    },
 )
 
 
-def go(tmp_path: Path, text: str) -> tuple[str, list[str]]:
+def go(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> tuple[str, list[str]]:
     """Translate a Go template, render it against SNAP; the output and the problems' sentences."""
     result = translate(parse(text, "t.ctmpl"), "t.ctmpl")
     source = tmp_path / "t.j2"
     source.write_text(result.text)
-    ts = TemplateSet([source])
+    ts = TemplateSet([source], {source: env or {}})
     assert ts.load() == [], result.text
     rendered = ts.render(source, SNAP)
     assert not rendered.missing, rendered.missing
@@ -91,6 +120,16 @@ CASES = [
     ("{{key \"cfg/bad\"}}", '"a;b"'),
     ('{{range service "web"}}{{.Tags}}{{end}} {{eq 1 2}}', "[blue v1] false"),  # Go's fmt of a list, a bool  # a value from Consul is still one escaped nginx token
     ("a {{- 1 -}} b {{- \"\" }}\n {{2}}", "a1b\n 2"),
+    # Every part of the query form at once: tag, datacenter, near (Consul's order kept), health filter.
+    ('{{range service "blue.web@dc2~n2|passing,warning"}}{{.ID}}@{{.NodeAddress}} {{end}}', "z2@10.9.9.9 "),
+    ('{{range service "web@dc2~n2"}}{{.ID}} {{end}}{{range service "web@dc2~n2" "any"}}{{.ID}} {{end}}', "z1 z2 z1 "),
+    ('{{range ls "cfg"}}{{.Key}}={{.Value}},{{end}}', "a=1,"),
+    ('{{range tree "cfg/"}}{{.Key}}={{.Value}},{{end}}', 'a=1,sub/c="x;y",'),
+    ('{{with node "n1"}}{{.Node.Address}} {{.Node.Meta.rack}}{{range .Services}} {{.Service}}:{{.Port}}{{end}}{{end}}', "10.0.0.1 r1 web:81"),
+    ('{{with node "gone"}}x{{else}}no node{{end}}', "no node"),
+    ("{{range nodes}}{{.Node}}={{.Address}} {{end}}", "n1=10.0.0.1 n2=10.0.0.2 "),
+    ("{{range datacenters}}{{.}} {{end}}{{len datacenters}}", "dc1 dc2 2"),
+    ('{{range services "@dc2"}}{{.Name}}{{end}}', "far"),
 ]  # fmt: skip
 
 
@@ -99,6 +138,12 @@ def test_go_construct_renders_as_go_would(tmp_path: Path, text: str, expected: s
     out, problems = go(tmp_path, text)
     assert problems == []
     assert out == expected
+
+
+def test_env_converts_and_reads_what_the_template_may_read(tmp_path: Path) -> None:
+    out, problems = go(tmp_path, '{{env "HOSTNAME"}}|{{env "HOSTNAME" | toUpper}}', {"HOSTNAME": "web-1;x"})
+    assert problems == []
+    assert out == '"web-1;x"|"WEB-1;X"'
 
 
 UNCONVERTIBLE = [
@@ -115,6 +160,8 @@ UNCONVERTIBLE = [
     ),
     ('{{printf "%q" "a"}}', "printf verb %q"),
     ('{{key "a@dc2"}}', "another datacenter"),
+    ('{{with node "n1@dc2"}}{{.Node.Address}}{{end}}', "a node in another datacenter"),
+    ('{{range nodes "@dc2"}}{{.Node}}{{end}}', "nodes takes no datacenter"),
     ('{{ $n := 0 }}{{range service "web"}}{{ $n = 1 }}{{end}}', "inside a range does not reach outside"),
 ]
 
