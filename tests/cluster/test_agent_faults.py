@@ -11,6 +11,7 @@ import pytest
 from tests.cluster.conftest import sidecar_config
 from tests.cluster.load import Renders
 from tests.support.cluster import Cluster
+from tests.support.fault_proxy import EMPTY_SERVICES, ERROR_500, PASS, FaultProxy
 from tests.support.figures import record
 from tests.support.load import Load
 from tests.support.nginx import NginxServer
@@ -78,6 +79,39 @@ def test_restarted_agent_keeps_the_last_good_config_while_down_and_resyncs_when_
         balancer.start()
         wait_until(lambda: nginx.answers() == {"b1", "b2"}, timeout=30, what="the change applied after")
     record("cluster: sidecar's agent restarted", faults=1, requests=load.sent, failed=load.failed)
+    assert load.failed == 0, load.failures[:5]
+    assert _partial(renders, nginx, ("b1", "b2")) == []
+    assert sidecar.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_an_agent_back_with_every_service_empty_for_a_moment_is_not_rendered_before_it_settles(
+    tmp_path: Path, cluster: Cluster, nginx: NginxServer, start_sidecar: Callable[..., SidecarProcess]
+) -> None:
+    # A real agent cannot be made to answer half-empty on demand (anti-entropy wins the race here):
+    # a proxy in front of the sidecar's agent does, between "back" and the resync that follows.
+    balancer, backends = cluster.clients
+    for name in ("b1", "b2", "b3"):
+        backends.register_ttl("prime", name, nginx.backends[name])
+    proxy = FaultProxy(balancer.http_port, balancer.ip).start()
+    try:
+        config = sidecar_config(tmp_path / "sidecar", balancer, nginx)
+        via = f'address = "http://127.0.0.1:{proxy.port}"\nblock_query_wait = "1s"\ntimeout = "1s"'
+        config.write_text(config.read_text().replace(f'address = "{balancer.address}"', via))
+        sidecar = start_sidecar(config)
+        wait_until(lambda: nginx.answers() == {"b1", "b2", "b3"}, timeout=20, what="three backends serving")
+        dest = nginx.conf_d / "upstreams.conf"
+        with Load(nginx) as load, Renders(dest) as renders:
+            proxy.set_mode(ERROR_500)
+            wait_until(lambda: "Lost Consul" in sidecar.output(), what="the sidecar to notice")
+            proxy.set_mode(EMPTY_SERVICES)  # back, but every service without instances
+            wait_until(lambda: proxy.emptied > 0, what="a service read answered empty")
+            proxy.set_mode(PASS)  # the connections dropped: the sidecar reads everything again
+            backends.set_ttl("b3", "critical")
+            wait_until(lambda: nginx.answers() == {"b1", "b2"}, timeout=30, what="the change applied after")
+    finally:
+        proxy.stop()
+    record("cluster: agent back half-empty", faults=2, requests=load.sent, failed=load.failed)
     assert load.failed == 0, load.failures[:5]
     assert _partial(renders, nginx, ("b1", "b2")) == []
     assert sidecar.proc.poll() is None
