@@ -242,6 +242,19 @@ def _remember(reader: Reader, plan: _Plan) -> None:
         plan.seen = weakref.ref(reader.snapshot)
 
 
+def _as_walked(reader: Reader, plan: _Plan, touched: list[int]) -> None:
+    """What the walk's reads and claims of every row record, at once (the touched rows add their own)."""
+    reader.read.update(plan.every)
+    reader.upstreams.update(plan.claimed)
+    first = plan.rows[0].claim if touched[:1] != [0] else None
+    for recording in reader.recordings:
+        # The outer macro's call (the library's ``upstreams``) reads data, so it is never stored: of
+        # its claims only the first is ever looked at (run_recorded), and the walk's first is row 0's.
+        recording.data_reads += len(plan.queries)
+        if first is not None:
+            recording.claims.append(first)
+
+
 def _reuse(
     reader: Reader, cache: BlockCache, plan: _Plan, macro: Any, passing: bool, options: dict[str, Any]
 ) -> list[str] | None:
@@ -262,15 +275,7 @@ def _reuse(
     touched = sorted(plan.at[q] for q in known if q in plan.at)
     if not all(reader.snapshot.has(plan.queries[k]) for k in touched):
         return None  # a service gone from the snapshot: the walk records it as missing
-    reader.read.update(plan.every)
-    upstreams.update(plan.claimed)
-    first = plan.rows[0].claim if touched[:1] != [0] else None
-    for recording in reader.recordings:
-        # The outer macro's call (the library's ``upstreams``) reads data, so it is never stored: of
-        # its claims only the first is ever looked at (run_recorded), and the walk's first is row 0's.
-        recording.data_reads += len(plan.queries)
-        if first is not None:
-            recording.claims.append(first)
+    _as_walked(reader, plan, touched)
     cache.hits += len(plan.rows) - len(touched)
     for k in touched:
         row = plan.rows[k]

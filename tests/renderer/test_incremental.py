@@ -245,8 +245,10 @@ def test_a_flip_in_a_watchers_series_skips_the_walk(tmp_path: Path, monkeypatch:
     ts = templates(tmp_path)
     source = tmp_path / "upstreams.j2"
     catalog = {
-        f"s{k}": (Instance("n", f"s{k}-1", f"s{k}", "127.0.0.1", 1000 + k),)
-        + (Instance("n", f"s{k}-2", f"s{k}", "127.0.0.2", 1000 + k),)
+        f"s{k}": (
+            Instance("n", f"s{k}-1", f"s{k}", "127.0.0.1", 1000 + k),
+            Instance("n", f"s{k}-2", f"s{k}", "127.0.0.2", 1000 + k),
+        )
         for k in range(50)
     }
     series = Publisher()
