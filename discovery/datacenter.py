@@ -45,6 +45,7 @@ class Datacenter:
         self.health_changes: collections.deque[int] = collections.deque(maxlen=256)
         self.health_moved = asyncio.Event()
         self.catalog: dict[str, tuple[str, ...]] = {}
+        self._summaries: Any = ()  # the parsed answer ``catalog`` was made from
         self.catalog_index = 0
         self.kv_task: asyncio.Task[None] | None = None
         self.kv_keys: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
@@ -132,21 +133,27 @@ class Datacenter:
             self.watcher._mark_on_nodes(self.dc, nodes)  # a node check: every instance on the node
 
     async def watch_catalog(self) -> None:
+        last: list[Any] = [None, ()]  # the last answer as Consul sent it, and as parsed
+
         async def fetch(index: int, wait: str) -> tuple[Any, Any]:
             async with consul_errors("the list of services"):
                 idx, data = await self.watcher.client.catalog_services(
                     index=index, wait=wait, dc=self.dc or None
                 )
             self.watcher.metrics.blocking_wakeups.labels("catalog-services").inc()
-            return idx, (int(idx or 0), parse_services(data))
+            # The index also moves when only health changed: an equal answer is not parsed again.
+            if data is None or data != last[0]:
+                last[:] = [data, parse_services(data)]
+            return idx, (int(idx or 0), last[1])
 
         async for idx, summaries in self._query("catalog-services", fetch).changes():
-            new = {s.name: s.tags for s in summaries}
+            same = self.catalog_index != 0 and summaries is self._summaries
+            new = self.catalog if same else {s.name: s.tags for s in summaries}
             old, first = self.catalog, self.catalog_index == 0
-            self.catalog, self.catalog_index = new, idx
+            self.catalog, self.catalog_index, self._summaries = new, idx, summaries
             self.watcher._store(CatalogQuery(self.dc), summaries)
             self.watcher.nodes.moved(self.dc)  # a service (de)registered on a watched node moves this index
-            changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
+            changed = set() if same else {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
             if first:
                 self._anchor()
                 continue  # every watched service is fetched when it is first wanted: not twice at start

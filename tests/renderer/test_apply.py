@@ -76,12 +76,31 @@ def test_failed_reload_leaves_the_checked_files_and_raises(tmp_path: Path) -> No
 def test_backup_keeps_the_previous_good_version(tmp_path: Path) -> None:
     (t,) = templates(tmp_path, 1, backup=True)
     t.destination.write_text("v1")
+    first = t.destination.stat().st_ino
     asyncio.run(apply_renders([(t, "v2")], CountingNginx()))
-    assert Path(f"{t.destination}.bak").read_text() == "v1"
+    bak = Path(f"{t.destination}.bak")
+    assert bak.read_text() == "v1"
+    assert bak.stat().st_ino == first  # the previous file itself, linked: no copy written
     with pytest.raises(NginxCheckFailed):
         asyncio.run(apply_renders([(t, "v3-bad")], CountingNginx(check_fails=True)))
     assert t.destination.read_text() == "v2"
+    assert bak.read_text() == "v1"
+    asyncio.run(apply_renders([(t, "v3")], CountingNginx()))
+    assert (t.destination.read_text(), bak.read_text()) == ("v3", "v2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out0.conf", "out0.conf.bak"]  # no stray links
+
+
+def test_backup_is_written_where_no_link_can_be_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (t,) = templates(tmp_path, 1, backup=True)
+    t.destination.write_text("v1")
+
+    def no_links(*_: object) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr("renderer.backups.os.link", no_links)
+    asyncio.run(apply_renders([(t, "v2")], CountingNginx()))
     assert Path(f"{t.destination}.bak").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out0.conf", "out0.conf.bak"]
 
 
 def test_perms_are_applied_and_existing_mode_kept_otherwise(tmp_path: Path) -> None:
