@@ -29,7 +29,7 @@ from .dynamic.pusher import Pusher, fallback_reason
 from .dynamic.route import Route, route
 from .dynamic.texts import ParsedFile, parse
 from .files import read_bytes, remove, write_atomic
-from .nginx import Nginx
+from .nginx import CommandNginx, Nginx, master_started_at
 
 __all__ = ["Context", "Outcome", "apply_renders", "restore"]
 
@@ -96,7 +96,7 @@ async def apply_renders(
     names = ", ".join(str(c.destination) for c in changes)
     checked = way.check
     if ctx.pusher is not None and staged is not None and way.push is not None:
-        if await _push(ctx.pusher, way, staged[0], names):
+        if await _push(ctx.pusher, way, staged[0], names, nginx):
             return Outcome.PUSHED
         await _write_and_check([], nginx, check=True, restoring=written)  # the fallback: checked
         checked = True
@@ -208,12 +208,17 @@ def _state_change(pusher: Pusher | None, body: bytes) -> _Change:
     return _Change(path, body, read_bytes(path), 0o644, durable=False)
 
 
-async def _push(pusher: Pusher, way: Route, generation: int, names: str) -> bool:
+async def _push(pusher: Pusher, way: Route, generation: int, names: str, nginx: Nginx) -> bool:
     """Push a server-only change; False (counted, logged) when the reload path must carry it instead."""
     assert way.push is not None and way.state is not None  # a push always comes with its full state
     try:
         await pusher.push(way.push, way.state, generation)
     except DynamicPushFailed as exc:
+        if fallback_reason(exc) == "unreachable" and _not_running(nginx):
+            # Not started yet (the order operations.md recommends), so its endpoint cannot answer: a
+            # state, not a failed push. The reload path says so at INFO; nothing is counted.
+            log.debug("nginx is not running, so nothing was pushed: %s", exc)
+            return False
         pusher.metrics.dynamic_fallbacks.labels(reason=fallback_reason(exc)).inc()
         log.warning("Wrote %s; the push failed, so nginx reloads them instead: %s", names, exc)
         return False
@@ -222,6 +227,13 @@ async def _push(pusher: Pusher, way: Route, generation: int, names: str) -> bool
         "Wrote %s; pushed %d changed upstream(s) to nginx (generation %d).", names, len(way.push), generation
     )
     return True
+
+
+def _not_running(nginx: Nginx) -> bool:
+    """Whether nginx is known not to run: its pid file names no live process (unknown: False)."""
+    if not isinstance(nginx, CommandNginx) or nginx.config.pid_file is None:
+        return False
+    return master_started_at(nginx.config.pid_file) is None
 
 
 async def _write_and_check(
