@@ -29,7 +29,7 @@ from .dynamic.pusher import Pusher, fallback_reason
 from .dynamic.route import Route, route
 from .dynamic.texts import ParsedFile, parse
 from .files import read_bytes, remove, write_atomic
-from .nginx import CommandNginx, Nginx, master_started_at
+from .nginx import CommandNginx, Nginx, names_master
 
 __all__ = ["Context", "Outcome", "apply_renders", "restore"]
 
@@ -230,10 +230,10 @@ async def _push(pusher: Pusher, way: Route, generation: int, names: str, nginx: 
 
 
 def _not_running(nginx: Nginx) -> bool:
-    """Whether nginx is known not to run: its pid file names no live process (unknown: False)."""
+    """Whether nginx is known not to run: its pid file names no nginx master, as reload() finds (unknown: False)."""
     if not isinstance(nginx, CommandNginx) or nginx.config.pid_file is None:
         return False
-    return master_started_at(nginx.config.pid_file) is None
+    return not names_master(nginx.config.pid_file)
 
 
 async def _write_and_check(
