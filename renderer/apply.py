@@ -20,17 +20,16 @@ from plumbing.errors import (
     DynamicUpdateInvalid,
     NginxCheckFailed,
     NginxReloadFailed,
-    OutputError,
 )
 
-from . import backups
+from .changes import Change, restore, write_and_check, write_state_file, write_with_backups
 from .config import TemplateConfig
 from .dynamic.document import PeerState
 from .dynamic.pusher import Pusher, fallback_reason
 from .dynamic.route import Route, route
 from .dynamic.texts import ParsedFile, parse
-from .files import read_bytes, remove, write_atomic
-from .nginx import Nginx
+from .files import read_bytes
+from .nginx import CommandNginx, Nginx, names_master
 
 __all__ = ["Context", "Outcome", "apply_renders", "restore"]
 
@@ -64,16 +63,6 @@ class Context:
         return parse(text, self.parsed.get(path))
 
 
-@dataclass(frozen=True)
-class _Change:
-    destination: Path
-    new: bytes
-    old: bytes | None
-    perms: int | None = None
-    backup: bool = False
-    durable: bool = True
-
-
 async def apply_renders(
     renders: Sequence[tuple[TemplateConfig, str]], nginx: Nginx, ctx: Context | None = None
 ) -> Outcome:
@@ -94,16 +83,16 @@ async def apply_renders(
     pushing = ctx.pusher is not None and staged is not None and way.push is not None
     # A push carries the change to nginx at once; the state file only serves workers that start later
     # (a reload, a restart), so it is written after the push, off the way to routing.
-    written = await _write_with_backups(changes, [] if pushing else state_file, nginx, check=way.check)
+    written = await write_with_backups(changes, [] if pushing else state_file, nginx, check=way.check)
     ctx.proven = ctx.proven or way.check
     names = ", ".join(str(c.destination) for c in changes)
     checked = way.check
     if pushing:
         assert ctx.pusher is not None and staged is not None
-        if await _push(ctx.pusher, way, staged[0], names):
-            _write_state_file(state_file)
+        if await _push(ctx.pusher, way, staged[0], names, nginx):
+            write_state_file(state_file)
             return Outcome.PUSHED
-        written = await _write_and_check(state_file, nginx, check=True, restoring=written)  # fallback
+        written = await write_and_check(state_file, nginx, check=True, restoring=written)  # fallback
         checked = True
     else:
         verdict = "nginx accepted them" if way.check else "server lines only, no check needed"
@@ -112,14 +101,14 @@ async def apply_renders(
     return Outcome.RELOADED
 
 
-def _changes(renders: Sequence[tuple[TemplateConfig, str]]) -> list[_Change]:
+def _changes(renders: Sequence[tuple[TemplateConfig, str]]) -> list[Change]:
     """The renders whose bytes differ from their destination's."""
     changes = []
     for template, text in renders:
         new = text.encode("utf-8")
         old = read_bytes(template.destination)
         if old != new:
-            changes.append(_Change(template.destination, new, old, template.perms, template.backup))
+            changes.append(Change(template.destination, new, old, template.perms, template.backup))
     return changes
 
 
@@ -137,7 +126,7 @@ async def _reload_live(
     renders: Sequence[tuple[TemplateConfig, str]],
     way: Route,
     staged: tuple[int, bytes] | None,
-    written: Sequence[_Change],
+    written: Sequence[Change],
     *,
     checked: bool,
 ) -> None:
@@ -169,7 +158,7 @@ def _awaiting_reload(
     return previous
 
 
-def _route(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]], changes: Sequence[_Change]) -> Route:
+def _route(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]], changes: Sequence[Change]) -> Route:
     if not ctx.reads_texts:
         return Route(None, True, None)  # checking always, no dynamic mode: nothing to read
     if not ctx.proven and ctx.pusher is None:
@@ -204,21 +193,26 @@ def _stage(pusher: Pusher | None, way: Route) -> tuple[int, bytes] | None:
         return None
 
 
-def _state_change(pusher: Pusher | None, body: bytes) -> _Change:
+def _state_change(pusher: Pusher | None, body: bytes) -> Change:
     assert pusher is not None
     path = pusher.config.state_file
     # Read by nginx's workers as their own user. Not fsynced: after a crash it may be old or invalid, and
     # either is safe (invalid: the file's own servers route; old: the sidecar's start or drift check
     # rewrites it), while an fsync of a megabyte per flip is not free.
-    return _Change(path, body, read_bytes(path), 0o644, durable=False)
+    return Change(path, body, read_bytes(path), 0o644, durable=False)
 
 
-async def _push(pusher: Pusher, way: Route, generation: int, names: str) -> bool:
+async def _push(pusher: Pusher, way: Route, generation: int, names: str, nginx: Nginx) -> bool:
     """Push a server-only change; False (counted, logged) when the reload path must carry it instead."""
     assert way.push is not None and way.state is not None  # a push always comes with its full state
     try:
         await pusher.push(way.push, way.state, generation)
     except DynamicPushFailed as exc:
+        if fallback_reason(exc) == "unreachable" and _not_running(nginx):
+            # Not started yet (the order operations.md recommends), so its endpoint cannot answer: a
+            # state, not a failed push. The reload path says so at INFO; nothing is counted.
+            log.debug("nginx is not running, so nothing was pushed: %s", exc)
+            return False
         pusher.metrics.dynamic_fallbacks.labels(reason=fallback_reason(exc)).inc()
         log.warning("Wrote %s; the push failed, so nginx reloads them instead: %s", names, exc)
         return False
@@ -229,72 +223,19 @@ async def _push(pusher: Pusher, way: Route, generation: int, names: str) -> bool
     return True
 
 
-async def _write_and_check(
-    changes: Sequence[_Change], nginx: Nginx, *, check: bool, restoring: Sequence[_Change] = ()
-) -> list[_Change]:
-    """Write the changes and check them (when ``check``); on any failure restore all of them."""
-    written: list[_Change] = list(restoring)
-    try:
-        for change in changes:
-            write_atomic(change.destination, change.new, change.perms, durable=change.durable)
-            written.append(change)
-        if check:
-            await nginx.check()
-    except (NginxCheckFailed, OutputError):
-        restore(written)
-        raise
-    except BaseException:
-        # Cancelled (SIGTERM) between write and check: leave nothing unchecked behind.
-        restore(written)
-        raise
-    return written
+def _not_running(nginx: Nginx) -> bool:
+    """Whether nginx is known not to run: its pid file names no nginx master, as reload() finds (unknown: False)."""
+    if not isinstance(nginx, CommandNginx) or nginx.config.pid_file is None:
+        return False
+    return not names_master(nginx.config.pid_file)
 
 
-async def _reload(nginx: Nginx, written: Sequence[_Change], *, checked: bool) -> None:
+async def _reload(nginx: Nginx, written: Sequence[Change], *, checked: bool) -> None:
     """Reload; when the files were not checked and the reload fails, check them after all."""
     try:
         await nginx.reload()
     except NginxReloadFailed:
         if not checked:
             # The restore path stays: what is left in place for a retry (or nginx's start) is checked.
-            await _write_and_check([], nginx, check=True, restoring=written)
+            await write_and_check([], nginx, check=True, restoring=written)
         raise
-
-
-def restore(written: Sequence[_Change]) -> None:
-    """Put back the previous bytes of files written in a failed round."""
-    for change in reversed(written):
-        dest = change.destination
-        try:
-            if change.old is None:
-                remove(dest)
-            else:
-                # Synced with its folder: after a crash the file nginx refused must not come back as the
-                # "previous" bytes of the next round (a change itself needs no folder sync: see files.py).
-                write_atomic(dest, change.old, change.perms, sync_folder=True)
-        except OutputError as exc:
-            log.error("Could not restore %s: %s", dest, exc)
-
-
-async def _write_with_backups(
-    changes: list[_Change], state_file: list[_Change], nginx: Nginx, *, check: bool
-) -> list[_Change]:
-    """``_write_and_check``, keeping DEST.bak of each previous file where asked (``backups``)."""
-    previous = [(c.destination, c.old, c.perms) for c in changes if c.backup and c.old is not None]
-    links = backups.link_previous(dest for dest, _, _ in previous)
-    try:
-        written = await _write_and_check(changes + state_file, nginx, check=check)
-    except BaseException:
-        backups.drop(links)
-        raise
-    backups.keep(previous, links)
-    return written
-
-
-def _write_state_file(state_file: Sequence[_Change]) -> None:
-    """After a push: the state file, for workers that start later (a failure is repaired by drift)."""
-    for change in state_file:
-        try:
-            write_atomic(change.destination, change.new, change.perms, durable=change.durable)
-        except OutputError as exc:
-            log.warning("Runtime state file not written (nginx holds the pushed state): %s", exc)

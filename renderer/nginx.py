@@ -148,6 +148,14 @@ def boot_clock() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
+def names_master(pid_file: Path) -> bool:
+    """Whether the pid file names a live nginx master (a stale one, naming a stranger, does not)."""
+    try:
+        return _identify(_read_pid(pid_file))[1]
+    except (NginxError, OSError):
+        return False
+
+
 def master_started_at(pid_file: Path) -> float | None:
     """When the process the pid file names started, on ``boot_clock()``; None when it cannot be told."""
     try:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from plumbing.errors import NginxNotRunning, NginxReloadFailed
 
 from .metrics import SidecarMetrics
-from .nginx import CommandNginx, Nginx, master_started_at
+from .nginx import CommandNginx, Nginx, master_started_at, names_master
 
 __all__ = ["NGINX_START_MARGIN", "RELOAD_RETRY_MAX", "ReloadRetry", "runs_files_written_at"]
 
@@ -84,7 +84,8 @@ def runs_files_written_at(nginx: Nginx, written_at: float | None) -> bool:
     """
     if not isinstance(nginx, CommandNginx) or nginx.config.pid_file is None:
         return False  # no master to ask: a reload is the safe choice
-    started = master_started_at(nginx.config.pid_file)
+    # A stale pid file's stranger may have started after the write too: it runs no files.
+    started = master_started_at(nginx.config.pid_file) if names_master(nginx.config.pid_file) else None
     if started is None or written_at is None:
         return False
     if started <= written_at + NGINX_START_MARGIN:

@@ -5,7 +5,9 @@ What is written as it is, and why (every other ``{{ }}`` value becomes one escap
 * text written in the template itself (Jinja never passes it through ``finalize``);
 * ``NginxText``, which only our escaping makes: the ``nginx``, ``ident`` and ``hostport`` filters,
   ``upstream_name()``, and what a macro, a ``{% block %}`` (``self.x()``, ``super()``) or a recursive
-  ``loop()`` returns. Their text is itself template text and ``{{ }}`` outputs, each already escaped.
+  ``loop()`` returns. Their text is itself template text and ``{{ }}`` outputs, each already escaped;
+  so is what ``upstream_blocks()`` joins (a macro's output per service, block_loop.py) and a block the
+  macro hook hands back from the last render (the text that macro made from the same key, block_cache.py).
 
 ``markupsafe.Markup`` is *not* trusted: Jinja's HTML filters make it after HTML escaping, which leaves
 ``;``, ``{``, ``}`` and ``#`` alone. Autoescape is off, so ``join``, ``replace``, ``format`` and ``~``

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from renderer import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Five minutes with a real config"
 EXPECT = re.compile(r"\s+# → (?P<want>.+?)\s*$")
@@ -182,3 +184,29 @@ def test_readme_five_minutes_walkthrough_works_as_written(tmp_path: Path) -> Non
     # In the README's order (render, nginx, sidecar; Podman's socket, companion) nothing is alarming.
     logs = text.split("==LOG sidecar", 1)[1]
     assert "WARNING" not in logs and "ERROR" not in logs, logs
+
+
+def subcommands() -> set[str]:
+    """The ``upstreams`` subcommands, as the CLI's own parser has them."""
+    parser = cli._parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    return set(sub.choices)  # type: ignore[arg-type]
+
+
+def test_every_command_of_the_cli_is_in_the_command_line_reference() -> None:
+    """docs/configuration.md's "Command line" block lists every subcommand (nginx-snippet, convert, ...)."""
+    doc = (ROOT / "docs" / "configuration.md").read_text().split("## Command line", 1)[1]
+    block = doc.split("```", 2)[1]
+    listed = set(re.findall(r"^  ([a-z][a-z-]+)", block, re.MULTILINE))
+    assert listed == subcommands()
+
+
+def test_every_upstreams_command_the_readme_runs_is_one_the_cli_has() -> None:
+    """Its fenced blocks and inline code name only commands that exist."""
+    text = (ROOT / "README.md").read_text()
+    code = re.findall(r"^```[a-z]*\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    code += re.findall(r"`([^`\n]+)`", re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL))
+    commands = re.sub(r"(?:^|\s)#.*$", "", "\n".join(code), flags=re.MULTILINE)  # not the comments
+    used = set(re.findall(r"(?:^|[\s/;&|(])upstreams ([a-z][a-z-]+)", commands, re.MULTILINE))
+    assert {"check", "render", "watch", "status", "nginx-snippet", "convert", "demo"} <= used
+    assert used <= subcommands(), used - subcommands()

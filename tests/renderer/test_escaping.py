@@ -7,6 +7,7 @@ output is looked at before it ships.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -294,6 +295,35 @@ def test_macro_and_block_output_is_written_as_it_is_and_stays_safe(
     heads = [words[0]] + [words[k + 1] for k, w in enumerate(words[:-1]) if w in (";", "{", "}")]
     assert set(heads) <= {"upstream", "server", "keepalive", "add_header", "}"}, text
     assert text.count("upstream fixed {") == 1 and "upstream w {" in text
+    assert "$" not in text
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    v=hostile, w=hostile, vs=st.lists(hostile, max_size=3), m=st.dictionaries(hostile, hostile, max_size=2)
+)
+def test_blocks_reused_from_the_cache_are_what_a_full_render_writes_for_hostile_values(
+    tmp_path_factory: pytest.TempPathFactory, v: str, w: str, vs: list[str], m: dict[str, str]
+) -> None:
+    """The block cache and the Python-side loop hand out only text the macro made from the same values."""
+    source = tmp_path_factory.mktemp("reused") / "t.j2"
+    head = "{% set v = key('v') %}{% set i = service('web')[0] %}\nadd_header W {{ key('w') }};\n"
+    source.write_text(head + TRUSTED)
+    ts = TemplateSet([source])
+    assert ts.load() == []
+    first = snapshot(v, vs, m)
+    first = dataclasses.replace(first, keys=(*first.keys, (KeyQuery("w"), "first")))
+    ts.render(source, first)
+    # The same instance objects, only another key: the template runs again and every block is reused.
+    second = dataclasses.replace(first, keys=(*first.keys[:-1], (KeyQuery("w"), w)))
+    text = ts.render(source, second).text
+    assert ts.blocks.for_source(source).hits >= 3, "the cached blocks were not reused"
+    fresh = TemplateSet([source])
+    assert fresh.load() == []
+    assert text == fresh.render(source, second).text
+    words = tokens(text)
+    heads = [words[0]] + [words[k + 1] for k, word in enumerate(words[:-1]) if word in (";", "{", "}")]
+    assert set(heads) <= {"upstream", "server", "keepalive", "add_header", "}"}, text
     assert "$" not in text
 
 

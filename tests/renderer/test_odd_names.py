@@ -23,6 +23,9 @@ LOOP = """{% import "nginx.j2" as nginx %}
 {{ nginx.upstream(s.name, service(s.name)) }}
 {% endfor %}
 """
+# The library's own loop over every service, run in Python with its cached blocks (block_loop.py).
+PY_LOOP = '{% import "nginx.j2" as nginx %}\n{{ nginx.upstreams() }}\n'
+LOOPS = pytest.mark.parametrize("template", [LOOP, PY_LOOP], ids=["jinja_loop", "nginx_upstreams"])
 NOT_NGINX_NAMES = ["..", "e v i l", "a/b", "evil?index=1&wait=1s", "evil#frag", "ev\u202eil"]
 ODD = [*NOT_NGINX_NAMES, "x" * 300, "api.v2", "a/../b", "API", "api"]
 
@@ -70,11 +73,16 @@ def test_every_example_passes_nginx_check_with_odd_names_in_the_catalog(tmp_path
 
 
 @pytest.mark.slow
+@LOOPS
 def test_watch_follows_health_beside_every_odd_name(
-    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer, start_sidecar: Callable[..., SidecarProcess]
+    tmp_path: Path,
+    consul: ConsulAgent,
+    nginx: NginxServer,
+    start_sidecar: Callable[..., SidecarProcess],
+    template: str,
 ) -> None:
     register(consul, nginx)
-    sidecar = start_sidecar(write_config(tmp_path, consul, nginx, template=LOOP))
+    sidecar = start_sidecar(write_config(tmp_path, consul, nginx, template=template))
     wait_until(lambda: nginx.answers() == {"b1", "b2"}, what="primes served beside the odd names")
     dest = nginx.conf_d / "upstreams.conf"
     check_rendered(dest.read_text(), nginx, sidecar.output())
@@ -94,11 +102,12 @@ def render_once(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@LOOPS
 def test_render_applies_beside_every_odd_name_and_follows_a_flip(
-    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer
+    tmp_path: Path, consul: ConsulAgent, nginx: NginxServer, template: str
 ) -> None:
     register(consul, nginx)
-    config = write_config(tmp_path, consul, nginx, template=LOOP)
+    config = write_config(tmp_path, consul, nginx, template=template)
     out = render_once(config)
     assert out.returncode == 0, out.stderr
     wait_until(lambda: nginx.answers() == {"b1", "b2"}, what="primes served beside the odd names")

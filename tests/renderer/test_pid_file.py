@@ -11,7 +11,8 @@ import pytest
 
 from plumbing.errors import NginxNotRunning
 from renderer.config import NginxConfig
-from renderer.nginx import CommandNginx, is_nginx_master
+from renderer.nginx import CommandNginx, is_nginx_master, names_master
+from renderer.reload_retry import runs_files_written_at
 from tests.renderer.conftest import register_backend
 from tests.support.consul_agent import ConsulAgent
 from tests.support.nginx import NginxServer
@@ -67,6 +68,19 @@ def test_a_pid_file_naming_another_process_signals_nothing(
     assert stranger.poll() is None  # SIGHUP would have ended it
 
 
+def test_a_stranger_started_after_the_files_were_written_does_not_run_them(
+    tmp_path: Path, stranger: subprocess.Popen[bytes], nginx: NginxServer
+) -> None:
+    """The needless-reload shortcut (issue 14, section 6) asks the pid file's process only if it is nginx."""
+    pid_file = tmp_path / "nginx.pid"
+    pid_file.write_text(f"{stranger.pid}\n")
+    long_before = 0.0  # on the boot clock: the stranger started well after "the write"
+    assert not names_master(pid_file)
+    assert not runs_files_written_at(CommandNginx(NginxConfig(pid_file=pid_file)), long_before)
+    assert names_master(nginx.pid_file)  # the real master, which started after that write too, runs them
+    assert runs_files_written_at(CommandNginx(NginxConfig(pid_file=nginx.pid_file)), long_before)
+
+
 def test_a_missing_or_empty_pid_file_means_nginx_is_not_running(tmp_path: Path) -> None:
     pid_file = tmp_path / "nginx.pid"
     with pytest.raises(NginxNotRunning, match="does not exist"):
@@ -74,6 +88,7 @@ def test_a_missing_or_empty_pid_file_means_nginx_is_not_running(tmp_path: Path) 
     pid_file.write_text("")
     with pytest.raises(NginxNotRunning, match="is empty"):
         reload_with(pid_file)
+    assert not names_master(pid_file) and not names_master(tmp_path / "missing.pid")
 
 
 def test_the_real_nginx_master_is_signalled(nginx: NginxServer) -> None:

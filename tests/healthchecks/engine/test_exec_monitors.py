@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from healthchecks.engine import DockerEngine
+from healthchecks.engine.exec_monitors import end_exec_monitors
 from healthchecks.engine.unix_socket import socket_problem
 from plumbing.errors import EngineError
 from tests.healthchecks.engines import EngineDaemon
@@ -110,3 +113,32 @@ def test_missing_engine_socket_says_what_to_start(tmp_path: Path) -> None:
 def test_present_socket_and_tcp_urls_are_no_problem(engine: EngineDaemon) -> None:
     assert socket_problem(engine.url) is None
     assert socket_problem("tcp://127.0.0.1:2375") is None
+
+
+# conmon's exit path as it matters here: the monitor forks a child and waits for it; the child handles
+# SIGTERM (forwarding it to a command that is gone) and then sleeps the exit delay, which a signal ends.
+FAKE_CONMON = """
+import ctypes, os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: None)
+child = os.fork()
+if child:
+    os.waitpid(child, 0)
+    sys.exit(0)
+time.sleep(0.3)  # between fork and sleep(): a SIGTERM now is handled, then the whole delay is slept
+ctypes.CDLL(None).sleep(600)
+"""
+
+
+def test_a_monitor_signalled_before_it_sleeps_still_ends(tmp_path: Path) -> None:
+    conmon = tmp_path / "conmon"  # the name a process gets from the file it runs
+    conmon.symlink_to(sys.executable)
+    exec_id = "e" * 64
+    monitor = subprocess.Popen([str(conmon), "-c", FAKE_CONMON, exec_id])
+    try:
+        assert end_exec_monitors(exec_id) == 1
+        monitor.wait(timeout=10)  # the child left its sleep, so the monitor ended too
+    finally:
+        monitor.kill()
+        monitor.wait()
+        for pid in _helpers(exec_id):
+            os.kill(pid, 9)
