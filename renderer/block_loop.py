@@ -183,7 +183,8 @@ def _texts(
     reader: Reader, cache: BlockCache, plan: _Plan, macro: Any, passing: bool, options: dict[str, Any]
 ) -> list[str]:
     """The walk: each row's text, reused while its instances and its claim hold, else made by the macro."""
-    plan.texts = out = []
+    out: list[str] = []
+    plan.texts, plan.seen = out, None  # a walk cut short by an error leaves nothing to reuse
     for row, source in zip(plan.rows, reader.sources(plan.queries, plan.every), strict=True):
         _row(reader, cache, row, source, macro, passing, options)
         out.append(row.text)
@@ -277,6 +278,7 @@ def _reuse(
         return None  # a service gone from the snapshot: the walk records it as missing
     _as_walked(reader, plan, touched)
     cache.hits += len(plan.rows) - len(touched)
+    plan.seen = None  # until every touched row is made: an error in a macro leaves nothing to reuse
     for k in touched:
         row = plan.rows[k]
         source: tuple[Instance, ...] = reader.snapshot.get(row.query)  # type: ignore[assignment]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from renderer.dynamic import peers
 from renderer.dynamic.peers import Peer, hook_line
 from renderer.dynamic.plan import plan
 from renderer.dynamic.texts import parse
@@ -351,3 +353,22 @@ def test_parsing_random_tokens_never_raises_and_rereading_agrees(first: list[str
     assert parse(new, previous) == parse(new)
     planned(old, new)
     planned(old, new, hooked_only=False)
+
+
+@given(
+    st.lists(
+        st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "007", "", "x", "\u0661"])),
+        min_size=3,
+        max_size=5,
+    )
+)
+def test_the_ipv4_shortcut_agrees_with_ipaddress(parts: list[str]) -> None:
+    """Plain IPv4 literals skip ipaddress; anything else still goes through it: the answer is the same."""
+    host = ".".join(parts)
+    try:
+        ip = ipaddress.ip_address(host)
+        expected = str(ip) == host and ip.version == 4
+    except ValueError:
+        expected = False
+    assert peers._plain_v4(host) == expected
+    assert peers._ip_port(f"{host}:8080") == ((host, 8080) if expected else None)
