@@ -5,19 +5,22 @@ running, its HTTP port in DIR/port. Against that agent:
 
 * ``watcher DIR``: an in-process Watcher wanting every service; seconds to the first complete snapshot,
   the health signal's answer, a flip's latency to the refetch, and this process's RSS;
-* ``sidecar DIR``: ``upstreams watch`` with one upstream per service; seconds from start to the complete
-  file, its peak RSS and connections, and flip -> file latencies.
+* ``sidecar DIR N [SPY|debug [start|flips]]``: ``upstreams watch`` with one upstream per service;
+  seconds from start to the complete file, its peak RSS and connections, and flip -> file latencies;
+* ``dynamic DIR N ...``: the same with ``[nginx] dynamic = true``, against nginx with the Lua module.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,10 @@ from discovery.model import CatalogQuery, ServiceQuery
 from discovery.settings import ConsulSettings
 from discovery.watch import Watcher
 
+from .dynamic_rig import LuaNginx, dynamic_config, lua_nginx
 from .rig import (
     ConsulAgent,
+    NginxServer,
     ProcStats,
     SidecarProcess,
     front_nginx,
@@ -163,19 +168,36 @@ def _stop_spy(spying: subprocess.Popen[bytes] | None) -> None:
         spying.wait()
 
 
-def sidecar_run(folder: Path, size: int, spy: str = "", when: str = "start") -> dict[str, Any]:
+@contextlib.contextmanager
+def _nginx(folder: Path, dynamic: bool) -> Iterator[tuple[NginxServer, LuaNginx | None]]:
+    if not dynamic:
+        with front_nginx(folder, upstream="s_$http_x_svc", initial="") as nginx:
+            yield nginx, None
+        return
+    with lua_nginx(folder, upstream="s_$http_x_svc") as lua:
+        yield lua.server, lua
+
+
+def sidecar_run(
+    folder: Path, size: int, spy: str = "", when: str = "start", dynamic: bool = False
+) -> dict[str, Any]:
     """``upstreams watch`` from start to the complete file, then flips; RSS and connections.
 
     ``spy``: a file for py-spy's raw samples, or "debug" for the sidecar's debug log; ``when``: "start"
-    samples the first render, "flips" the flips after it.
+    samples the first render, "flips" the flips after it; ``dynamic``: ``[nginx] dynamic = true``
+    against nginx with the Lua module.
     """
     consul = agent(folder)
     reset(consul, size)
     work = folder / f"sidecar-{time.time():.0f}"
     out: dict[str, Any] = {}
-    with front_nginx(work / "nginx", upstream="s_$http_x_svc", initial="") as nginx:
+    with _nginx(work / "nginx", dynamic) as (nginx, lua):
         dest = nginx.conf_d / "upstreams.conf"
-        config = sidecar_config(work, consul, nginx, TEMPLATE)
+        config = (
+            dynamic_config(work, consul, lua, TEMPLATE)
+            if lua
+            else sidecar_config(work, consul, nginx, TEMPLATE)
+        )
         t0 = time.monotonic()
         sidecar = SidecarProcess(config, *(["--debug"] if spy == "debug" else []))
         peaks = _Peaks(ProcStats(sidecar.proc.pid), consul.http_port)
@@ -240,8 +262,9 @@ def main(argv: list[str]) -> None:
         serve(int(rest[0]), Path(rest[1]))
     elif command == "watcher":
         asyncio.run(watcher_run(Path(rest[0]), int(rest[1])))
-    elif command == "sidecar":
-        print(sidecar_run(Path(rest[0]), int(rest[1]), *rest[2:]))
+    elif command in ("sidecar", "dynamic"):
+        spy, when = rest[2] if len(rest) > 2 else "", rest[3] if len(rest) > 3 else "start"
+        print(sidecar_run(Path(rest[0]), int(rest[1]), spy, when, dynamic=command == "dynamic"))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from .files import read_bytes
 from .nginx import CommandNginx, Nginx, names_master
 
 __all__ = ["Context", "Outcome", "apply_renders", "restore"]
+
+Staged = tuple[int, Callable[[], bytes]]  # a state file's generation, and its bytes when called
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +81,20 @@ async def apply_renders(
     # Reading the texts back is milliseconds after a flip, but a whole text at a first render: in a thread.
     way = await asyncio.to_thread(_route, ctx, renders, changes)
     staged = _stage(ctx.pusher, way)
-    state_file = [] if staged is None else [_state_change(ctx.pusher, staged[1])]
     pushing = ctx.pusher is not None and staged is not None and way.push is not None
+    state_file = [] if staged is None or pushing else [_state_change(ctx.pusher, staged[1]())]
     # A push carries the change to nginx at once; the state file only serves workers that start later
     # (a reload, a restart), so it is written after the push, off the way to routing.
-    written = await write_with_backups(changes, [] if pushing else state_file, nginx, check=way.check)
+    written = await write_with_backups(changes, state_file, nginx, check=way.check)
     ctx.proven = ctx.proven or way.check
     names = ", ".join(str(c.destination) for c in changes)
     checked = way.check
     if pushing:
         assert ctx.pusher is not None and staged is not None
         if await _push(ctx.pusher, way, staged[0], names, nginx):
-            write_state_file(state_file)
+            write_state_file(ctx.pusher.config.state_file, staged[1]())
             return Outcome.PUSHED
+        state_file = [_state_change(ctx.pusher, staged[1]())]
         written = await write_and_check(state_file, nginx, check=True, restoring=written)  # fallback
         checked = True
     else:
@@ -125,7 +128,7 @@ async def _reload_live(
     nginx: Nginx,
     renders: Sequence[tuple[TemplateConfig, str]],
     way: Route,
-    staged: tuple[int, bytes] | None,
+    staged: Staged | None,
     written: Sequence[Change],
     *,
     checked: bool,
@@ -143,7 +146,7 @@ async def _reload_live(
 
 
 def _awaiting_reload(
-    pusher: Pusher | None, way: Route, staged: tuple[int, bytes] | None
+    pusher: Pusher | None, way: Route, staged: Staged | None
 ) -> tuple[PeerState | None] | None:
     """The checked files and their state file are in place: nginx's next workers load them.
 
@@ -182,12 +185,13 @@ def _parses(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]]) -> dict
     return {t.destination: ctx.parsed[t.destination] for t, _ in renders}
 
 
-def _stage(pusher: Pusher | None, way: Route) -> tuple[int, bytes] | None:
-    """The state file's generation and bytes, or None (no dynamic mode, or no state nginx could take)."""
+def _stage(pusher: Pusher | None, way: Route) -> Staged | None:
+    """The state file's generation and bytes (made when called), or None (no dynamic mode, or no state
+    nginx could take)."""
     if pusher is None or way.state is None:
         return None
     try:
-        return pusher.stage(way.state, way.base, way.push)
+        return pusher.stage_lazily(way.state, way.base, way.push)
     except DynamicUpdateInvalid as exc:
         log.warning("Runtime state not written (the files still are, and reloads apply them): %s", exc)
         return None

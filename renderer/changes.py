@@ -85,10 +85,10 @@ async def write_with_backups(
     return written
 
 
-def write_state_file(state_file: Sequence[Change]) -> None:
+def write_state_file(path: Path, body: bytes) -> None:
     """After a push: the state file, for workers that start later (a failure is repaired by drift)."""
-    for change in state_file:
-        try:
-            write_atomic(change.destination, change.new, change.perms, durable=change.durable)
-        except OutputError as exc:
-            log.warning("Runtime state file not written (nginx holds the pushed state): %s", exc)
+    try:
+        # Read by nginx's workers as their own user; not fsynced (docs/operations.md, "Durability").
+        write_atomic(path, body, 0o644, durable=False)
+    except OutputError as exc:
+        log.warning("Runtime state file not written (nginx holds the pushed state): %s", exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 from typing import Any
 
 import aiohttp
@@ -90,8 +91,24 @@ class EndpointClient:
                 return resp.status, await resp.content.read(MAX_ANSWER)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DynamicPushFailed(
-                f"nginx's update endpoint at {self.where} did not answer {method} {PATH}: {first_line(exc)}."
+                f"nginx's update endpoint at {self.where} did not answer {method} {PATH}: {_reason(exc)}."
             ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a request failed, in words (aiohttp's own text names its connector and SSL context)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        # asyncio words a refused connect as "Connect call failed (host, port)": the errno says it plainly.
+        cause = os.strerror(error.errno) if error.errno else error.strerror or type(error).__name__
+        return f"could not connect ({cause.lower()}; is nginx running with the snippet included?)"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return f"no answer within {TIMEOUT:g}s"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "nginx closed the connection before answering"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return first_line(exc).rstrip(".") or type(exc).__name__
 
 
 def _json(answer: bytes) -> dict[str, Any]:

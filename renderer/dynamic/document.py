@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -72,20 +72,34 @@ class Encoder:
         changed: PeerState | None = None,
     ) -> bytes:
         """The document as bytes; DynamicUpdateInvalid if anything in it breaks the rules."""
+        return self.prepare(generation, upstreams, full=full, base=base, changed=changed)()
+
+    def prepare(
+        self,
+        generation: int,
+        upstreams: PeerState,
+        *,
+        full: bool,
+        base: PeerState | None = None,
+        changed: PeerState | None = None,
+    ) -> Callable[[], bytes]:
+        """Check the document now (DynamicUpdateInvalid), make its bytes later: the state file after a
+        push needs megabytes joined, which the push itself need not wait for."""
         _check_generation(generation)
         if len(upstreams) > MAX_UPSTREAMS:
             raise DynamicUpdateInvalid(
                 f"The update holds {len(upstreams)} upstreams, over the cap of {MAX_UPSTREAMS}."
             )
+        head = f'{{"generation":{generation},"full":{"true" if full else "false"},"upstreams":{{'
         if full and base is not None and base is self._last and changed is not None and self._delta(changed):
-            parts = ",".join(self._parts)
             self._last = upstreams
+            pieces = list(self._parts)  # as they are now: a later encode may replace some
         else:
-            parts = self._all(upstreams, full=full)
-        body = f'{{"generation":{generation},"full":{"true" if full else "false"},"upstreams":{{{parts}}}}}'
-        if len(body) > MAX_BODY:
-            raise DynamicUpdateInvalid(f"The update is {len(body)} bytes, over the cap of {MAX_BODY}.")
-        return body.encode("ascii")
+            pieces = [self._all(upstreams, full=full)]
+        size = len(head) + sum(map(len, pieces)) + len(pieces) + 1
+        if size > MAX_BODY:
+            raise DynamicUpdateInvalid(f"The update is {size} bytes, over the cap of {MAX_BODY}.")
+        return lambda: f"{head}{','.join(pieces)}}}}}".encode("ascii")
 
     def _delta(self, changed: PeerState) -> bool:
         """Replace the parts of the changed upstreams; False (nothing replaced) when one is new."""

@@ -103,8 +103,15 @@ class Pusher:
     ) -> tuple[int, bytes]:
         """A new generation and the state file's bytes for ``state`` (``base`` updated with ``changed``,
         when known); DynamicUpdateInvalid if it breaks a cap."""
+        generation, body = self.stage_lazily(state, base, changed)
+        return generation, body()
+
+    def stage_lazily(
+        self, state: PeerState, base: PeerState | None = None, changed: PeerState | None = None
+    ) -> tuple[int, Callable[[], bytes]]:
+        """``stage``, checked now, its bytes made when called (after a push, off the way to routing)."""
         generation = next_generation(self.generation, self.now_ms())
-        body = self.encoder.encode(generation, state, full=True, base=base, changed=changed)
+        body = self.encoder.prepare(generation, state, full=True, base=base, changed=changed)
         self.generation = generation
         return generation, body
 

@@ -113,7 +113,28 @@ def _reread(text: str, previous: ParsedFile) -> ParsedFile | None:
         touched.append(k)
         i, j = ends[k], closing[0]
     derived = _derive(previous, [(previous.upstreams[k], upstreams[k]) for k in touched])
-    return ParsedFile(text, tuple(upstreams), previous.gaps, derived)
+    parsed = ParsedFile(text, tuple(upstreams), previous.gaps, derived)
+    # Where the blocks are, from the previous text's: shifted by how much each read block grew.
+    parsed.__dict__["spans"] = _shifted(
+        previous.spans, [(k, len(upstreams[k].body) - len(previous.upstreams[k].body)) for k in touched]
+    )
+    return parsed
+
+
+def _shifted(spans: tuple[list[int], list[int]], grown: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """The spans of a text whose blocks ``k`` grew by ``d`` characters, for each (k, d) in order."""
+    starts, ends = list(spans[0]), list(spans[1])
+    shift, at = 0, 0
+    for k, delta in [*grown, (len(starts), 0)]:
+        if shift:
+            # Blocks between the last grown one and this one move by what grew before them.
+            starts[at : k + 1] = [x + shift for x in starts[at : k + 1]]
+            ends[at:k] = [x + shift for x in ends[at:k]]
+        shift += delta
+        if k < len(ends):
+            ends[k] += shift
+        at = k + 1
+    return starts, ends
 
 
 def _derive(previous: ParsedFile, replaced: list[tuple[Upstream, Upstream]]) -> State | None:
