@@ -15,7 +15,8 @@ Modules, from the pure core to the edges:
 * ``exclusion``  which instance a line nginx rejected was written from (pure); ``left_out`` keeps them
 * ``debounce``   the quiescence policy (wait.min / wait.max) over a given clock; ``quiescence`` waits on it
 * ``apply``      compare bytes, write atomically, check, reload; restore on failure (``changes``: the writes
-  and their restore, ``backups``: DEST.bak by hard link, ``files``: atomic writes)
+  and their restore, ``backups``: DEST.bak by hard link, ``files``: atomic writes; ``readback``: the
+  texts read back between applies and the way a change goes)
 * ``dynamic/``   ``[nginx] dynamic``: server-only changes pushed to nginx's Lua balancer (``lua/upstreams/``)
 * ``nginx``      the Nginx Protocol and the real nginx (check command, SIGHUP to the master)
 * ``applier``    carrying out a complete round and its verdict; ``reload_retry`` tells nginx again

@@ -86,7 +86,9 @@ class Applier:
         return self.pusher.status()
 
     async def close(self) -> None:
-        """Close the connection to nginx's update endpoint."""
+        """Finish the state file a push left to write, and close the connection to nginx's update endpoint."""
+        if self._context is not None:
+            await self._context[1].settled()
         await self.pusher.close()
 
     async def apply(self, rt: Runtime, renders: list[Rendered], snapshot: Snapshot) -> None:
@@ -99,6 +101,7 @@ class Applier:
             self.left_out.add(found)
             renders, _ = rt.templates.render_all(self.left_out.visible(snapshot))
         if self.once and self.dry_output is None and self.context(rt).pusher is not None:
+            await self.context(rt).settled()  # the state file too, before the command exits
             await self.pusher.settle()  # a one-shot command: runtime state in step before it exits
 
     async def _apply_once(

@@ -12,8 +12,6 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from plumbing.errors import (
     DynamicPushFailed,
@@ -22,14 +20,15 @@ from plumbing.errors import (
     NginxReloadFailed,
 )
 
+from . import backups
 from .changes import Change, restore, write_and_check, write_state_file, write_with_backups
 from .config import TemplateConfig
 from .dynamic.document import PeerState
 from .dynamic.pusher import Pusher, fallback_reason
-from .dynamic.route import Route, route
-from .dynamic.texts import ParsedFile, parse
+from .dynamic.route import Route
 from .files import read_bytes
 from .nginx import CommandNginx, Nginx, names_master
+from .readback import Context, parses, route_of
 
 __all__ = ["Context", "Outcome", "apply_renders", "restore"]
 
@@ -46,25 +45,6 @@ class Outcome(enum.Enum):
     PUSHED = "pushed"  # a server-only change went to nginx at runtime: no check, no reload
 
 
-@dataclass
-class Context:
-    """What applies remember between rounds: the check policy, whether a check passed, the last parses."""
-
-    check: str = "always"  # "structural": check only structural changes (NginxConfig.check)
-    pusher: Pusher | None = None  # dynamic mode
-    proven: bool = False  # a check passed since the config was loaded: later server-only changes need none
-    parsed: dict[Path, ParsedFile] = field(default_factory=dict)  # the newest text of each destination
-
-    @property
-    def reads_texts(self) -> bool:
-        """Whether the route needs the texts parsed (the old behaviour, checking always, does not)."""
-        return self.pusher is not None or self.check != "always"
-
-    def parse(self, path: Path, text: str) -> ParsedFile:
-        """The parse of ``text`` (the file at ``path``), read against the last one of that file."""
-        return parse(text, self.parsed.get(path))
-
-
 async def apply_renders(
     renders: Sequence[tuple[TemplateConfig, str]], nginx: Nginx, ctx: Context | None = None
 ) -> Outcome:
@@ -74,34 +54,61 @@ async def apply_renders(
     the new files are valid and in place but nginx could not be told (the caller retries the reload).
     """
     ctx = ctx or Context()
+    await ctx.settled()  # the state file of the last push, before this change reads or writes it
     changes = _changes(renders)
     if not changes:
         await _adopt(ctx, renders)
         return Outcome.UNCHANGED
-    # Reading the texts back is milliseconds after a flip, but a whole text at a first render: in a thread.
-    way = await asyncio.to_thread(_route, ctx, renders, changes)
+    way = await route_of(ctx, renders, changes)
     staged = _stage(ctx.pusher, way)
     pushing = ctx.pusher is not None and staged is not None and way.push is not None
     state_file = [] if staged is None or pushing else [_state_change(ctx.pusher, staged[1]())]
     # A push carries the change to nginx at once; the state file only serves workers that start later
     # (a reload, a restart), so it is written after the push, off the way to routing.
-    written = await write_with_backups(changes, state_file, nginx, check=way.check)
+    written, kept = await write_with_backups(changes, state_file, nginx, check=way.check)
     ctx.proven = ctx.proven or way.check
     names = ", ".join(str(c.destination) for c in changes)
     checked = way.check
     if pushing:
-        assert ctx.pusher is not None and staged is not None
-        if await _push(ctx.pusher, way, staged[0], names, nginx):
-            write_state_file(ctx.pusher.config.state_file, staged[1]())
+        assert staged is not None
+        after = await _push_or_fall_back(ctx, way, staged, names, nginx, written, kept)
+        if after is None:
             return Outcome.PUSHED
-        state_file = [_state_change(ctx.pusher, staged[1]())]
-        written = await write_and_check(state_file, nginx, check=True, restoring=written)  # fallback
-        checked = True
+        written, checked = after, True
     else:
+        kept.keep()  # DEST.bak once the new files are accepted (after the push, when pushing)
         verdict = "nginx accepted them" if way.check else "server lines only, no check needed"
         log.info("Wrote %d changed file(s) (%s); %s.", len(changes), names, verdict)
     await _reload_live(ctx, nginx, renders, way, staged, written, checked=checked)
     return Outcome.RELOADED
+
+
+async def _push_or_fall_back(
+    ctx: Context,
+    way: Route,
+    staged: Staged,
+    names: str,
+    nginx: Nginx,
+    written: list[Change],
+    kept: backups.Pending,
+) -> list[Change] | None:
+    """Push a server-only change (None); if the push fails, check the files with their state file for
+    the reload path (what was written, to reload with)."""
+    assert ctx.pusher is not None
+    if await _push(ctx.pusher, way, staged[0], names, nginx):
+        kept.keep()
+        # In a thread: megabytes joined and written, which the next change waits for, not this one.
+        loop = asyncio.get_running_loop()
+        ctx.pending = loop.run_in_executor(None, write_state_file, ctx.pusher.config.state_file, staged[1])
+        return None
+    try:
+        state_file = [_state_change(ctx.pusher, staged[1]())]
+        written = await write_and_check(state_file, nginx, check=True, restoring=written)
+    except BaseException:
+        kept.drop()
+        raise
+    kept.keep()
+    return written
 
 
 def _changes(renders: Sequence[tuple[TemplateConfig, str]]) -> list[Change]:
@@ -118,7 +125,7 @@ def _changes(renders: Sequence[tuple[TemplateConfig, str]]) -> list[Change]:
 async def _adopt(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]]) -> None:
     """The first round with files already in place: runtime state must follow them too."""
     if ctx.pusher is not None and ctx.pusher.expected is None:
-        state = (await asyncio.to_thread(_route, ctx, renders, [])).state
+        state = (await route_of(ctx, renders, [])).state
         if state is not None:
             await ctx.pusher.adopt(state)
 
@@ -142,7 +149,7 @@ async def _reload_live(
             ctx.pusher.expected, ctx.pusher.awaiting = previous[0], None  # the files went back too
         raise
     if ctx.reads_texts:
-        await asyncio.to_thread(_parses, ctx, renders)  # the next change is read against these texts
+        await asyncio.to_thread(parses, ctx, renders)  # the next change is read against these texts
 
 
 def _awaiting_reload(
@@ -159,30 +166,6 @@ def _awaiting_reload(
     pusher.commit(way.state, staged[0])
     pusher.reloaded(staged[0])
     return previous
-
-
-def _route(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]], changes: Sequence[Change]) -> Route:
-    if not ctx.reads_texts:
-        return Route(None, True, None)  # checking always, no dynamic mode: nothing to read
-    if not ctx.proven and ctx.pusher is None:
-        # A first render is checked whatever it is: read it after its reload, not before its write.
-        return Route(None, True, None)
-    old = {
-        c.destination: None if c.old is None else ctx.parse(c.destination, c.old.decode("utf-8", "replace"))
-        for c in changes
-    }
-    after = _parses(ctx, renders)
-    before = {path: old.get(path, parsed) for path, parsed in after.items()}  # unchanged: old is new
-    return route(
-        before, after, dynamic=ctx.pusher is not None, check_always=ctx.check == "always", proven=ctx.proven
-    )
-
-
-def _parses(ctx: Context, renders: Sequence[tuple[TemplateConfig, str]]) -> dict[Path, ParsedFile]:
-    """Each new text parsed (once: the next round's old text is this round's new one)."""
-    for template, text in renders:
-        ctx.parsed[template.destination] = ctx.parse(template.destination, text)
-    return {t.destination: ctx.parsed[t.destination] for t, _ in renders}
 
 
 def _stage(pusher: Pusher | None, way: Route) -> Staged | None:

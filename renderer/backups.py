@@ -21,7 +21,7 @@ from plumbing.errors import OutputError
 
 from .files import write_atomic
 
-__all__ = ["Kept", "drop", "keep", "link_previous"]
+__all__ = ["Kept", "Pending", "drop", "keep", "link_previous"]
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +60,21 @@ def drop(links: Kept) -> None:
         with contextlib.suppress(OSError):
             os.unlink(link)
     links.clear()
+
+
+class Pending:
+    """The backups of one apply, linked before its writes: kept once accepted, else dropped."""
+
+    def __init__(self, previous: list[tuple[Path, bytes, int | None]]) -> None:
+        self.previous = previous
+        self.links = link_previous(dest for dest, _, _ in previous)
+
+    def keep(self) -> None:
+        """The new files are accepted (idempotent)."""
+        keep(self.previous, self.links)
+        self.previous = []
+
+    def drop(self) -> None:
+        """The new files were put back."""
+        drop(self.links)
+        self.previous = []

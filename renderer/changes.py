@@ -7,7 +7,7 @@ DEST.bak where asked (``backups``) and the previous bytes of each file for ``res
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,23 +72,24 @@ def restore(written: Sequence[Change]) -> None:
 
 async def write_with_backups(
     changes: list[Change], state_file: list[Change], nginx: Nginx, *, check: bool
-) -> list[Change]:
-    """``_write_and_check``, keeping DEST.bak of each previous file where asked (``backups``)."""
-    previous = [(c.destination, c.old, c.perms) for c in changes if c.backup and c.old is not None]
-    links = backups.link_previous(dest for dest, _, _ in previous)
+) -> tuple[list[Change], backups.Pending]:
+    """``write_and_check``, with DEST.bak of each previous file linked where asked (``backups``): the
+    caller keeps them once the new files are accepted."""
+    pending = backups.Pending(
+        [(c.destination, c.old, c.perms) for c in changes if c.backup and c.old is not None]
+    )
     try:
         written = await write_and_check(changes + state_file, nginx, check=check)
     except BaseException:
-        backups.drop(links)
+        pending.drop()
         raise
-    backups.keep(previous, links)
-    return written
+    return written, pending
 
 
-def write_state_file(path: Path, body: bytes) -> None:
+def write_state_file(path: Path, make: Callable[[], bytes]) -> None:
     """After a push: the state file, for workers that start later (a failure is repaired by drift)."""
     try:
         # Read by nginx's workers as their own user; not fsynced (docs/operations.md, "Durability").
-        write_atomic(path, body, 0o644, durable=False)
+        write_atomic(path, make(), 0o644, durable=False)
     except OutputError as exc:
         log.warning("Runtime state file not written (nginx holds the pushed state): %s", exc)

@@ -20,7 +20,7 @@ from operator import attrgetter
 
 from .peers import Peer, Upstream, upstream_of
 
-__all__ = ["ParsedFile", "parse", "runtime_state"]
+__all__ = ["ParsedFile", "parse", "reparse", "runtime_state"]
 
 _OPEN = re.compile(r"[ \t]*upstream[ \t]+([^\s{};#\"'\\]+)[ \t]*\{[ \t]*\n")  # matched at a line's start
 _BODY = attrgetter("body")
@@ -73,6 +73,12 @@ def parse(text: str, previous: ParsedFile | None = None) -> ParsedFile:
         if again is not None:
             return again
     return _read(text, previous.by_body if previous is not None else {})
+
+
+def reparse(text: str, previous: ParsedFile) -> ParsedFile | None:
+    """``parse(text, previous)`` when it costs what changed (the text equal, or different only inside
+    block bodies); None when it would read the whole text again."""
+    return previous if previous.text == text else _reread(text, previous)
 
 
 def _read(text: str, known: dict[str, Upstream]) -> ParsedFile:
