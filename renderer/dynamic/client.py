@@ -88,11 +88,24 @@ class EndpointClient:
         data = io.BytesIO(body) if body is not None else None
         try:
             async with self._session.request(method, self._url, data=data, headers=headers) as resp:
-                return resp.status, await resp.content.read(MAX_ANSWER)
+                return resp.status, await _read_all(resp)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DynamicPushFailed(
                 f"nginx's update endpoint at {self.where} did not answer {method} {PATH}: {_reason(exc)}."
             ) from exc
+
+
+async def _read_all(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole answer, up to MAX_ANSWER (``content.read(n)`` returns what has arrived so far)."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise DynamicPushFailed(
+                f"The answer of nginx's update endpoint is larger than {MAX_ANSWER} bytes."
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _reason(exc: BaseException) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,10 +24,11 @@ from typing import Any
 from plumbing.errors import DynamicPushFailed, DynamicRefused, DynamicUpdateInvalid, OutputError
 
 from ..config import DynamicConfig
-from ..files import read_bytes, write_atomic
+from ..files import write_atomic
 from ..metrics import SidecarMetrics
 from .client import EndpointClient
-from .document import Encoder, PeerState, State, decode, next_generation
+from .document import Encoder, PeerState, State, next_generation
+from .state_file import generation_in, holds
 
 __all__ = ["CONFIRM_WAIT", "DRIFT_PERIOD", "Pusher", "fallback_reason"]
 
@@ -40,7 +40,6 @@ DRIFT_PERIOD = 30.0
 # long most likely failed (nginx keeps the old workers, and their runtime state stays as it is).
 CONFIRM_WAIT = 10.0
 CONFIRM_POLL = 0.05
-_GENERATION = re.compile(rb'\{"generation":([0-9]{1,16})[,}]')
 NO_ROOM = 507  # the endpoint's answer when the shared dict cannot hold the state
 
 
@@ -67,7 +66,7 @@ class Pusher:
         self._client: EndpointClient | None = None
         self.encoder = Encoder()
         self._retired: list[EndpointClient] = []  # clients of an endpoint SIGHUP replaced
-        self.generation = _generation_in(config)  # the newest one written or pushed
+        self.generation = generation_in(config)  # the newest one written or pushed
         self.expected: PeerState | None = None  # what the live files say runtime state is
         self.awaiting: int | None = None  # the generation a reload's new workers load at start
         self._awaiting_since = 0.0
@@ -75,6 +74,8 @@ class Pusher:
         self.last_push: float | None = None
         self.last_error: str | None = None
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # pushes and repairs, one at a time
+        self._pushes = 0  # pushes so far: a sync that read nginx's state during one reads again
 
     def reconfigure(self, config: DynamicConfig) -> None:
         """SIGHUP: another endpoint or state file; the generation stays."""
@@ -122,7 +123,7 @@ class Pusher:
 
     async def adopt(self, state: PeerState) -> None:
         """At start with unchanged files: make sure the state file says what they say, then sync."""
-        if not await asyncio.to_thread(_holds, self.config, state):  # megabytes at scale: off the loop
+        if not await asyncio.to_thread(holds, self.config, state):  # megabytes at scale: off the loop
             try:
                 _, body = self.stage(state)
                 write_atomic(self.config.state_file, body, 0o644, durable=False)  # see apply's state file
@@ -135,6 +136,12 @@ class Pusher:
 
     async def push(self, changed: PeerState, state: PeerState, generation: int) -> None:
         """Push the changed upstreams as ``generation``; raise DynamicPushFailed for the reload path."""
+        # One writer at a time: a repair encoded before this push must not land after it.
+        async with self._lock:
+            self._pushes += 1
+            await self._push(changed, state, generation)
+
+    async def _push(self, changed: PeerState, state: PeerState, generation: int) -> None:
         try:
             await self._post(self.encoder.encode(generation, changed, full=False), "changed")
         except DynamicRefused as exc:
@@ -208,6 +215,7 @@ class Pusher:
         """Compare nginx's runtime state with the files' and repair a difference; True: ask again soon."""
         if self.expected is None:
             return False
+        pushes = self._pushes
         try:
             held: State | None = await self._endpoint().fetch()
         except DynamicUpdateInvalid as exc:
@@ -217,13 +225,16 @@ class Pusher:
             self.last_error = str(exc)
             log.debug("Runtime state not read: %s", exc)
             return False
-        if held is not None and self._unconfirmed(held):
-            return time.monotonic() - self._awaiting_since < CONFIRM_WAIT
-        self.awaiting = None
-        if held is not None and await asyncio.to_thread(_same, held.upstreams, self.expected):
-            self.generation = max(self.generation, held.generation)
-            return False
-        await self._repair(held)
+        async with self._lock:
+            if self._pushes != pushes:
+                return True  # pushed while we read: what we read is behind, read again
+            if held is not None and self._unconfirmed(held):
+                return time.monotonic() - self._awaiting_since < CONFIRM_WAIT
+            self.awaiting = None
+            if held is not None and await asyncio.to_thread(_same, held.upstreams, self.expected):
+                self.generation = max(self.generation, held.generation)
+                return False
+            await self._repair(held)
         return False
 
     def _unconfirmed(self, held: State) -> bool:
@@ -271,26 +282,3 @@ class Pusher:
 def _same(held: PeerState, expected: PeerState) -> bool:
     # In a thread: 5,000 upstreams of peers compare in milliseconds the event loop need not wait for.
     return dict(held) == dict(expected)
-
-
-def _holds(config: DynamicConfig, state: PeerState) -> bool:
-    """Whether the state file holds exactly ``state``."""
-    try:
-        held = decode(read_bytes(config.state_file) or b"", str(config.state_file))
-    except (DynamicUpdateInvalid, OutputError):
-        return False
-    return dict(held.upstreams) == dict(state)
-
-
-def _generation_in(config: DynamicConfig) -> int:
-    """The state file's generation, so a restarted sidecar starts past it (0 when there is none).
-
-    Read from the first bytes only: the sidecar writes the generation first, and the rest may be megabytes.
-    """
-    try:
-        with config.state_file.open("rb") as file:
-            head = file.read(64)
-    except OSError:
-        return 0
-    found = _GENERATION.match(head)
-    return int(found.group(1)) if found else 0

@@ -124,3 +124,53 @@ def test_a_state_nginx_has_no_room_for_empties_runtime_state(tmp_path: Path) -> 
         assert set(nginx.count(4)) == {"b1"}
     finally:
         nginx.stop()
+
+
+def test_a_large_state_is_read_back_whole(lua_nginx: LuaNginx) -> None:
+    """A GET answer of megabytes arrives in pieces; the sync reads all of it (it once read the first piece
+    only, took the state for invalid and replaced it with a full push)."""
+    pusher = Pusher(lua_nginx.dynamic, SidecarMetrics())
+    big = {f"u{i:05d}": tuple(Peer("127.0.0.1", 20000 + p) for p in range(1, 5)) for i in range(5000)}
+
+    async def scenario() -> None:
+        await pusher.push(big, big, pusher.stage(big)[0])
+        held = await pusher._endpoint().fetch()
+        assert dict(held.upstreams) == big  # 1.4 MB of JSON
+        await pusher.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_push_while_the_sync_reads_is_never_undone(
+    lua_nginx: LuaNginx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync reads nginx's state, a flip is pushed meanwhile: the sync must read again, not "repair"
+    nginx back to what it read (seen at 5,000 upstreams: a removed instance served for the 30 s until
+    the next drift check)."""
+    metrics = SidecarMetrics()
+    pusher = Pusher(lua_nginx.dynamic, metrics)
+    before, after = {"primes": peers(lua_nginx, "b1", "b2")}, {"primes": peers(lua_nginx, "b2")}
+    read = pusher_module.EndpointClient.fetch
+    pushed_during_read: list[bool] = []
+
+    async def fetch_then_push(client: object) -> object:
+        held = await read(client)  # type: ignore[arg-type]
+        if not pushed_during_read:  # the flip lands after nginx answered the read
+            pushed_during_read.append(True)
+            generation, _ = pusher.stage(after)
+            await pusher.push(after, after, generation)
+            pusher.commit(after, generation)
+        return held
+
+    async def scenario() -> None:
+        await pusher.push(before, before, pusher.stage(before)[0])
+        pusher.commit(before, pusher.generation)
+        monkeypatch.setattr(pusher_module.EndpointClient, "fetch", fetch_then_push)
+        assert await pusher.sync()  # read again soon: what it read is behind
+        monkeypatch.setattr(pusher_module.EndpointClient, "fetch", read)
+        assert not await pusher.sync()
+        await pusher.close()
+
+    asyncio.run(scenario())
+    assert ports(lua_nginx) == [lua_nginx.backends["b2"]]
+    assert metrics.registry.get_sample_value("upstreams_dynamic_repairs_total") == 0

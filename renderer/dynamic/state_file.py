@@ -1,0 +1,43 @@
+"""The state file beside the rendered files (``[nginx] dynamic_state``), read back by the sidecar.
+
+nginx's workers load it at start (renderer/lua/upstreams/worker.lua); the sidecar writes it with each
+change (``apply``) and reads it only at start: to move its generations past it, and to know whether it
+already says what the files say.
+"""
+
+from __future__ import annotations
+
+import re
+
+from plumbing.errors import DynamicUpdateInvalid, OutputError
+
+from ..config import DynamicConfig
+from ..files import read_bytes
+from .document import PeerState, decode
+
+__all__ = ["generation_in", "holds"]
+
+_GENERATION = re.compile(rb'\{"generation":([0-9]{1,16})[,}]')
+
+
+def holds(config: DynamicConfig, state: PeerState) -> bool:
+    """Whether the state file holds exactly ``state``."""
+    try:
+        held = decode(read_bytes(config.state_file) or b"", str(config.state_file))
+    except (DynamicUpdateInvalid, OutputError):
+        return False
+    return dict(held.upstreams) == dict(state)
+
+
+def generation_in(config: DynamicConfig) -> int:
+    """The state file's generation, so a restarted sidecar starts past it (0 when there is none).
+
+    Read from the first bytes only: the sidecar writes the generation first, and the rest may be megabytes.
+    """
+    try:
+        with config.state_file.open("rb") as file:
+            head = file.read(64)
+    except OSError:
+        return 0
+    found = _GENERATION.match(head)
+    return int(found.group(1)) if found else 0
