@@ -217,7 +217,7 @@ class Pusher:
             return False
         pushes = self._pushes
         try:
-            held: State | None = await self._endpoint().fetch()
+            held: State | None = await self._endpoint().fetch(behind=self.awaiting)
         except DynamicUpdateInvalid as exc:
             log.warning("%s; replacing it.", exc)
             held = None  # nothing we can read is worth keeping: the full push below replaces it

@@ -15,7 +15,7 @@ from ..config import DynamicConfig
 from ..files import read_bytes
 from .document import PeerState, decode
 
-__all__ = ["generation_in", "holds"]
+__all__ = ["generation_in", "head_generation", "holds"]
 
 _GENERATION = re.compile(rb'\{"generation":([0-9]{1,16})[,}]')
 
@@ -39,5 +39,10 @@ def generation_in(config: DynamicConfig) -> int:
             head = file.read(64)
     except OSError:
         return 0
-    found = _GENERATION.match(head)
-    return int(found.group(1)) if found else 0
+    return head_generation(head) or 0
+
+
+def head_generation(data: bytes) -> int | None:
+    """The generation a peer document starts with (the sidecar and the endpoint write it first)."""
+    found = _GENERATION.match(data[:64])
+    return int(found.group(1)) if found else None

@@ -153,8 +153,8 @@ def test_a_push_while_the_sync_reads_is_never_undone(
     read = pusher_module.EndpointClient.fetch
     pushed_during_read: list[bool] = []
 
-    async def fetch_then_push(client: object) -> object:
-        held = await read(client)  # type: ignore[arg-type]
+    async def fetch_then_push(client: object, **kwargs: object) -> object:
+        held = await read(client, **kwargs)  # type: ignore[arg-type]
         if not pushed_during_read:  # the flip lands after nginx answered the read
             pushed_during_read.append(True)
             generation, _ = pusher.stage(after)
