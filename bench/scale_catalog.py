@@ -26,7 +26,7 @@ SETTLE = 0.6
 class Plan:
     """How long each measurement of a size runs (the smoke test shrinks it)."""
 
-    flips: int = 5  # flip-to-route rounds per size and system
+    flips: int = 10  # flip-to-route rounds per size and system (each a remove and a recover)
     idle_seconds: float = 10.0  # 0: no idle window
     churn_rate: float = 10.0  # flips per second under churn
     churn_seconds: float = 10.0  # 0: no churn window
