@@ -111,10 +111,11 @@ class Datacenter:
 
         async for idx, problems in self._query(f"health-{state}", fetch).changes():
             self.halves[state] = (idx, problems)
-            self._health_answered()
+            self._health_answered(idx)
 
-    def _health_answered(self) -> None:
-        """Diff the union of both halves with what was last seen (level-triggered either way)."""
+    def _health_answered(self, answered: int) -> None:
+        """Diff the union of both halves with what was last seen (level-triggered either way);
+        ``answered``: the index of the half that just answered."""
         if len(self.halves) < len(HEALTH_STATES):
             return  # until both halves answered, a check moving between them would look like a change
         problems = Problems.union(p for _, p in self.halves.values())
@@ -123,7 +124,9 @@ class Datacenter:
         idx = min(i for i, _ in self.halves.values())
         self.problems, self.health_index = problems, idx
         if services or nodes:
-            self.health_changes.append(max(i for i, _ in self.halves.values()))
+            # What changed came with the answer just read, at its index: that index explains a catalog
+            # move (the other half's may be later, from a change that explains nothing).
+            self.health_changes.append(answered)
         self.health_moved.set()
         self.health_moved = asyncio.Event()
         self._anchor()
