@@ -93,14 +93,14 @@ class EndpointClient:
         data = io.BytesIO(body) if body is not None else None
         try:
             async with self._session.request(method, self._url, data=data, headers=headers) as resp:
-                return resp.status, await _read_all(resp)
+                return resp.status, await _read_all(resp, self.where)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DynamicPushFailed(
                 f"nginx's update endpoint at {self.where} did not answer {method} {PATH}: {_reason(exc)}."
             ) from exc
 
 
-async def _read_all(resp: aiohttp.ClientResponse) -> bytes:
+async def _read_all(resp: aiohttp.ClientResponse, where: str) -> bytes:
     """The whole answer, up to MAX_ANSWER (``content.read(n)`` returns what has arrived so far)."""
     chunks, size = [], 0
     async for chunk in resp.content.iter_any():

@@ -220,16 +220,21 @@ def test_incremental_render_equals_a_full_render_after_any_changes(
     same(incremental.render_all(snap)[0], templates(tmp_path).render_all(snap)[0])
 
 
-def test_a_flip_reuses_every_other_block_and_writes_what_a_full_render_writes(tmp_path: Path) -> None:
-    ts = templates(tmp_path)
-    source = tmp_path / "upstreams.j2"
-    catalog = {
+def fifty_services() -> dict[str, tuple[Instance, ...]]:
+    """s0 ... s49, two instances each (127.0.0.1 and 127.0.0.2, port 1000 + k)."""
+    return {
         f"s{k}": (
             Instance("n", f"s{k}-1", f"s{k}", "127.0.0.1", 1000 + k),
             Instance("n", f"s{k}-2", f"s{k}", "127.0.0.2", 1000 + k),
         )
         for k in range(50)
     }
+
+
+def test_a_flip_reuses_every_other_block_and_writes_what_a_full_render_writes(tmp_path: Path) -> None:
+    ts = templates(tmp_path)
+    source = tmp_path / "upstreams.j2"
+    catalog = fifty_services()
     snap = snapshot(catalog, None)
     ts.render(source, snap)
     assert ts.blocks.for_source(source).misses == 50
@@ -244,13 +249,7 @@ def test_a_flip_in_a_watchers_series_skips_the_walk(tmp_path: Path, monkeypatch:
     """A snapshot that says what changed re-renders that block only: the other rows are not visited."""
     ts = templates(tmp_path)
     source = tmp_path / "upstreams.j2"
-    catalog = {
-        f"s{k}": (
-            Instance("n", f"s{k}-1", f"s{k}", "127.0.0.1", 1000 + k),
-            Instance("n", f"s{k}-2", f"s{k}", "127.0.0.2", 1000 + k),
-        )
-        for k in range(50)
-    }
+    catalog = fifty_services()
     series = Publisher()
     snap = snapshot(catalog, None, series)
     ts.render(source, snap)
