@@ -38,12 +38,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def as_index(returned: int | str | None) -> int:
+    """An ``X-Consul-Index`` as a number (0 when missing or unreadable)."""
+    try:
+        return int(returned) if returned is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
 def next_index(previous: int, returned: int | str | None) -> int:
     """The index to send next, given the one sent (0 at first) and the one Consul returned."""
-    try:
-        value = int(returned) if returned is not None else 0
-    except (TypeError, ValueError):
-        value = 0
+    value = as_index(returned)
     if value < previous:
         # Rule 3: went backwards; 0 would mean "start over", but rule 4 forbids sending it.
         value = 0

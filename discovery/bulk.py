@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from plumbing.errors import ConsulError
 
+from .blocking import as_index
 from .catalog import parse_health
 from .client import consul_errors, unservable
 from .decoding import DROP, Hook, Path
@@ -48,8 +49,9 @@ def bulk_candidates(batch: Sequence[ServiceQuery]) -> list[ServiceQuery]:
 
 async def read_bulk(
     watcher: Watcher, dc: str, queries: Sequence[ServiceQuery], limit: asyncio.Semaphore
-) -> dict[str, list[Instance]] | None:
-    """Instances by lower-cased service name for these queries, or None where one by one is better."""
+) -> tuple[dict[str, list[Instance]], int] | None:
+    """Instances by lower-cased service name for these queries and the highest index of the reads,
+    or None where one by one is better."""
     client, where = watcher.client, dc or None
     try:
         async with limit, consul_errors("the list of nodes"):
@@ -59,7 +61,8 @@ async def read_bulk(
         if len(names) < len(raw) or len(names) * SERVICES_PER_NODE > len(queries):
             return None  # a node read by path would read another one; or one by one is cheaper
         async with limit, consul_errors("the health of every check that is not passing"):
-            _, checks = await client.health_state(filter=NOT_PASSING, dc=where)
+            at, checks = await client.health_state(filter=NOT_PASSING, dc=where)
+        indexes = [as_index(at)]
         statuses = parse_problems(checks).statuses()
         found: dict[str, list[Instance]] = {q.name.lower(): [] for q in queries}
         slim = _slim(frozenset(found))
@@ -67,7 +70,8 @@ async def read_bulk(
 
         async def read(node: str) -> None:
             async with reads, limit, consul_errors(f"the node '{node}'"):
-                _, data = await client.catalog_node(node, dc=where, item=slim)
+                at, data = await client.catalog_node(node, dc=where, item=slim)
+            indexes.append(as_index(at))
             for instance in parse_health(_entries(data, found, statuses), dc, keep_order=True):
                 found[instance.name.lower()].append(instance)
 
@@ -78,7 +82,7 @@ async def read_bulk(
     except ConsulError as exc:
         log.debug("Reading %d services per node failed (%s); reading them one by one.", len(queries), exc)
         return None
-    return found
+    return found, max(indexes)
 
 
 def _slim(wanted: frozenset[str]) -> Hook:

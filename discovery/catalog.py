@@ -16,12 +16,13 @@ from typing import Any
 
 from .model import STATUS_ORDER, Instance, ServiceSummary, Status
 
-__all__ = ["parse_health", "parse_services", "valid_address", "worst_status"]
+__all__ = ["parse_health", "parse_services", "valid_address", "weight_of", "worst_status"]
 
 log = logging.getLogger(__name__)
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 MAX_STRING = 4096
+DEFAULT_WEIGHTS = (1, 1)
 
 
 def valid_address(address: str) -> bool:
@@ -56,12 +57,26 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and len(value) <= MAX_STRING else None
 
 
-def _weight(weights: Any, status: Status) -> int:
+def _weights(weights: Any) -> tuple[int, int]:
+    """(passing, warning) weights of a registration."""
     if not isinstance(weights, Mapping):
-        return 1
-    value = weights.get("Warning" if status == "warning" else "Passing", 1)
+        return DEFAULT_WEIGHTS
+    return _pair(_clamped(weights.get("Passing", 1)), _clamped(weights.get("Warning", 1)))
+
+
+def _clamped(value: Any) -> int:
     # Consul allows any positive int; nginx wants >= 1. Absurd values are clamped, not trusted.
     return min(max(value, 1), 1000) if isinstance(value, int) and not isinstance(value, bool) else 1
+
+
+@functools.lru_cache(maxsize=1024)  # one tuple per pair in use, shared by every instance with it
+def _pair(passing: int, warning: int) -> tuple[int, int]:
+    return (passing, warning)
+
+
+def weight_of(weights: tuple[int, int], status: Status) -> int:
+    """The weight an instance with these (passing, warning) weights has in ``status``."""
+    return weights[1] if status == "warning" else weights[0]
 
 
 def _instance(entry: Mapping[str, Any], dc: str) -> Instance | None:
@@ -83,6 +98,7 @@ def _instance(entry: Mapping[str, Any], dc: str) -> Instance | None:
         log.warning("Dropped %s: port %r is not between 1 and 65535.", _where(svc), port)
         return None
     status = worst_status(c.get("Status", "critical") for c in checks if isinstance(c, Mapping))
+    weights = _weights(svc.get("Weights"))
     # Interned: thousands of instances share their node's name and address, their tags and datacenter.
     return Instance(
         node=intern(node_name),
@@ -92,11 +108,12 @@ def _instance(entry: Mapping[str, Any], dc: str) -> Instance | None:
         port=port,
         tags=tuple(intern(t) for t in (svc.get("Tags") or []) if _text(t) is not None),
         meta=_meta(svc.get("Meta")),
-        weight=_weight(svc.get("Weights"), status),
+        weight=weight_of(weights, status),
         status=status,
         datacenter=intern(_text(node.get("Datacenter")) or dc),
         node_address=intern(_text(node.get("Address")) or ""),
         node_meta=_meta(node.get("Meta")),
+        weights=weights,
     )
 
 

@@ -20,6 +20,7 @@ from .blocking import BlockingQuery
 from .bulk import BULK_MIN, bulk_candidates, read_bulk
 from .catalog import parse_services
 from .client import consul_errors, kv_prefix
+from .flips import Flips
 from .model import CatalogQuery, KeyQuery, PrefixQuery, ServiceQuery
 from .problems import Problems, parse_problems
 
@@ -52,7 +53,9 @@ class Datacenter:
         # Each datacenter fetches its dirty services on its own, so one that does not answer (its
         # fetches retry forever) never holds back the services of the others.
         self.dirty: set[ServiceQuery] = set()
+        self.reading: set[ServiceQuery] = set()  # the batch being read now
         self.dirty_event = asyncio.Event()
+        self.flips = Flips(self)
         # Read before both signal queries first answered: a change in between would be in neither diff.
         self.unanchored: set[ServiceQuery] = set()
 
@@ -74,8 +77,12 @@ class Datacenter:
             self.dirty.clear()
             if batch:
                 log.debug("Fetching %d changed services%s.", len(batch), f" of {self.dc}" if self.dc else "")
-                rest = await self._read_bulk(batch, limit)
-                await asyncio.gather(*(w._fetch_one(q, limit) for q in rest))
+                self.reading = set(batch)
+                try:
+                    rest = await self._read_bulk(batch, limit)
+                    await asyncio.gather(*(w._fetch_one(q, limit) for q in rest))
+                finally:
+                    self.reading = set()
                 if not (self.health_index and self.catalog_index):
                     self.unanchored.update(batch)
                 w._publish()
@@ -85,11 +92,12 @@ class Datacenter:
         candidates = bulk_candidates(batch)
         if len(candidates) < BULK_MIN:
             return batch
-        found = await read_bulk(self.watcher, self.dc, candidates, limit)
-        if found is None:
+        answer = await read_bulk(self.watcher, self.dc, candidates, limit)
+        if answer is None:
             return batch
+        found, index = answer
         for query in candidates:
-            self.watcher._keep(query, tuple(sorted(found[query.name.lower()])))
+            self.watcher._keep(query, tuple(sorted(found[query.name.lower()])), index)
         done = set(candidates)
         return [q for q in batch if q not in done]
 
@@ -130,10 +138,7 @@ class Datacenter:
         self.health_moved.set()
         self.health_moved = asyncio.Event()
         self._anchor()
-        if services:
-            self.watcher._mark_dirty(self.dc, services)
-        if nodes:
-            self.watcher._mark_on_nodes(self.dc, nodes)  # a node check: every instance on the node
+        self.flips.changed(services, nodes, consistent=len({i for i, _ in self.halves.values()}) == 1)
 
     async def watch_catalog(self) -> None:
         last: list[Any] = [None, ()]  # the last answer as Consul sent it, and as parsed

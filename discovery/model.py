@@ -123,6 +123,7 @@ class Instance:
     datacenter: str = ""
     node_address: str = ""
     node_meta: tuple[tuple[str, str], ...] = ()
+    weights: tuple[int, int] = (1, 1)  # (passing, warning) as registered, clamped; ``weight`` is its status's
 
     @property
     def meta_dict(self) -> dict[str, str]:

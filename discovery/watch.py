@@ -16,7 +16,10 @@ Per datacenter, three cluster-wide blocking queries tell *what* changed:
   index (an instance registered or deregistered while passing, a registration without checks, an
   address change), every watched service is dirty.
 
-Only dirty *watched* services are read again. A few are fetched one by one (``/v1/health/service/NAME``)
+A flip (a check going to warning or critical, or between the two) is not read at all: once both
+status answers are at one index, the new statuses of the services they touch are derived from them
+(``discovery.flips``, ``discovery.derive``). A recovery is read, since it looks exactly like an
+instance deregistered while failing. Otherwise only dirty *watched* services are read again. A few are fetched one by one (``/v1/health/service/NAME``)
 by a small pool of connections; many at once (the first render, the catalog fallback, the resync) are
 read per node when that is cheaper (``discovery.bulk``: at 5,000 services on 4 nodes, 6 requests instead
 of 5,000). Services read before both signal queries first answered are read again once they have, so
@@ -41,16 +44,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import consul.exceptions
-import tenacity
-
-from plumbing.errors import ConsulError, first_line
 from plumbing.latest import Latest
 from plumbing.metrics import ConsulMetrics
 
-from .blocking import BlockingQuery, consul_retrying
+from .blocking import BlockingQuery
 from .catalog import parse_health
-from .client import ConsulClient, consul_errors, unservable
+from .client import ConsulClient, unservable
 from .datacenter import HEALTH_STATES, Datacenter
 from .model import (
     Dependency,
@@ -64,6 +63,7 @@ from .nodes import NodeWatch
 from .outages import Outages
 from .publisher import Publisher
 from .reachability import FIRST_ANSWER_WAIT, Outage
+from .reads import read_service
 
 __all__ = ["Watcher"]
 
@@ -95,6 +95,7 @@ class Watcher:
         self._wanted: frozenset[Dependency] = frozenset()
         self._by_name: dict[str, list[ServiceQuery]] | None = None  # watched services by lower-cased name
         self._data: dict[Dependency, Any] = {}
+        self._read_at: dict[Dependency, int] = {}  # the index each service was last read at
         self._dcs: dict[str, Datacenter] = {}
         self._limit = asyncio.Semaphore(fetchers)
         self._tg: asyncio.TaskGroup | None = None
@@ -163,6 +164,7 @@ class Watcher:
         for dep in list(self._data):
             if dep not in wanted:
                 del self._data[dep]  # forget what nobody reads, so memory follows the templates
+                self._read_at.pop(dep, None)
         if self._tg is None:
             return
         for dc in sorted({d.dc for d in wanted}):
@@ -195,7 +197,11 @@ class Watcher:
             return
         if names is None:
             self._dcs[dc].mark(d for d in self._wanted if isinstance(d, ServiceQuery) and d.dc == dc)
-            return
+        else:
+            self._dcs[dc].mark(self._named(dc, names))
+
+    def _named(self, dc: str, names: Iterable[str]) -> list[ServiceQuery]:
+        """The watched services of ``dc`` with these names (in any case)."""
         # Consul matches service names without case: a change to 'API' changes what 'api' reads. Looked
         # up by name, not by a walk of everything watched (a flip at 5,000 services: 1.5 ms).
         if self._by_name is None:
@@ -204,19 +210,20 @@ class Watcher:
                 if isinstance(dep, ServiceQuery):
                     self._by_name.setdefault(dep.name.lower(), []).append(dep)
         found = (q for n in {n.lower() for n in names} for q in self._by_name.get(n, ()))
-        self._dcs[dc].mark(q for q in found if q.dc == dc)
+        return [q for q in found if q.dc == dc]
 
-    def _mark_on_nodes(self, dc: str, nodes: set[str]) -> None:
-        lowered = {n.lower() for n in nodes}
-        if dc in self._dcs:
-            # Consul matches node names without case too. A service not read yet is fetched anyway.
-            self._dcs[dc].mark(
-                dep
-                for dep, value in self._data.items()
-                if isinstance(dep, ServiceQuery)
-                and dep.dc == dc
-                and any(i.node.lower() in lowered for i in value)
-            )
+    def _on_nodes(self, dc: str, nodes: set[str]) -> list[ServiceQuery]:
+        """The services of ``dc`` read with an instance on one of these nodes (in any case)."""
+        if not nodes:
+            return []
+        lowered = {n.lower() for n in nodes}  # Consul matches node names without case too
+        return [
+            dep
+            for dep, value in self._data.items()
+            if isinstance(dep, ServiceQuery)
+            and dep.dc == dc
+            and any(i.node.lower() in lowered for i in value)
+        ]
 
     def _store(self, dep: Dependency, value: Any) -> None:
         if dep in self._wanted:
@@ -233,9 +240,11 @@ class Watcher:
         # A name Consul cannot answer for by path reads as no instances: it must never stall the
         # other services (a fetch retried forever would hold up this whole batch) nor read another one.
         entries: Any = None
+        index = 0
         problem = unservable(query.name)
         if problem is None:
-            entries, problem = await self._fetch_health(query, limit)
+            lost = self._outages.lost
+            index, entries, problem = await read_service(self.client, self.metrics, query, limit, lost)
         if query not in self._wanted:
             return
         if problem is not None:
@@ -243,37 +252,18 @@ class Watcher:
             self._data[query] = ()
             self.stand_ins.discard(query)
             return
-        self._keep(query, parse_health(entries, query.dc, keep_order=bool(query.near)))
+        self._keep(query, parse_health(entries, query.dc, keep_order=bool(query.near)), index)
 
-    def _keep(self, query: ServiceQuery, instances: tuple[Instance, ...]) -> None:
-        """Keep a service's instances as read (published with the rest of the batch)."""
+    def _keep(self, query: ServiceQuery, instances: tuple[Instance, ...], index: int | None = None) -> None:
+        """Keep a service's instances as read at ``index`` (or derived: None), published with the batch."""
         if query in self._wanted:
+            if index is not None:
+                self._read_at[query] = index
             self._unreadable.discard(query)
             if self._data.get(query) != instances:  # an equal answer keeps the old tuple (identity is cheap)
                 self._data[query] = instances
             self.stand_ins.discard(query)
             self._outages.reached(query.dc)
-
-    async def _fetch_health(self, query: ServiceQuery, limit: asyncio.Semaphore) -> tuple[Any, str | None]:
-        """(entries, None), retried while Consul is away; or (None, why) when Consul refuses this name."""
-
-        def report(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, ConsulError):
-                self._outages.lost(query.dc, exc)
-
-        async for attempt in consul_retrying(report):
-            with attempt:
-                async with limit, consul_errors(f"the health of service '{query.name}'"):
-                    with self.metrics.fetch_seconds.time():
-                        try:
-                            _, entries = await self.client.health_service(
-                                query.name, dc=query.dc or None, near=query.near or None
-                            )
-                        except consul.exceptions.BadRequest as exc:
-                            # 400 is about the request itself: retrying the same name cannot help.
-                            return None, f"Consul refused the query ({first_line(exc).strip()})"
-        return entries, None
 
     def _unreadable_service(self, query: ServiceQuery, problem: str) -> None:
         if query not in self._unreadable:

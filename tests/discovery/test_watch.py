@@ -80,24 +80,27 @@ async def anchored(watcher: Watcher, client: Recording) -> None:
             await asyncio.sleep(0.01)
 
 
-def test_a_flip_refetches_only_its_service_both_ways(consul: ConsulAgent) -> None:
+def test_a_flip_is_derived_and_a_recovery_reads_only_its_service(consul: ConsulAgent) -> None:
     for name in ("a", "b", "c"):
         consul.register_ttl(name, f"{name}-1", 9000)
 
-    async def scenario() -> list[str]:
+    async def scenario() -> tuple[list[str], list[str]]:
         async with watching(consul, [ServiceQuery(n) for n in ("a", "b", "c")]) as (watcher, client):
             await until(watcher, lambda s: statuses(s, "a") == {"a-1": "passing"})
             await anchored(watcher, client)  # the start-up's own re-reads are not the flip's
             client.fetched.clear()
             await act(lambda: consul.set_ttl("a-1", "critical"))
             await until(watcher, lambda s: statuses(s, "a") == {"a-1": "critical"})
+            await act(lambda: consul.set_ttl("a-1", "warning"))
+            await until(watcher, lambda s: statuses(s, "a") == {"a-1": "warning"})
+            flips = list(client.fetched)
             await act(lambda: consul.set_ttl("a-1", "passing"))
             await until(watcher, lambda s: statuses(s, "a") == {"a-1": "passing"})
-            return client.fetched
+            return flips, client.fetched[len(flips) :]
 
-    fetched = asyncio.run(scenario())
-    assert set(fetched) == {"a"}
-    assert len(fetched) >= 2  # once for each direction of the flip
+    flips, recovery = asyncio.run(scenario())
+    assert flips == []  # to critical, then to warning: derived from the status answers, nothing read
+    assert recovery == ["a"]  # a recovery looks like a deregistration there: read, and only that service
 
 
 def test_passing_registrations_deregistrations_and_moves_are_seen(consul: ConsulAgent) -> None:
@@ -193,8 +196,10 @@ def test_a_bulk_read_reads_what_one_by_one_reads(consul: ConsulAgent) -> None:
         async def both() -> tuple[dict[str, tuple[Instance, ...]], dict[str, tuple[Instance, ...]]]:
             client = ConsulClient(ConsulSettings(host="127.0.0.1", port=consul.http_port))
             try:
-                found = await read_bulk(Watcher(client), "", queries, asyncio.Semaphore(4))
-                assert found is not None
+                answer = await read_bulk(Watcher(client), "", queries, asyncio.Semaphore(4))
+                assert answer is not None
+                found, index = answer
+                assert index > 0  # the reads' highest index: what a flip's answers must reach to be derived
                 bulk = {q.name: tuple(sorted(found[q.name.lower()])) for q in queries}
                 single = {
                     q.name: parse_health((await client.health_service(q.name, dc=None, near=None))[1])

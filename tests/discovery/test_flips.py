@@ -1,0 +1,77 @@
+"""Flips derived from the status answers against a real Consul: never a deregistered instance made better."""
+
+from __future__ import annotations
+
+import asyncio
+
+from discovery.model import ServiceQuery, Snapshot
+from discovery.watch import Watcher
+from tests.discovery.test_watch import act, anchored, statuses, until, watching
+from tests.support.consul_agent import ConsulAgent
+
+
+async def every_snapshot(watcher: Watcher, seen: list[Snapshot]) -> None:
+    version = 0
+    while True:
+        version, snapshot = await watcher.updates.wait_newer(version)
+        seen.append(snapshot)
+
+
+def test_an_instance_deregistered_while_failing_is_never_routed_again(consul: ConsulAgent) -> None:
+    consul.register_ttl("web", "web-1", 9000)
+    consul.register_ttl("web", "web-2", 9001)
+    # web-3 has two checks, one warning, one critical: without the critical one it would be a backup.
+    consul.register_ttl("web", "web-3", 9002, status="critical")
+    consul.api(
+        "PUT", "/v1/agent/check/register", {"ID": "w3b", "Name": "b", "TTL": "10m", "ServiceID": "web-3"}
+    )
+    consul.api("PUT", "/v1/agent/check/warn/w3b")
+
+    async def scenario() -> list[Snapshot]:
+        seen: list[Snapshot] = []
+        async with watching(consul, [ServiceQuery("web")]) as (watcher, client):
+            await until(
+                watcher,
+                lambda s: statuses(s, "web") == {"web-1": "passing", "web-2": "passing", "web-3": "critical"},
+            )
+            await anchored(watcher, client)
+            await act(lambda: consul.set_ttl("web-1", "critical"))
+            await until(watcher, lambda s: statuses(s, "web")["web-1"] == "critical")
+            spy = asyncio.create_task(every_snapshot(watcher, seen))  # from here on, every snapshot
+            await act(lambda: consul.deregister("web-1"))
+            await act(lambda: consul.deregister("web-3"))
+            await until(watcher, lambda s: statuses(s, "web") == {"web-2": "passing"})
+            spy.cancel()
+        return seen
+
+    seen = asyncio.run(scenario())
+    for snapshot in seen:
+        found = statuses(snapshot, "web")
+        assert found.get("web-1", "critical") == "critical", found  # never passing once it failed
+        assert found.get("web-3", "critical") == "critical", found  # never a backup (warning)
+    assert statuses(seen[-1], "web") == {"web-2": "passing"}
+
+
+def test_a_flip_is_derived_then_read_again_by_the_periodic_resync(consul: ConsulAgent) -> None:
+    """A derived status and a read agree: after the derived flip, a read finds nothing to change."""
+    consul.register_ttl("api", "api-1", 9000)
+
+    async def scenario() -> tuple[Snapshot, Snapshot]:
+        async with watching(consul, [ServiceQuery("api")]) as (watcher, client):
+            await until(watcher, lambda s: statuses(s, "api") == {"api-1": "passing"})
+            await anchored(watcher, client)
+            reads = len(client.fetched)
+            await act(lambda: consul.set_ttl("api-1", "warning"))
+            derived = await until(watcher, lambda s: statuses(s, "api") == {"api-1": "warning"})
+            assert len(client.fetched) == reads  # the flip was derived: nothing read
+            watcher._mark_dirty("", None)  # what the resync does
+            async with asyncio.timeout(10):
+                while True:
+                    if len(client.fetched) > reads:
+                        break
+                    await asyncio.sleep(0.01)
+            await anchored(watcher, client)
+            return derived, watcher.updates.value
+
+    derived, after = asyncio.run(scenario())
+    assert after.get(ServiceQuery("api")) == derived.get(ServiceQuery("api"))
