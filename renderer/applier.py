@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 from discovery.model import Snapshot
 from plumbing.errors import NginxCheckFailed, NginxError, OutputError
@@ -59,7 +60,7 @@ class Applier:
         self.env = env
         self.once = False  # a one-shot command: retry nothing, log nothing (it prints its failures)
         self.dry_output: list[str] | None = None  # a dry run: the texts, instead of applying them
-        self.refused: Files = frozenset()  # what nginx's check last refused
+        self.refused: Files = ()  # what nginx's check last refused
         self.retry = ReloadRetry(lambda: runtime().nginx, metrics, self.live_after_retry)
         # One for the sidecar's life, so generations only move forward; in use while dynamic is on.
         self.pusher = Pusher(runtime().config.nginx.dynamic, metrics)
@@ -153,7 +154,7 @@ class Applier:
         if verdict.failure is not None and error is not None:
             self.fail(error, verdict.failure)
         if verdict.succeeded:
-            self.refused = frozenset()
+            self.refused = ()
             # Unchanged files while a reload is still being retried: nginx has not loaded them yet,
             # so the reload's failure stands until the retry succeeds.
             if verdict.reloaded or not self.retry.pending:
@@ -195,7 +196,11 @@ class Applier:
 
 def files_of(rt: Runtime, renders: Iterable[Rendered]) -> Files:
     """The (destination, text) of every file these renders write."""
-    return frozenset((t.destination, r.text) for t, r in rt.files(renders))
+    return tuple(sorted(((t.destination, r.text) for t, r in rt.files(renders)), key=_destination))
+
+
+def _destination(file: tuple[Path, str]) -> Path:
+    return file[0]
 
 
 def _dry_text(render: Rendered, count: int) -> str:

@@ -263,7 +263,7 @@ class Sidecar:
     # Template files and SIGHUP -------------------------------------------------------------------
 
     def _template_edited(self) -> None:
-        self.applier.refused = frozenset()  # an edit is a reason to try again
+        self.applier.refused = ()  # an edit is a reason to try again
         self.left_out.clear()  # the edit may write those instances differently
         if not self._templates_changed:
             log.info("Template files changed; loading and rendering them again.")
@@ -279,7 +279,7 @@ class Sidecar:
             return
         self.runtime = runtime
         self._deps = {}
-        self.applier.refused = frozenset()  # SIGHUP after fixing nginx: check the same render again
+        self.applier.refused = ()  # SIGHUP after fixing nginx: check the same render again
         self.left_out.clear()  # ... and every instance it left out (say, after a DNS fix)
         log.info(
             "Config reloaded from %s (%d templates).", runtime.config.path, len(runtime.config.templates)

@@ -51,7 +51,9 @@ __all__ = [
     "watched",
 ]
 
-Files = frozenset[tuple[Path, str]]  # (destination, text) of every file a round would write
+# (destination, text) of every file a round would write, by destination. A tuple, not a set: a set
+# hashes each text (0.35 ms for 700 KB at 5,000 upstreams, every round) only to compare it.
+Files = tuple[tuple[Path, str], ...]
 
 
 class Action(enum.Enum):
@@ -90,7 +92,7 @@ class Decision:
     """What to do with a round, and the files it is about."""
 
     action: Action
-    files: Files = frozenset()
+    files: Files = ()
     missing: frozenset[Dependency] = frozenset()
 
     @property

@@ -22,8 +22,8 @@ from renderer.round import (
 from renderer.template import Rendered, TemplateSet
 
 WEB = ServiceQuery("web")
-A = frozenset({(Path("/etc/nginx/a.conf"), "upstream a {}\n")})
-B = frozenset({(Path("/etc/nginx/a.conf"), "upstream b {}\n")})
+A = ((Path("/etc/nginx/a.conf"), "upstream a {}\n"),)
+B = ((Path("/etc/nginx/a.conf"), "upstream b {}\n"),)
 DENIED = "Consul does not accept the configured ACL token (denied); fix token_file or CONSUL_HTTP_TOKEN."
 
 
@@ -34,7 +34,7 @@ def given(**changes: object) -> RoundInput:
         "token_problem": None,
         "missing": frozenset(),
         "files": A,
-        "refused": frozenset(),
+        "refused": (),
         "dry": False,
     }
     fields.update(changes)
@@ -56,7 +56,7 @@ ROUNDS = [
     ("complete, dry", given(dry=True), Action.PRINT),
     ("nginx refused these exact bytes", given(refused=A), Action.SKIP_REFUSED),
     ("nginx refused other bytes", given(refused=B), Action.APPLY),
-    ("nothing rendered and nothing refused yet", given(files=frozenset()), Action.SKIP_REFUSED),
+    ("nothing rendered and nothing refused yet", given(files=()), Action.SKIP_REFUSED),
 ]
 
 
