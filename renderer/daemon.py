@@ -47,6 +47,7 @@ __all__ = ["EXCLUSION_ROUNDS", "NGINX_START_MARGIN", "Sidecar"]
 
 log = logging.getLogger(__name__)
 TEMPLATE_SETTLE = 0.05  # editors save in several steps; let them finish
+LOG_EACH = 10  # changed services logged one per line; more (a first read of thousands) are one line
 
 
 class Sidecar:
@@ -227,8 +228,7 @@ class Sidecar:
         version, previous = 0, Snapshot()
         while True:
             version, snapshot = await watcher.updates.wait_newer(version)
-            for query, count, passing in changed_services(previous, snapshot):
-                log.info("Service %s changed: %d instances, %d passing.", query, count, passing)
+            _log_changes(changed_services(previous, snapshot))
             previous = snapshot
             self.runtime.policy.change(self.clock())
             self._kick.set()
@@ -285,3 +285,13 @@ class Sidecar:
             "Config reloaded from %s (%d templates).", runtime.config.path, len(runtime.config.templates)
         )
         self._kick.set()
+
+
+def _log_changes(changes: list[tuple[Any, int, int]]) -> None:
+    """One line per changed service; past ``LOG_EACH`` (a first read, a datacenter back), one in all."""
+    level = logging.INFO if len(changes) <= LOG_EACH else logging.DEBUG
+    for query, count, passing in changes:
+        log.log(level, "Service %s changed: %d instances, %d passing.", query, count, passing)
+    if level == logging.DEBUG:
+        count, passing = sum(c for _, c, _ in changes), sum(p for _, _, p in changes)
+        log.info("%d services changed: %d instances, %d passing.", len(changes), count, passing)

@@ -12,7 +12,7 @@ import pytest
 
 from plumbing.errors import NginxCheckFailed, NginxReloadFailed
 from renderer.config import load_config
-from renderer.daemon import Sidecar
+from renderer.daemon import LOG_EACH, Sidecar, _log_changes
 from tests.support.consul_agent import ConsulAgent
 
 pytestmark = pytest.mark.slow
@@ -185,3 +185,16 @@ def test_a_failed_reload_is_retried_until_nginx_reloads(tmp_path: Path, consul: 
             assert nginx.checks == 1  # the files were checked once; only the reload was repeated
 
     asyncio.run(scenario())
+
+
+def test_a_first_read_of_many_services_is_one_line_not_thousands(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="renderer.daemon")
+    _log_changes([(f"s{i}", 4, 3) for i in range(LOG_EACH)])
+    each = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert each[0] == "Service s0 changed: 4 instances, 3 passing." and len(each) == LOG_EACH
+    caplog.clear()
+    _log_changes([(f"s{i}", 4, 3) for i in range(5000)])
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+        "5000 services changed: 20000 instances, 15000 passing."
+    ]
+    assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 5000
