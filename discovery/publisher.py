@@ -6,7 +6,8 @@ query (dataclass comparisons: about 20 ms at 5,000 services) and a comparison wi
 for a flip that changed one service. Here instead:
 
 * what changed is found by identity against the mapping last published (an unchanged answer is the
-  very object it was: the watcher keeps it), then confirmed by equality for those few; an answer
+  very object it was: the watcher keeps it), among the queries set since (``Answers``) or, for a plain
+  mapping, all of them; then confirmed by equality for those few; an answer
   equal to the last is put back as the last object, so identity keeps meaning "unchanged" downstream
   (the block cache reuses a block while its instances are the same tuple);
 * the order of the queries is kept and sorted again only when the set of queries changes;
@@ -21,10 +22,31 @@ from typing import Any
 
 from .model import CatalogQuery, Dependency, KeyQuery, ServiceQuery, Snapshot
 
-__all__ = ["HISTORY", "Publisher"]
+__all__ = ["HISTORY", "Answers", "Publisher"]
 
 HISTORY = 64  # versions whose changes a snapshot remembers; a consumer further behind compares instead
 _ABSENT = object()
+
+
+class Answers(dict[Dependency, Any]):
+    """A watcher's answers by query, remembering which queries were set or removed since the last
+    publish: a flip then looks at one query instead of walking thousands (0.9 ms at 5,000)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.touched: set[Dependency] = set()
+
+    def __setitem__(self, key: Dependency, value: Any) -> None:
+        self.touched.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Dependency) -> None:
+        self.touched.add(key)
+        super().__delitem__(key)
+
+    def pop(self, key: Dependency, *default: Any) -> Any:
+        self.touched.add(key)
+        return super().pop(key, *default)
 
 
 class Publisher:
@@ -72,6 +94,9 @@ class Publisher:
     def _moved(self, data: dict[Dependency, Any]) -> list[Dependency]:
         """The queries whose answer is not the object last published (or that are new)."""
         last = self._last
+        if isinstance(data, Answers):
+            touched, data.touched = data.touched, set()
+            return [d for d in touched if d in data and last.get(d, _ABSENT) is not data[d]]
         if len(last) == len(data):
             # Most often the same queries in the same order: a walk side by side needs no hashing
             # (a dataclass query's hash is computed in Python on every lookup).
@@ -96,7 +121,8 @@ class Publisher:
                 added += 1
                 changed.add(dep)
             elif before == data[dep]:
-                data[dep] = before  # equal: keep the old object, so identity still says "unchanged"
+                # Equal: keep the old object, so identity still says "unchanged" (and it is not touched).
+                dict.__setitem__(data, dep, before)
             else:
                 changed.add(dep)
         gone = len(data) - added != len(last)

@@ -61,7 +61,7 @@ from .model import (
 )
 from .nodes import NodeWatch
 from .outages import Outages
-from .publisher import Publisher
+from .publisher import Answers, Publisher
 from .reachability import FIRST_ANSWER_WAIT, Outage
 from .reads import read_service
 
@@ -94,7 +94,7 @@ class Watcher:
         self._fetchers = fetchers
         self._wanted: frozenset[Dependency] = frozenset()
         self._by_name: dict[str, list[ServiceQuery]] | None = None  # watched services by lower-cased name
-        self._data: dict[Dependency, Any] = {}
+        self._data: dict[Dependency, Any] = Answers()  # remembers what was set since the last publish
         self._read_at: dict[Dependency, int] = {}  # the index each service was last read at
         self._dcs: dict[str, Datacenter] = {}
         self._limit = asyncio.Semaphore(fetchers)

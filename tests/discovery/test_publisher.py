@@ -19,7 +19,7 @@ from discovery.model import (
     ServiceSummary,
     Snapshot,
 )
-from discovery.publisher import HISTORY, Publisher
+from discovery.publisher import HISTORY, Answers, Publisher
 
 DEPS: list[Dependency] = [
     *(ServiceQuery(n) for n in ("b", "a", "c", "A")),
@@ -56,11 +56,13 @@ STEPS = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(steps=STEPS)
+@given(steps=STEPS, answers=st.booleans())
 def test_every_snapshot_equals_a_full_build_and_knows_what_changed(
-    steps: list[tuple[Dependency, int | None, bool]],
+    steps: list[tuple[Dependency, int | None, bool]], answers: bool
 ) -> None:
-    publisher, data = Publisher(), {}
+    """Either mapping: a plain one (every query walked) or the watcher's (what was set since)."""
+    publisher = Publisher()
+    data: dict[Dependency, Any] = Answers() if answers else {}
     seen = [publisher.publish(data)]
     assert seen[0] == Snapshot()
     for dep, n, publish in steps:
