@@ -26,7 +26,7 @@ from .config import TemplateConfig
 from .dynamic.document import PeerState
 from .dynamic.pusher import Pusher, fallback_reason
 from .dynamic.route import Route
-from .files import read_bytes
+from .files import Written, read_bytes
 from .nginx import CommandNginx, Nginx, names_master
 from .readback import Context, parses, route_of
 
@@ -55,7 +55,7 @@ async def apply_renders(
     """
     ctx = ctx or Context()
     await ctx.settled()  # the state file of the last push, before this change reads or writes it
-    changes = _changes(renders)
+    changes = _changes(renders, ctx.written)
     if not changes:
         await _adopt(ctx, renders)
         return Outcome.UNCHANGED
@@ -66,6 +66,8 @@ async def apply_renders(
     # A push carries the change to nginx at once; the state file only serves workers that start later
     # (a reload, a restart), so it is written after the push, off the way to routing.
     written, kept = await write_with_backups(changes, state_file, nginx, check=way.check)
+    for change in changes:
+        ctx.written.remember(change.destination, change.new)
     ctx.proven = ctx.proven or way.check
     names = ", ".join(str(c.destination) for c in changes)
     checked = way.check
@@ -111,12 +113,12 @@ async def _push_or_fall_back(
     return written
 
 
-def _changes(renders: Sequence[tuple[TemplateConfig, str]]) -> list[Change]:
+def _changes(renders: Sequence[tuple[TemplateConfig, str]], written: Written) -> list[Change]:
     """The renders whose bytes differ from their destination's."""
     changes = []
     for template, text in renders:
         new = text.encode("utf-8")
-        old = read_bytes(template.destination)
+        old = written.read(template.destination)
         if old != new:
             changes.append(Change(template.destination, new, old, template.perms, template.backup))
     return changes

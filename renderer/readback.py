@@ -18,6 +18,7 @@ from .config import TemplateConfig
 from .dynamic.pusher import Pusher
 from .dynamic.route import Route, route
 from .dynamic.texts import ParsedFile, parse, reparse
+from .files import Written
 
 __all__ = ["Context", "parses", "route_of"]
 
@@ -33,6 +34,7 @@ class Context:
     proven: bool = False  # a check passed since the config was loaded: later server-only changes need none
     parsed: dict[Path, ParsedFile] = field(default_factory=dict)  # the newest text of each destination
     pending: asyncio.Future[None] | None = None  # the state file still being written after a push
+    written: Written = field(default_factory=Written)  # the destinations' bytes as last written
 
     @property
     def reads_texts(self) -> bool:

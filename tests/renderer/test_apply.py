@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from plumbing.errors import NginxCheckFailed, NginxReloadFailed, OutputError
 from renderer.apply import Outcome, apply_renders
 from renderer.config import TemplateConfig
-from renderer.files import write_atomic
+from renderer.files import Written, write_atomic
+from renderer.readback import Context
 
 
 class CountingNginx:
@@ -114,3 +116,29 @@ def test_perms_are_applied_and_existing_mode_kept_otherwise(tmp_path: Path) -> N
 def test_write_into_a_missing_folder_is_an_output_error_and_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match=r"Cannot create a temporary file beside .*/nope/f"):
         write_atomic(tmp_path / "nope" / "f", b"x")
+
+
+def test_a_destination_written_is_compared_from_memory_until_anyone_else_touches_it(tmp_path: Path) -> None:
+    dest = tmp_path / "a.conf"
+    written = Written()
+    data = b"upstream a {}\n"
+    write_atomic(dest, data)
+    written.remember(dest, data)
+    assert written.read(dest) is data  # not read again: the very bytes written
+    dest.write_bytes(b"upstream b {}\n")  # someone else, in place, same size
+    assert written.read(dest) == b"upstream b {}\n"
+    written.remember(dest, b"upstream b {}\n")
+    os.utime(dest, ns=(1, 1))  # touched only
+    assert written.read(dest) == b"upstream b {}\n" and written.read(dest) is not data
+    dest.unlink()
+    assert written.read(dest) is None
+
+
+def test_a_second_change_reads_what_the_first_wrote_from_memory(tmp_path: Path) -> None:
+    template = TemplateConfig(tmp_path / "t.j2", tmp_path / "a.conf")
+    ctx = Context()
+    nginx = CountingNginx()
+    assert asyncio.run(apply_renders([(template, "upstream a {}\n")], nginx, ctx)) is Outcome.RELOADED
+    template.destination.write_text("upstream z {}\n")  # changed behind the sidecar's back
+    assert asyncio.run(apply_renders([(template, "upstream z {}\n")], nginx, ctx)) is Outcome.UNCHANGED
+    assert asyncio.run(apply_renders([(template, "upstream a {}\n")], nginx, ctx)) is Outcome.RELOADED
