@@ -7,17 +7,13 @@ already says what the files say.
 
 from __future__ import annotations
 
-import re
-
 from plumbing.errors import DynamicUpdateInvalid, OutputError
 
 from ..config import DynamicConfig
 from ..files import read_bytes
-from .document import PeerState, decode
+from .document import HEAD, PeerState, decode
 
 __all__ = ["generation_in", "head_generation", "holds"]
-
-_GENERATION = re.compile(rb'\{"generation":([0-9]{1,16})[,}]')
 
 
 def holds(config: DynamicConfig, state: PeerState) -> bool:
@@ -44,5 +40,5 @@ def generation_in(config: DynamicConfig) -> int:
 
 def head_generation(data: bytes) -> int | None:
     """The generation a peer document starts with (the sidecar and the endpoint write it first)."""
-    found = _GENERATION.match(data[:64])
+    found = HEAD.match(data[:64])
     return int(found.group(1)) if found else None
