@@ -164,13 +164,17 @@ def _session(
 
 
 async def _reused(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
-    context.trace_request_ctx.connections += 1
-    context.trace_request_ctx.reused = True
+    _took(context.trace_request_ctx, reused=True)
 
 
 async def _opened(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
-    context.trace_request_ctx.connections += 1
-    context.trace_request_ctx.reused = False
+    _took(context.trace_request_ctx, reused=False)
+
+
+def _took(tried: object, *, reused: bool) -> None:
+    if isinstance(tried, Tried):  # every request here passes one; anything else is not ours to count
+        tried.connections += 1
+        tried.reused = reused
 
 
 async def _read_all(resp: aiohttp.ClientResponse, where: str) -> bytes:
