@@ -11,18 +11,22 @@ from plumbing.errors import DynamicUpdateInvalid, OutputError
 
 from ..config import DynamicConfig
 from ..files import read_bytes
-from .document import HEAD, PeerState, decode
+from .document import HEAD, Encoder, PeerState
 
 __all__ = ["generation_in", "head_generation", "holds"]
 
 
-def holds(config: DynamicConfig, state: PeerState) -> bool:
-    """Whether the state file holds exactly ``state``."""
+def holds(config: DynamicConfig, encoder: Encoder, state: PeerState) -> bool:
+    """Whether the state file holds exactly ``state``, byte for byte as ``encoder`` writes it (any other
+    spelling is written again); the encoder is left with the state encoded, in full."""
     try:
-        held = decode(read_bytes(config.state_file) or b"", str(config.state_file))
+        tail = encoder.encode(0, state, full=True)[len(b'{"generation":0,') :]
+        data = read_bytes(config.state_file) or b""
     except (DynamicUpdateInvalid, OutputError):
         return False
-    return dict(held.upstreams) == dict(state)
+    head = HEAD.match(data)
+    # Compared, not decoded: a megabyte at 5,000 upstreams, ~10 MB of Python objects once decoded.
+    return head is not None and len(data) - head.end() == len(tail) and data.endswith(tail)
 
 
 def generation_in(config: DynamicConfig) -> int:

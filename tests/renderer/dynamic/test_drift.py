@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from renderer.config import DynamicConfig
 from renderer.dynamic import client as client_module
-from renderer.dynamic.document import Encoder, PeerState
+from renderer.dynamic.document import Encoder, PeerState, encode
 from renderer.dynamic.drift import answers, same_answer
 from renderer.dynamic.peers import Peer
 from renderer.dynamic.pusher import Pusher
+from renderer.dynamic.state_file import holds
 from renderer.metrics import SidecarMetrics
 from tests.renderer.dynamic.conftest import LuaNginx
 
@@ -124,3 +128,20 @@ def test_a_peer_changed_behind_the_sidecars_back_is_found_and_repaired(
     held = lua_nginx.state()
     assert held["generation"] > 2**52
     assert held["upstreams"] == {name: [p.as_json() for p in ps] for name, ps in state.items()}
+
+
+def test_the_state_file_holds_a_state_only_as_the_sidecar_writes_it(tmp_path: Path) -> None:
+    config = DynamicConfig(enabled=True, state_file=tmp_path / "state.json")
+    state = {"b": (Peer("127.0.0.1", 80, weight=2),), "a": ()}
+    assert not holds(config, Encoder(), state)  # no file yet
+    config.state_file.write_bytes(encode(1733000000123, state, full=True))
+    assert holds(config, Encoder(), state)
+    assert not holds(config, Encoder(), {**state, "a": (Peer("127.0.0.1", 81),)})
+    assert not holds(config, Encoder(), {"b": state["b"]})
+    doc = {
+        "generation": 5,
+        "full": True,
+        "upstreams": {n: [p.as_json() for p in ps] for n, ps in state.items()},
+    }
+    config.state_file.write_text(json.dumps(doc))  # the same peers, spelled otherwise: written again
+    assert not holds(config, Encoder(), state)
