@@ -46,15 +46,16 @@ KEEPALIVE = 60.0
 class Tried:
     """What one request did with connections (aiohttp's trace hooks fill it in)."""
 
-    connections: int = 0  # taken from the pool or opened; aiohttp itself sends a GET once more
-    reused: bool = False  # the last one came from the pool
+    # The connection it went out on last came from the pool. aiohttp itself sends a GET once more on
+    # another (maybe idle too: two are kept when a push and a sync overlapped); only the last one counts.
+    reused: bool = False
     answered: bool = False  # nginx's status line arrived
 
     def closed_idle(self, exc: BaseException) -> bool:
-        """Whether ``exc`` is nginx closing the one idle connection this request reused, before any answer."""
+        """Whether ``exc`` is nginx closing the idle connection this request reused, before any answer."""
         lost = isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
         connect = isinstance(exc, aiohttp.ClientConnectorError)  # a new connection: nothing was reused
-        return lost and not connect and self.connections == 1 and self.reused and not self.answered
+        return lost and not connect and self.reused and not self.answered
 
 
 class EndpointClient:
@@ -173,7 +174,6 @@ async def _opened(_: aiohttp.ClientSession, context: SimpleNamespace, __: object
 
 def _took(tried: object, *, reused: bool) -> None:
     if isinstance(tried, Tried):  # every request here passes one; anything else is not ours to count
-        tried.connections += 1
         tried.reused = reused
 
 
