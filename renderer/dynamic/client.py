@@ -1,9 +1,15 @@
 """The HTTP client to nginx's update endpoint (``[nginx] dynamic_endpoint``): POST and GET the peer document.
 
-A thin edge: it sends bytes ``document.encode`` made and hands back what ``document.decode`` reads, and
-translates every failure into the error tree (``DynamicPushFailed`` and below), so the caller's only
-decision is "fall back to a reload". Timeouts are short: the endpoint is on loopback, and a push that
-hangs costs more than the reload it would save.
+A thin edge: it sends bytes ``document.encode`` made and hands back what nginx answered, and translates
+every failure into the error tree (``DynamicPushFailed`` and below), so the caller's only decision is
+"fall back to a reload". Timeouts are short: the endpoint is on loopback, and a push that hangs costs
+more than the reload it would save.
+
+Requests reuse one idle connection (keep-alive): a new one per push cost about 2 ms of a flip at 5,000
+services, on both sides. A reload stops the workers holding idle connections, so a request on one that
+nginx has just closed, failing before any answer, is sent once more on a new connection; every other
+failure is final. A POST sent again that nginx had applied after all is answered 409 with its own
+generation, which the pusher counts as done (``drift.held_already``).
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -20,40 +29,59 @@ from plumbing.errors import DynamicPushFailed, DynamicRefused, first_line
 
 from ..config import DynamicConfig
 from .document import State, decode
-from .state_file import head_generation
 
-__all__ = ["PATH", "TIMEOUT", "EndpointClient"]
+__all__ = ["KEEPALIVE", "PATH", "TIMEOUT", "EndpointClient", "Tried"]
 
+log = logging.getLogger(__name__)
 PATH = "/upstreams/peers"
 TIMEOUT = 5.0  # seconds for one request, connect included; a full push of 5,000 upstreams takes ~30 ms
 CONNECT_TIMEOUT = 1.0  # loopback: a listening endpoint accepts at once
 MAX_ANSWER = 32 * 1024 * 1024  # a GET answer is the full state; cap what we read of it
+# Seconds an idle connection is kept: over the drift check's 30 s, so a quiet sidecar keeps its one
+# connection, and under the snippet's keepalive_timeout (75 s), so the sidecar closes it before nginx does.
+KEEPALIVE = 60.0
+
+
+@dataclass
+class Tried:
+    """What one request did with connections (aiohttp's trace hooks fill it in)."""
+
+    # The connection it went out on last came from the pool. aiohttp itself sends a GET once more on
+    # another (maybe idle too: two are kept when a push and a sync overlapped); only the last one counts.
+    reused: bool = False
+    answered: bool = False  # nginx's status line arrived
+
+    def closed_idle(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is nginx closing the idle connection this request reused, before any answer."""
+        lost = isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+        connect = isinstance(exc, aiohttp.ClientConnectorError)  # a new connection: nothing was reused
+        return lost and not connect and self.reused and not self.answered
 
 
 class EndpointClient:
-    """One aiohttp session to the endpoint (TCP on loopback or a unix socket); close() when done."""
+    """Two aiohttp sessions to the endpoint (TCP on loopback or a unix socket); close() when done.
+
+    One keeps its connections alive; the other opens a new one per request, for the second try only.
+    """
 
     def __init__(self, config: DynamicConfig) -> None:
         self.where = config.where
-        # A new connection per request: a reload stops the workers holding idle ones, and a push on a
-        # connection nginx just closed fails for nothing. On loopback a connect costs ~0.1 ms.
         if config.unix is not None:
-            self._connector: aiohttp.BaseConnector = aiohttp.UnixConnector(
-                path=str(config.unix), limit=2, force_close=True
-            )
             self._url = f"http://localhost{PATH}"
         else:
             assert config.endpoint is not None
             host, port = config.endpoint
-            self._connector = aiohttp.TCPConnector(limit=2, force_close=True)
             self._url = f"http://{f'[{host}]' if ':' in host else host}:{port}{PATH}"
-        timeout = aiohttp.ClientTimeout(total=TIMEOUT, sock_connect=CONNECT_TIMEOUT)
-        # No proxy from the environment: the endpoint is local, and its data must never go elsewhere.
-        self._session = aiohttp.ClientSession(connector=self._connector, timeout=timeout, trust_env=False)
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_reuseconn.append(_reused)
+        trace.on_connection_create_start.append(_opened)
+        self._session = _session(config, trace, fresh=False)
+        self._fresh = _session(config, None, fresh=True)
 
     async def close(self) -> None:
-        """Close the session and its connections."""
+        """Close the sessions and their connections."""
         await self._session.close()
+        await self._fresh.close()
 
     async def push(self, body: bytes) -> int:
         """POST a document; the generation nginx now holds. DynamicRefused when it says no."""
@@ -71,33 +99,82 @@ class EndpointClient:
             current=current,
         )
 
-    async def fetch(self, *, behind: int | None = None) -> State:
-        """GET the runtime state nginx holds now; with ``behind``, a state of an older generation comes
-        back without its upstreams (after a reload, the sidecar only waits for the new generation)."""
+    async def fetch_text(self) -> bytes:
+        """GET the runtime state nginx holds now, as the bytes it answered (``read`` decodes them)."""
         status, answer = await self._request("GET", None)
         if status != 200:
             raise DynamicPushFailed(
                 f"nginx's update endpoint at {self.where} answered {status} to GET {PATH}; expected 200."
             )
-        held = head_generation(answer)
-        if behind is not None and held is not None and held < behind:
-            return State(held, True, {})  # megabytes of JSON not decoded 20 times a second
-        # Up to megabytes of JSON: decoded and checked in a thread, never on the event loop.
+        return answer
+
+    async def read(self, answer: bytes) -> State:
+        """A GET answer decoded and checked (DynamicUpdateInvalid), in a thread: it may be megabytes."""
         return await asyncio.to_thread(
             decode, answer, f"The state nginx's update endpoint at {self.where} answered"
         )
 
+    async def fetch(self) -> State:
+        """GET the runtime state nginx holds now, decoded."""
+        return await self.read(await self.fetch_text())
+
     async def _request(self, method: str, body: bytes | None) -> tuple[int, bytes]:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        # A file-like body: aiohttp sends megabytes of it in pieces instead of in one blocking write.
-        data = io.BytesIO(body) if body is not None else None
+        tried = Tried()
         try:
-            async with self._session.request(method, self._url, data=data, headers=headers) as resp:
-                return resp.status, await _read_all(resp, self.where)
+            try:
+                return await self._send(self._session, method, body, tried)
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+                if not tried.closed_idle(exc):
+                    raise
+            # nginx closed the idle connection as this request went out (a reload stops the workers
+            # holding them): nothing was answered, so it is sent once more, on a connection of its own.
+            log.debug("nginx closed the idle connection to %s; sending %s again.", self.where, method)
+            return await self._send(self._fresh, method, body, Tried())
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DynamicPushFailed(
                 f"nginx's update endpoint at {self.where} did not answer {method} {PATH}: {_reason(exc)}."
             ) from exc
+
+    async def _send(
+        self, session: aiohttp.ClientSession, method: str, body: bytes | None, tried: Tried
+    ) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        # A file-like body: aiohttp sends megabytes of it in pieces instead of in one blocking write.
+        data = io.BytesIO(body) if body is not None else None
+        request = session.request(method, self._url, data=data, headers=headers, trace_request_ctx=tried)
+        async with request as resp:
+            tried.answered = True
+            return resp.status, await _read_all(resp, self.where)
+
+
+def _session(
+    config: DynamicConfig, trace: aiohttp.TraceConfig | None, *, fresh: bool
+) -> aiohttp.ClientSession:
+    # Two at most: a push may go out while a sync reads.
+    keep: dict[str, Any] = {"force_close": True} if fresh else {"keepalive_timeout": KEEPALIVE}
+    connector: aiohttp.BaseConnector
+    if config.unix is not None:
+        connector = aiohttp.UnixConnector(path=str(config.unix), limit=2, **keep)
+    else:
+        connector = aiohttp.TCPConnector(limit=2, **keep)
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT, sock_connect=CONNECT_TIMEOUT)
+    # No proxy from the environment: the endpoint is local, and its data must never go elsewhere.
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trust_env=False, trace_configs=[trace] if trace else None
+    )
+
+
+async def _reused(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
+    _took(context.trace_request_ctx, reused=True)
+
+
+async def _opened(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
+    _took(context.trace_request_ctx, reused=False)
+
+
+def _took(tried: object, *, reused: bool) -> None:
+    if isinstance(tried, Tried):  # every request here passes one; anything else is not ours to count
+        tried.reused = reused
 
 
 async def _read_all(resp: aiohttp.ClientResponse, where: str) -> bytes:

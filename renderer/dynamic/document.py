@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from plumbing.errors import DynamicUpdateInvalid
 from .peers import MAX_PEERS, MAX_WEIGHT, NAME, Peer
 
 __all__ = [
+    "HEAD",
     "MAX_BODY",
     "MAX_UPSTREAMS",
     "Encoder",
@@ -31,6 +33,7 @@ __all__ = [
 MAX_UPSTREAMS = 100_000
 MAX_BODY = 16 * 1024 * 1024  # bytes; the endpoint's client_max_body_size
 PeerState = Mapping[str, tuple[Peer, ...]]
+HEAD = re.compile(rb'\{"generation":([0-9]{1,16})[,}]')  # how the sidecar and the endpoint begin a document
 T = TypeVar("T")
 
 
@@ -120,6 +123,22 @@ class Encoder:
             self._last, self._parts = upstreams, parts
             self._at = {entry[0]: i for i, entry in enumerate(entries)}
         return ",".join(parts)
+
+    def answer(self, upstreams: PeerState) -> Iterator[bytes]:
+        """The bytes nginx's GET answers for runtime state ``upstreams``, past its ``{"generation":N,``.
+
+        As store.lua's ``document_text`` writes them: the names sorted bytewise (its "names" key, kept
+        by ``table.sort``), each as ``"NAME":`` and the peers its ``encode_peers`` made of the validated
+        ones, which is this encoder's JSON of each; then the newline of ``ngx.say``. In pieces, the
+        fragments this encoder keeps (the answer itself is megabytes); DynamicUpdateInvalid if
+        ``upstreams`` breaks a rule (then no answer can equal them).
+        """
+        yield b'"full":true,"upstreams":{'
+        for i, name in enumerate(sorted(upstreams)):
+            if i:
+                yield b","
+            yield self._fragment(name, upstreams[name])[2].encode("ascii")
+        yield b"}}\n"
 
     def _fragment(self, name: str, peers: tuple[Peer, ...]) -> tuple[str, tuple[Peer, ...], str]:
         known = self._known.get(id(peers))

@@ -39,6 +39,11 @@ server {{
     listen {listen};
     server_name _;
     access_log off;
+    # nginx's defaults, set so http {{}}'s do not apply: the sidecar keeps one connection between pushes
+    # and closes it after 60 s idle, before nginx would, so nginx never closes it as a push goes out
+    # (only a reload does). After 1000 requests nginx says so in an answer and the next one connects anew.
+    keepalive_timeout 75s;
+    keepalive_requests 1000;
     # Equal caps: every accepted body is held in memory, where the Lua handler reads it.
     client_max_body_size {cap};
     client_body_buffer_size {cap};

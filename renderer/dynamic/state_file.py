@@ -7,26 +7,26 @@ already says what the files say.
 
 from __future__ import annotations
 
-import re
-
 from plumbing.errors import DynamicUpdateInvalid, OutputError
 
 from ..config import DynamicConfig
 from ..files import read_bytes
-from .document import PeerState, decode
+from .document import HEAD, Encoder, PeerState
 
 __all__ = ["generation_in", "head_generation", "holds"]
 
-_GENERATION = re.compile(rb'\{"generation":([0-9]{1,16})[,}]')
 
-
-def holds(config: DynamicConfig, state: PeerState) -> bool:
-    """Whether the state file holds exactly ``state``."""
+def holds(config: DynamicConfig, encoder: Encoder, state: PeerState) -> bool:
+    """Whether the state file holds exactly ``state``, byte for byte as ``encoder`` writes it (any other
+    spelling is written again); the encoder is left with the state encoded, in full."""
     try:
-        held = decode(read_bytes(config.state_file) or b"", str(config.state_file))
+        tail = encoder.encode(0, state, full=True)[len(b'{"generation":0,') :]
+        data = read_bytes(config.state_file) or b""
     except (DynamicUpdateInvalid, OutputError):
         return False
-    return dict(held.upstreams) == dict(state)
+    head = HEAD.match(data)
+    # Compared, not decoded: a megabyte at 5,000 upstreams, ~10 MB of Python objects once decoded.
+    return head is not None and len(data) - head.end() == len(tail) and data.endswith(tail)
 
 
 def generation_in(config: DynamicConfig) -> int:
@@ -44,5 +44,5 @@ def generation_in(config: DynamicConfig) -> int:
 
 def head_generation(data: bytes) -> int | None:
     """The generation a peer document starts with (the sidecar and the endpoint write it first)."""
-    found = _GENERATION.match(data[:64])
+    found = HEAD.match(data[:64])
     return int(found.group(1)) if found else None

@@ -150,11 +150,11 @@ def test_a_push_while_the_sync_reads_is_never_undone(
     metrics = SidecarMetrics()
     pusher = Pusher(lua_nginx.dynamic, metrics)
     before, after = {"primes": peers(lua_nginx, "b1", "b2")}, {"primes": peers(lua_nginx, "b2")}
-    read = pusher_module.EndpointClient.fetch
+    read = pusher_module.EndpointClient.fetch_text
     pushed_during_read: list[bool] = []
 
-    async def fetch_then_push(client: object, **kwargs: object) -> object:
-        held = await read(client, **kwargs)  # type: ignore[arg-type]
+    async def fetch_then_push(client: pusher_module.EndpointClient) -> bytes:
+        held = await read(client)
         if not pushed_during_read:  # the flip lands after nginx answered the read
             pushed_during_read.append(True)
             generation, _ = pusher.stage(after)
@@ -165,9 +165,9 @@ def test_a_push_while_the_sync_reads_is_never_undone(
     async def scenario() -> None:
         await pusher.push(before, before, pusher.stage(before)[0])
         pusher.commit(before, pusher.generation)
-        monkeypatch.setattr(pusher_module.EndpointClient, "fetch", fetch_then_push)
+        monkeypatch.setattr(pusher_module.EndpointClient, "fetch_text", fetch_then_push)
         assert await pusher.sync()  # read again soon: what it read is behind
-        monkeypatch.setattr(pusher_module.EndpointClient, "fetch", read)
+        monkeypatch.setattr(pusher_module.EndpointClient, "fetch_text", read)
         assert not await pusher.sync()
         await pusher.close()
 
