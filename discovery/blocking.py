@@ -95,10 +95,11 @@ class BlockingQuery(Generic[T]):
     backoff_max: float = 10.0
     on_error: Callable[[ConsulError], None] | None = None
     on_success: Callable[[], None] | None = None
+    start: int = 0  # the index to block from at once (0: the first call answers at once)
 
     async def changes(self) -> AsyncIterator[T]:
         """Yield the first answer, then every answer whose data differs from the last one yielded."""
-        index = 0
+        index = self.start
         last: T | None = None
         first = True
         started = 0.0

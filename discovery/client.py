@@ -224,9 +224,12 @@ class ConsulClient(consul.aio.Consul):  # type: ignore[misc]
     def http_connect(self, host: str, port: int, scheme: str, verify: Any = True, cert: Any = None) -> Any:
         return _Transport(self.settings)
 
-    async def health_service(self, name: str, *, dc: str | None, near: str | None) -> tuple[Any, Any]:
-        """``(index, entries)`` of ``/v1/health/service/NAME``, the name quoted by ``service_path``."""
-        return await self._get(service_path(name), [("dc", dc), ("near", near)])
+    async def health_service(
+        self, name: str, *, dc: str | None, near: str | None, index: int = 0, wait: str = ""
+    ) -> tuple[Any, Any]:
+        """``(index, entries)`` of ``/v1/health/service/NAME`` (the name quoted by ``service_path``),
+        blocking when ``index`` is given."""
+        return await self._get(service_path(name), [("dc", dc), ("near", near), *_blocking(index, wait)])
 
     async def health_state(
         self,

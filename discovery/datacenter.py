@@ -23,6 +23,7 @@ from .client import consul_errors, kv_prefix
 from .flips import Flips
 from .model import CatalogQuery, KeyQuery, PrefixQuery, ServiceQuery
 from .problems import Problems, parse_problems
+from .recoveries import Recoveries
 
 if TYPE_CHECKING:
     from .watch import Watcher
@@ -56,6 +57,7 @@ class Datacenter:
         self.reading: set[ServiceQuery] = set()  # the batch being read now
         self.dirty_event = asyncio.Event()
         self.flips = Flips(self)
+        self.recoveries = Recoveries(self)
         # Read before both signal queries first answered: a change in between would be in neither diff.
         self.unanchored: set[ServiceQuery] = set()
 

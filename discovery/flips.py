@@ -68,12 +68,16 @@ class Flips:
         after = self.dc.problems
         names = lowered(after)
         read: list[ServiceQuery] = []
+        recoveries = self.dc.recoveries
         for query in sorted(queries):
             derived = self._derived(query, after, names)
             if derived is None:
-                read.append(query)
-            else:
-                watcher._keep(query, derived)
+                if query not in recoveries.waiting:  # else its watch brings the answer, at once
+                    read.append(query)
+                continue
+            watcher._keep(query, derived)
+            if any(i.status != "passing" for i in derived):
+                recoveries.failed(query, self.dc.health_index)
         self.dc.mark(read)
         watcher._publish()
 
@@ -87,6 +91,6 @@ class Flips:
         read_at, instances = watcher._read_at.get(query), watcher._data[query]
         if read_at is None:
             return None
-        if read_at > dc.health_index:
-            return instances  # type: ignore[no-any-return]  # read after the answers: shows them, or more
+        if read_at >= dc.health_index:
+            return instances  # type: ignore[no-any-return]  # read at or after the answers: shows them
         return derive(instances, query.name, after, names)

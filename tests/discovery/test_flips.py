@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from discovery.model import ServiceQuery, Snapshot
+from discovery.recoveries import WATCHES
 from discovery.watch import Watcher
-from tests.discovery.test_watch import act, anchored, statuses, until, watching
+from tests.discovery.test_watch import act, anchored, statuses, until, watch_waiting, watching
 from tests.support.consul_agent import ConsulAgent
 
 
@@ -75,3 +76,31 @@ def test_a_flip_is_derived_then_read_again_by_the_periodic_resync(consul: Consul
 
     derived, after = asyncio.run(scenario())
     assert after.get(ServiceQuery("api")) == derived.get(ServiceQuery("api"))
+
+
+def test_the_watch_follows_the_last_failure_and_an_older_one_is_read(consul: ConsulAgent) -> None:
+    for name in ("a", "b"):
+        consul.register_ttl(name, f"{name}-1", 9000)
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        async with watching(consul, [ServiceQuery("a"), ServiceQuery("b")]) as (watcher, client):
+            await until(
+                watcher, lambda s: statuses(s, "a") == {"a-1": "passing"} == {"a-1": statuses(s, "b")["b-1"]}
+            )
+            await anchored(watcher, client)
+            reads = len(client.fetched)
+            await act(lambda: consul.set_ttl("a-1", "critical"))
+            await until(watcher, lambda s: statuses(s, "a") == {"a-1": "critical"})
+            await act(lambda: consul.set_ttl("b-1", "critical"))  # b's watch takes a's place (WATCHES = 1)
+            await until(watcher, lambda s: statuses(s, "b") == {"b-1": "critical"})
+            await act(lambda: consul.set_ttl("a-1", "passing"))
+            await until(watcher, lambda s: statuses(s, "a") == {"a-1": "passing"})
+            await watch_waiting(watcher, "b")
+            await act(lambda: consul.set_ttl("b-1", "passing"))
+            await until(watcher, lambda s: statuses(s, "b") == {"b-1": "passing"})
+            return client.fetched[reads:], client.blocked
+
+    reads, blocked = asyncio.run(scenario())
+    assert WATCHES == 1
+    assert reads == ["a"]  # a's recovery: its watch had ended, so it is read
+    assert blocked[:2] == ["a", "b"] and set(blocked) == {"a", "b"}  # b's recovery came by its watch
