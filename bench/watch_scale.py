@@ -158,7 +158,7 @@ class _Peaks:
 def _spy(spy: str, pid: int) -> subprocess.Popen[bytes] | None:
     if spy in ("", "debug"):
         return None
-    command = [SPY, "record", "-r", "200", "-f", "raw", "--idle", "-o", spy, "-p", str(pid)]
+    command = [SPY, "record", "-r", "250", "--nonblocking", "-f", "raw", "--idle", "-o", spy, "-p", str(pid)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

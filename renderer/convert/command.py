@@ -21,7 +21,7 @@ from .reload import NginxPlan, nginx_plan
 from .report import EXIT_MANUAL, EXIT_OK, EXIT_UNREADABLE, Problem, exit_code
 from .translate import translate
 
-__all__ = ["add_parser", "convert", "run"]
+__all__ = ["convert", "run"]
 
 _SUFFIXES = (".ctmpl", ".tmpl", ".tpl", ".template")
 _ERROR_AT = re.compile(r"\A(?P<file>.*?):(?P<line>\d+): (?P<what>.*)\Z", re.S)
@@ -164,24 +164,6 @@ def sidecar_toml(plan: Plan, templates: list[tuple[str, TemplatePlan]], origin: 
         if tmpl.env:
             lines.append(f"env = {_toml(tmpl.env)}")
     return "\n".join(lines) + "\n"
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``convert`` subcommand's arguments."""
-    p = sub.add_parser(
-        "convert", help="convert consul-template's config and Go templates to sidecar.toml and Jinja2"
-    )
-    p.add_argument("config", nargs="?", type=Path, help="a consul-template configuration file (HCL)")
-    p.add_argument(
-        "--template",
-        action="append",
-        default=[],
-        metavar="IN:OUT[:COMMAND]",
-        help="consul-template's -template form",
-    )
-    p.add_argument(
-        "--output", "-o", type=Path, required=True, help="folder for sidecar.toml and the templates"
-    )
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> int:
