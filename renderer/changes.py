@@ -6,8 +6,9 @@ DEST.bak where asked (``backups``) and the previous bytes of each file for ``res
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,16 +36,23 @@ class Change:
 
 
 async def write_and_check(
-    changes: Sequence[Change], nginx: Nginx, *, check: bool, restoring: Sequence[Change] = ()
+    changes: Sequence[Change],
+    nginx: Nginx,
+    *,
+    check: bool,
+    restoring: Sequence[Change] = (),
+    alongside: Callable[[], Awaitable[list[Change]]] | None = None,
 ) -> list[Change]:
-    """Write the changes and check them (when ``check``); on any failure restore all of them."""
+    """Write the changes and check them (when ``check``); on any failure restore all of them.
+
+    ``alongside``: makes more files to write while nginx checks these (nginx -t reads none of them).
+    """
     written: list[Change] = list(restoring)
     try:
         for change in changes:
             write_atomic(change.destination, change.new, change.perms, durable=change.durable)
             written.append(change)
-        if check:
-            await nginx.check()
+        await _check_alongside(nginx if check else None, alongside, written)
     except (NginxCheckFailed, OutputError):
         restore(written)
         raise
@@ -53,6 +61,29 @@ async def write_and_check(
         restore(written)
         raise
     return written
+
+
+async def _check_alongside(
+    nginx: Nginx | None, alongside: Callable[[], Awaitable[list[Change]]] | None, written: list[Change]
+) -> None:
+    """The check, and the files ``alongside`` makes written meanwhile; the first failure raised, once
+    both are done (nothing is written after a failed check is restored)."""
+
+    async def extra() -> None:
+        if alongside is not None:
+            for change in await alongside():
+                write_atomic(change.destination, change.new, change.perms, durable=change.durable)
+                written.append(change)
+
+    if nginx is None:
+        await extra()
+        return
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(nginx.check())
+            tg.create_task(extra())
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
 
 
 def restore(written: Sequence[Change]) -> None:
@@ -71,7 +102,12 @@ def restore(written: Sequence[Change]) -> None:
 
 
 async def write_with_backups(
-    changes: list[Change], state_file: list[Change], nginx: Nginx, *, check: bool
+    changes: list[Change],
+    state_file: list[Change],
+    nginx: Nginx,
+    *,
+    check: bool,
+    alongside: Callable[[], Awaitable[list[Change]]] | None = None,
 ) -> tuple[list[Change], backups.Pending]:
     """``write_and_check``, with DEST.bak of each previous file linked where asked (``backups``): the
     caller keeps them once the new files are accepted."""
@@ -79,7 +115,7 @@ async def write_with_backups(
         [(c.destination, c.old, c.perms) for c in changes if c.backup and c.old is not None]
     )
     try:
-        written = await write_and_check(changes + state_file, nginx, check=check)
+        written = await write_and_check(changes + state_file, nginx, check=check, alongside=alongside)
     except BaseException:
         pending.drop()
         raise

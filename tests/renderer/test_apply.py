@@ -10,6 +10,7 @@ import pytest
 
 from plumbing.errors import NginxCheckFailed, NginxReloadFailed, OutputError
 from renderer.apply import Outcome, apply_renders
+from renderer.changes import Change, write_and_check
 from renderer.config import TemplateConfig
 from renderer.files import Written, write_atomic
 from renderer.readback import Context
@@ -142,3 +143,42 @@ def test_a_second_change_reads_what_the_first_wrote_from_memory(tmp_path: Path) 
     template.destination.write_text("upstream z {}\n")  # changed behind the sidecar's back
     assert asyncio.run(apply_renders([(template, "upstream z {}\n")], nginx, ctx)) is Outcome.UNCHANGED
     assert asyncio.run(apply_renders([(template, "upstream a {}\n")], nginx, ctx)) is Outcome.RELOADED
+
+
+class SlowCheckNginx(CountingNginx):
+    """A check that takes ``seconds`` (nginx -t at 5,000 upstreams takes half a second)."""
+
+    def __init__(self, seconds: float, check_fails: bool = False) -> None:
+        super().__init__(check_fails=check_fails)
+        self.seconds = seconds
+
+    async def check(self) -> None:
+        await asyncio.sleep(self.seconds)
+        await super().check()
+
+
+@pytest.mark.parametrize(
+    ("check_takes", "made_in", "fails"), [(0.05, 0.0, False), (0.0, 0.05, True), (0.05, 0.0, True)]
+)
+def test_files_made_alongside_the_check_are_written_or_restored_with_the_rest(
+    tmp_path: Path, check_takes: float, made_in: float, fails: bool
+) -> None:
+    dest, extra = tmp_path / "a.conf", tmp_path / "state.json"
+    dest.write_bytes(b"old\n")
+    nginx = SlowCheckNginx(check_takes, check_fails=fails)
+
+    async def alongside() -> list[Change]:
+        await asyncio.sleep(made_in)
+        return [Change(extra, b"{}", None, durable=False)]
+
+    async def run() -> None:
+        await write_and_check([Change(dest, b"new\n", b"old\n")], nginx, check=True, alongside=alongside)
+
+    if fails:
+        with pytest.raises(NginxCheckFailed):
+            asyncio.run(run())
+        # Made after the check failed (cancelled), or before (written, then removed): never left behind.
+        assert dest.read_bytes() == b"old\n" and not extra.exists()
+    else:
+        asyncio.run(run())
+        assert dest.read_bytes() == b"new\n" and extra.read_bytes() == b"{}"
