@@ -61,15 +61,9 @@ async def apply_renders(
         return Outcome.UNCHANGED
     if ctx.pusher is not None and not ctx.proven:
         way, staged, written, kept = await _write_unproven(ctx, renders, changes, nginx)
-        pushing = False
     else:
-        way = await route_of(ctx, renders, changes)
-        staged = _stage(ctx.pusher, way)
-        pushing = ctx.pusher is not None and staged is not None and way.push is not None
-        state_file = [] if staged is None or pushing else [_state_change(ctx.pusher, staged[1]())]
-        # A push carries the change to nginx at once; the state file only serves workers that start
-        # later (a reload, a restart), so it is written after the push, off the way to routing.
-        written, kept = await write_with_backups(changes, state_file, nginx, check=way.check)
+        way, staged, written, kept = await _write_routed(ctx, renders, changes, nginx)
+    pushing = ctx.pusher is not None and staged is not None and way.push is not None
     for change in changes:
         ctx.written.remember(change.destination, change.new)
     ctx.proven = ctx.proven or way.check
@@ -87,6 +81,20 @@ async def apply_renders(
         log.info("Wrote %d changed file(s) (%s); %s.", len(changes), names, verdict)
     await _reload_live(ctx, nginx, renders, way, staged, written, checked=checked)
     return Outcome.RELOADED
+
+
+async def _write_routed(
+    ctx: Context, renders: Sequence[tuple[TemplateConfig, str]], changes: list[Change], nginx: Nginx
+) -> tuple[Route, Staged | None, list[Change], backups.Pending]:
+    """The way this change goes (``readback.route_of``), and its files written (and checked)."""
+    way = await route_of(ctx, renders, changes)
+    staged = _stage(ctx.pusher, way)
+    pushing = ctx.pusher is not None and staged is not None and way.push is not None
+    state_file = [] if staged is None or pushing else [_state_change(ctx.pusher, staged[1]())]
+    # A push carries the change to nginx at once; the state file only serves workers that start
+    # later (a reload, a restart), so it is written after the push, off the way to routing.
+    written, kept = await write_with_backups(changes, state_file, nginx, check=way.check)
+    return way, staged, written, kept
 
 
 async def _write_unproven(

@@ -145,6 +145,11 @@ class Pusher:
             await self._push(changed, state, generation)
 
     async def _push(self, changed: PeerState, state: PeerState, generation: int) -> None:
+        if self.awaiting is not None:
+            # A reload's workers have not shown its state file: nginx may hold the state before it (or none),
+            # which a delta would only patch, and the workers then refuse the older file. Whole: no repair.
+            await self._post(generation, state, full=True)
+            return
         try:
             await self._post(generation, changed, full=False)
         except DynamicRefused as exc:

@@ -43,6 +43,30 @@ def test_a_push_past_a_newer_generation_nginx_holds(lua_nginx: LuaNginx) -> None
     assert pusher.metrics.registry.get_sample_value("upstreams_dynamic_pushes_total", {"kind": "full"}) == 1
 
 
+def test_a_change_before_a_reload_shows_is_pushed_whole(lua_nginx: LuaNginx) -> None:
+    """Between a reload and its workers loading the state file, nginx may hold anything (nothing, at
+    a start): a delta would patch that, and the workers would then refuse the older state file."""
+    pusher = Pusher(lua_nginx.dynamic, SidecarMetrics())
+    before = {"primes": peers(lua_nginx, "b1", "b2"), "others": peers(lua_nginx, "b3")}
+    after = {"primes": peers(lua_nginx, "b1"), "others": peers(lua_nginx, "b3")}
+
+    async def scenario() -> None:
+        generation, _ = pusher.stage(before)
+        pusher.commit(before, generation)
+        pusher.reloaded(generation)  # told to reload; nginx still holds nothing
+        changed, _ = pusher.stage(after)
+        await pusher.push({"primes": after["primes"]}, after, changed)
+        await pusher.close()
+
+    asyncio.run(scenario())
+    held = lua_nginx.state()["upstreams"]
+    assert set(held) == {"primes", "others"}  # a delta would have left "others" out
+    assert ports(lua_nginx) == [lua_nginx.backends["b1"]]
+    count = pusher.metrics.registry.get_sample_value
+    assert count("upstreams_dynamic_pushes_total", {"kind": "full"}) == 1
+    assert not count("upstreams_dynamic_pushes_total", {"kind": "changed"})
+
+
 def test_a_refused_or_unreachable_push_raises_for_the_reload_path(lua_nginx: LuaNginx) -> None:
     gone = Pusher(
         DynamicConfig(enabled=True, endpoint=("127.0.0.1", 1), state_file=lua_nginx.state_file),
