@@ -21,7 +21,7 @@ from plumbing.errors import (
 )
 
 from . import backups
-from .changes import Change, restore, write_and_check, write_state_file, write_with_backups
+from .changes import Change, restore, start_writes, write_and_check, write_state_file, write_with_backups
 from .config import TemplateConfig
 from .dynamic.document import PeerState
 from .dynamic.pusher import Pusher, fallback_reason
@@ -62,39 +62,28 @@ async def apply_renders(
     if ctx.pusher is not None and not ctx.proven:
         way, staged, written, kept = await _write_unproven(ctx, renders, changes, nginx)
     else:
-        way, staged, written, kept = await _write_routed(ctx, renders, changes, nginx)
-    pushing = ctx.pusher is not None and staged is not None and way.push is not None
-    for change in changes:
-        ctx.written.remember(change.destination, change.new)
+        way = await route_of(ctx, renders, changes)
+        staged = _stage(ctx.pusher, way)
+        if ctx.pusher is not None and staged is not None and way.push is not None:
+            return await _push_while_writing(ctx, renders, way, staged, changes, nginx)
+        state_file = [] if staged is None else [_state_change(ctx.pusher, staged[1]())]
+        written, kept = await write_with_backups(changes, state_file, nginx, check=way.check)
+    _remember(ctx, changes)
     ctx.proven = ctx.proven or way.check
-    names = ", ".join(str(c.destination) for c in changes)
-    checked = way.check
-    if pushing:
-        assert staged is not None
-        after = await _push_or_fall_back(ctx, way, staged, names, nginx, written, kept)
-        if after is None:
-            return Outcome.PUSHED
-        written, checked = after, True
-    else:
-        kept.keep()  # DEST.bak once the new files are accepted (after the push, when pushing)
-        verdict = "nginx accepted them" if way.check else "server lines only, no check needed"
-        log.info("Wrote %d changed file(s) (%s); %s.", len(changes), names, verdict)
-    await _reload_live(ctx, nginx, renders, way, staged, written, checked=checked)
+    kept.keep()  # DEST.bak once the new files are accepted
+    verdict = "nginx accepted them" if way.check else "server lines only, no check needed"
+    log.info("Wrote %d changed file(s) (%s); %s.", len(changes), _names(changes), verdict)
+    await _reload_live(ctx, nginx, renders, way, staged, written, checked=way.check)
     return Outcome.RELOADED
 
 
-async def _write_routed(
-    ctx: Context, renders: Sequence[tuple[TemplateConfig, str]], changes: list[Change], nginx: Nginx
-) -> tuple[Route, Staged | None, list[Change], backups.Pending]:
-    """The way this change goes (``readback.route_of``), and its files written (and checked)."""
-    way = await route_of(ctx, renders, changes)
-    staged = _stage(ctx.pusher, way)
-    pushing = ctx.pusher is not None and staged is not None and way.push is not None
-    state_file = [] if staged is None or pushing else [_state_change(ctx.pusher, staged[1]())]
-    # A push carries the change to nginx at once; the state file only serves workers that start
-    # later (a reload, a restart), so it is written after the push, off the way to routing.
-    written, kept = await write_with_backups(changes, state_file, nginx, check=way.check)
-    return way, staged, written, kept
+def _remember(ctx: Context, changes: Sequence[Change]) -> None:
+    for change in changes:
+        ctx.written.remember(change.destination, change.new)
+
+
+def _names(changes: Sequence[Change]) -> str:
+    return ", ".join(str(c.destination) for c in changes)
 
 
 async def _write_unproven(
@@ -120,24 +109,69 @@ async def _write_unproven(
     return way, staged, written, kept
 
 
-async def _push_or_fall_back(
+async def _push_while_writing(
     ctx: Context,
+    renders: Sequence[tuple[TemplateConfig, str]],
     way: Route,
     staged: Staged,
-    names: str,
+    changes: list[Change],
     nginx: Nginx,
+) -> Outcome:
+    """A server-only change in dynamic mode, pushed while its files are written and synced.
+
+    The push need not wait for the disk (at 5,000 upstreams the write and its fsync are 3-4 ms of a
+    flip's 13): the change is done once both are. A failed push falls back to the reload path, which
+    waits for the files; a push whose files could not be written is taken back (the files' state is
+    what nginx is told again, by the drift repair), so runtime state still follows the files.
+    """
+    pusher = ctx.pusher
+    assert pusher is not None
+    writing, kept = start_writes(changes)
+    previous = pusher.expected
+    try:
+        pushed = await _push(pusher, way, staged[0], _names(changes), nginx)
+    finally:
+        written = await _written(writing, pusher, previous)  # raises OutputError when not written
+    _remember(ctx, changes)
+    if not pushed:
+        return await _fall_back(ctx, renders, way, staged, written, kept, nginx)
+    kept.keep()
+    log.info(
+        "Wrote %s; pushed %d changed upstream(s) to nginx (generation %d).",
+        _names(changes),
+        len(way.push or ()),
+        staged[0],
+    )
+    # In a thread: megabytes joined and written, which the next change waits for, not this one.
+    loop = asyncio.get_running_loop()
+    ctx.pending = loop.run_in_executor(None, write_state_file, pusher.config.state_file, staged[1])
+    return Outcome.PUSHED
+
+
+async def _written(
+    writing: asyncio.Future[list[Change]], pusher: Pusher, previous: PeerState | None
+) -> list[Change]:
+    """The files written beside a push; if they were not, nginx is set back to what they say."""
+    try:
+        return await writing
+    except BaseException:
+        if pusher.expected is not previous:
+            pusher.expected = previous  # the push went out: the drift repair takes it back at once
+            pusher.wake()
+        raise
+
+
+async def _fall_back(
+    ctx: Context,
+    renders: Sequence[tuple[TemplateConfig, str]],
+    way: Route,
+    staged: Staged,
     written: list[Change],
     kept: backups.Pending,
-) -> list[Change] | None:
-    """Push a server-only change (None); if the push fails, check the files with their state file for
-    the reload path (what was written, to reload with)."""
+    nginx: Nginx,
+) -> Outcome:
+    """The push failed: check the written files with their state file, and reload."""
     assert ctx.pusher is not None
-    if await _push(ctx.pusher, way, staged[0], names, nginx):
-        kept.keep()
-        # In a thread: megabytes joined and written, which the next change waits for, not this one.
-        loop = asyncio.get_running_loop()
-        ctx.pending = loop.run_in_executor(None, write_state_file, ctx.pusher.config.state_file, staged[1])
-        return None
     try:
         state_file = [_state_change(ctx.pusher, staged[1]())]
         written = await write_and_check(state_file, nginx, check=True, restoring=written)
@@ -145,7 +179,8 @@ async def _push_or_fall_back(
         kept.drop()
         raise
     kept.keep()
-    return written
+    await _reload_live(ctx, nginx, renders, way, staged, written, checked=True)
+    return Outcome.RELOADED
 
 
 def _changes(renders: Sequence[tuple[TemplateConfig, str]], written: Written) -> list[Change]:
@@ -241,9 +276,6 @@ async def _push(pusher: Pusher, way: Route, generation: int, names: str, nginx: 
         log.warning("Wrote %s; the push failed, so nginx reloads them instead: %s", names, exc)
         return False
     pusher.commit(way.state, generation)
-    log.info(
-        "Wrote %s; pushed %d changed upstream(s) to nginx (generation %d).", names, len(way.push), generation
-    )
     return True
 
 

@@ -86,6 +86,35 @@ async def _check_alongside(
         raise group.exceptions[0] from None
 
 
+def write_all(changes: Sequence[Change]) -> list[Change]:
+    """Write the changes (blocking: run in a thread); on any failure restore them and raise."""
+    written: list[Change] = []
+    try:
+        for change in changes:
+            write_atomic(change.destination, change.new, change.perms, durable=change.durable)
+            written.append(change)
+    except BaseException:
+        restore(written)
+        raise
+    return written
+
+
+def start_writes(changes: list[Change]) -> tuple[asyncio.Future[list[Change]], backups.Pending]:
+    """``write_with_backups`` with no check, written and synced in a thread (for a push, which goes out
+    meanwhile); the backups are dropped if the writes fail."""
+    pending = backups.Pending(
+        [(c.destination, c.old, c.perms) for c in changes if c.backup and c.old is not None]
+    )
+    writing = asyncio.ensure_future(asyncio.to_thread(write_all, changes))
+
+    def done(future: asyncio.Future[list[Change]]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            pending.drop()
+
+    writing.add_done_callback(done)
+    return writing, pending
+
+
 def restore(written: Sequence[Change]) -> None:
     """Put back the previous bytes of files written in a failed round."""
     for change in reversed(written):

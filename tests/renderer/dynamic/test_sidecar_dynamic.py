@@ -228,3 +228,24 @@ def test_render_once_leaves_runtime_state_as_the_file_says(
     assert done.returncode == 0, done.stderr
     assert "repaired with a full push" in done.stderr
     assert runtime_ports(lua_nginx) == ports_of(lua_nginx, "b1", "b3")
+
+
+def test_a_push_whose_file_could_not_be_written_is_taken_back(
+    tmp_path: Path, consul: ConsulAgent, lua_nginx: LuaNginx, start_sidecar: Start
+) -> None:
+    """The push goes out while the file is written: when the write fails, nginx is set back to the file."""
+    sidecar = started(tmp_path, consul, lua_nginx, start_sidecar, "b1", "b2")
+    folder = lua_nginx.server.conf_d
+    # Immutable: nothing can be created in it, not even by root (the write's temporary file).
+    subprocess.run(["chattr", "+i", str(folder)], check=True)
+    try:
+        consul.set_ttl("b2", "critical")
+        wait_until(lambda: "Cannot create a temporary file" in sidecar.output(), what="the write refused")
+        wait_until(
+            lambda: runtime_ports(lua_nginx) == ports_of(lua_nginx, "b1", "b2"),
+            what="the push taken back: runtime state follows the file",
+        )
+        assert "repaired with a full push" in sidecar.output()
+        assert routed(lua_nginx) == {"b1", "b2"}
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
