@@ -2,7 +2,8 @@
 
 A thread polls ``os.stat`` of the file every millisecond from when the ``with`` block starts; the first
 stat that differs from the one taken at the start (another inode after an atomic rename, another
-mtime or size after a write in place) is the change. Stat only, never a read: the file may be large.
+mtime or size after a write in place) is the change, waited for up to ``SETTLE`` after the block ends.
+Stat only, never a read: the file may be large.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = ["FileChange"]
 
 INTERVAL = 0.001
 LIMIT = 120.0  # the thread ends after this long, whatever its owner does
+SETTLE = 2.0  # how long the end of the block still waits for the change (dynamic mode pushes first)
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -45,6 +47,10 @@ class FileChange:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # In dynamic mode the push goes out while the file is written: routed can come first, and the
+        # change must still be seen here, not by the next flip's watch (it would look instant there).
+        if self.baseline is not None:  # no file at all (Traefik's rounds): nothing to wait for
+            self._thread.join(SETTLE)
         self._stop.set()
         self._thread.join(5)
 
