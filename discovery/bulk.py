@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 BULK_MIN = 64
 SERVICES_PER_NODE = 8
 SERVICE_FIELDS = ("ID", "Service", "Address", "Port", "Tags", "Meta", "Weights")  # what parse_health reads
-NODE_READS = 1  # node answers in flight: each is large (3 MB at 5,000 services); two were no faster, with more memory
+NODE_READS = 1  # node answers in flight (3 MB each at 5,000 services): two were no faster
 
 
 def bulk_candidates(batch: Sequence[ServiceQuery]) -> list[ServiceQuery]:
