@@ -8,8 +8,9 @@ last (the one most likely to come back next: a restart, a flapping check), a blo
 index along with the status queries, and the flips see the service already read there.
 
 ``WATCHES`` bounds them: each holds a connection and one of the read pool's slots while it waits,
-so the watch stays within its connection bound. A watch ends once its service is all passing, when
-nobody reads the service any more, or when a later failure takes its place.
+so the watch stays within its connection bound (with ``[consul] max_connections`` below ``ROOM``
+there is none: every recovery is read). A watch ends once its service is all passing, when nobody
+reads the service any more, or when a later failure takes its place.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["WATCHES", "Recoveries"]
 
 WATCHES = 1  # services watched at once for their recovery
+ROOM = 8  # fewer [consul] max_connections than this: no watch (its connection would starve the reads)
 
 
 class Recoveries:
@@ -40,13 +42,19 @@ class Recoveries:
 
     def failed(self, query: ServiceQuery, index: int) -> None:
         """``query`` has an instance that is not passing, as seen at ``index``: watch it from there."""
-        if query in self._tasks or query.near:
+        if query in self._tasks or query.near or self.dc.watcher.client.settings.max_connections < ROOM:
             return  # near: Consul sorts those per request; never worth a connection
         while len(self._tasks) >= WATCHES:
             oldest = next(iter(self._tasks))
             self._tasks.pop(oldest).cancel()
             self.waiting.discard(oldest)
         self._tasks[query] = self.dc.watcher._spawn(self._watch(query, index))
+
+    def keep_only(self, wanted: frozenset[Any]) -> None:
+        """Stop the watches of services nobody reads any more."""
+        for query in [q for q in self._tasks if q not in wanted]:
+            self._tasks.pop(query).cancel()
+            self.waiting.discard(query)
 
     async def _watch(self, query: ServiceQuery, index: int) -> None:
         watcher = self.dc.watcher

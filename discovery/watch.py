@@ -174,6 +174,7 @@ class Watcher:
             )
         self.nodes.want(wanted, added)
         for dc in list(self._dcs):
+            self._dcs[dc].recoveries.keep_only(wanted)
             if not any(d.dc == dc for d in wanted):
                 self._dcs[dc].watch_keys(frozenset())
         for query in (d for d in added if isinstance(d, ServiceQuery)):

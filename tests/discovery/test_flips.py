@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from discovery.model import ServiceQuery, Snapshot
-from discovery.recoveries import WATCHES
+from discovery.recoveries import ROOM, WATCHES
+from discovery.settings import ConsulSettings
 from discovery.watch import Watcher
-from tests.discovery.test_watch import act, anchored, statuses, until, watch_waiting, watching
+from tests.discovery.test_watch import Recording, act, anchored, statuses, until, watch_waiting, watching
 from tests.support.consul_agent import ConsulAgent
 
 
@@ -104,3 +105,34 @@ def test_the_watch_follows_the_last_failure_and_an_older_one_is_read(consul: Con
     assert WATCHES == 1
     assert reads == ["a"]  # a's recovery: its watch had ended, so it is read
     assert blocked[:2] == ["a", "b"] and set(blocked) == {"a", "b"}  # b's recovery came by its watch
+
+
+def test_a_watch_ends_with_its_service_and_needs_room(consul: ConsulAgent) -> None:
+    consul.register_ttl("a", "a-1", 9000)
+
+    async def scenario(max_connections: int) -> tuple[set[ServiceQuery], set[ServiceQuery]]:
+        client = Recording(
+            ConsulSettings(host="127.0.0.1", port=consul.http_port, max_connections=max_connections)
+        )
+        client.fetched, client.blocked = [], []
+        watcher = Watcher(client, wait="5s", min_interval=0.01)
+        watcher.want([ServiceQuery("a")])
+        task = asyncio.create_task(watcher.run())
+        try:
+            await until(watcher, lambda s: statuses(s, "a") == {"a-1": "passing"})
+            await anchored(watcher, client)
+            await act(lambda: consul.set_ttl("a-1", "critical"))
+            await until(watcher, lambda s: statuses(s, "a") == {"a-1": "critical"})
+            await asyncio.sleep(0.1)
+            recoveries = watcher._dcs[""].recoveries
+            watched = set(recoveries._tasks)
+            watcher.want([])  # nobody reads it any more: its watch ends at once
+            return watched, set(recoveries._tasks)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await client.close()
+            await act(lambda: consul.set_ttl("a-1", "passing"))
+
+    assert asyncio.run(scenario(8)) == ({ServiceQuery("a")}, set())
+    assert asyncio.run(scenario(ROOM - 1)) == (set(), set())  # no room for its connection: read instead
