@@ -78,6 +78,9 @@ async def _check_alongside(
     if nginx is None:
         await extra()
         return
+    if alongside is None:
+        await nginx.check()  # nothing to make meanwhile: no task of its own
+        return
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(nginx.check())
