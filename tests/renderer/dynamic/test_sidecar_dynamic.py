@@ -245,7 +245,8 @@ def test_a_push_whose_file_could_not_be_written_is_taken_back(
             lambda: runtime_ports(lua_nginx) == ports_of(lua_nginx, "b1", "b2"),
             what="the push taken back: runtime state follows the file",
         )
-        assert "repaired with a full push" in sidecar.output()
+        # Logged once the repair's push has answered, which can be just after nginx shows it.
+        wait_until(lambda: "repaired with a full push" in sidecar.output(), what="the repair logged")
         assert routed(lua_nginx) == {"b1", "b2"}
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
