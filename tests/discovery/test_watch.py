@@ -176,6 +176,7 @@ def test_a_node_check_refetches_the_services_on_that_node_only(consul: ConsulAge
         async def scenario() -> list[str]:
             async with watching(consul, [ServiceQuery("local"), ServiceQuery("remote")]) as (watcher, client):
                 await until(watcher, lambda s: statuses(s, "remote") == {"remote-1": "passing"})
+                await anchored(watcher, client)  # the start-up's own re-reads are not the node check's
                 client.fetched.clear()
                 try:
                     # Maintenance mode is a critical node check on the agent's node (no service).
