@@ -21,7 +21,7 @@ from plumbing.errors import (
 )
 
 from . import backups
-from .changes import Change, restore, start_writes, write_and_check, write_state_file, write_with_backups
+from .changes import Change, after_push, restore, start_writes, write_and_check, write_with_backups
 from .config import TemplateConfig
 from .dynamic.document import PeerState
 from .dynamic.pusher import Pusher, fallback_reason
@@ -135,16 +135,16 @@ async def _push_while_writing(
     _remember(ctx, changes)
     if not pushed:
         return await _fall_back(ctx, renders, way, staged, written, kept, nginx)
-    kept.keep()
     log.info(
         "Wrote %s; pushed %d changed upstream(s) to nginx (generation %d).",
         _names(changes),
         len(way.push or ()),
         staged[0],
     )
-    # In a thread: megabytes joined and written, which the next change waits for, not this one.
+    # In a thread, which the next change waits for, not this one: DEST.bak renamed over the last
+    # backup (freeing its blocks: 1.4 ms of the loop at 5,000 upstreams), the state file joined and written.
     loop = asyncio.get_running_loop()
-    ctx.pending = loop.run_in_executor(None, write_state_file, pusher.config.state_file, staged[1])
+    ctx.pending = loop.run_in_executor(None, after_push, kept, pusher.config.state_file, staged[1])
     return Outcome.PUSHED
 
 

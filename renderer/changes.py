@@ -18,7 +18,7 @@ from . import backups
 from .files import remove, write_atomic
 from .nginx import Nginx
 
-__all__ = ["Change", "restore", "write_and_check", "write_state_file", "write_with_backups"]
+__all__ = ["Change", "after_push", "restore", "write_and_check", "write_state_file", "write_with_backups"]
 
 log = logging.getLogger("renderer.apply")  # moved out of apply: its lines keep their logger name
 
@@ -152,6 +152,12 @@ async def write_with_backups(
         pending.drop()
         raise
     return written, pending
+
+
+def after_push(kept: backups.Pending, state_file: Path, make: Callable[[], bytes]) -> None:
+    """Once a push and its files are done: DEST.bak kept, then the state file written (in a thread)."""
+    kept.keep()
+    write_state_file(state_file, make)
 
 
 def write_state_file(path: Path, make: Callable[[], bytes]) -> None:

@@ -63,6 +63,7 @@ class Encoder:
         self._known: dict[int, tuple[str, tuple[Peer, ...], str]] = {}  # id(peers) -> name, peers, JSON
         self._last: PeerState | None = None  # the last full state encoded, its JSON parts, where each is
         self._parts: list[str] = []
+        self._size = 0  # sum(len(part) for part in self._parts), kept as parts are replaced
         self._at: dict[str, int] = {}
 
     def encode(
@@ -97,9 +98,10 @@ class Encoder:
         if full and base is not None and base is self._last and changed is not None and self._delta(changed):
             self._last = upstreams
             pieces = list(self._parts)  # as they are now: a later encode may replace some
+            size = len(head) + self._size + len(pieces) + 1  # not summed again: 5,000 parts a flip
         else:
             pieces = [self._all(upstreams, full=full)]
-        size = len(head) + sum(map(len, pieces)) + len(pieces) + 1
+            size = len(head) + len(pieces[0]) + 2
         if size > MAX_BODY:
             raise DynamicUpdateInvalid(f"The update is {size} bytes, over the cap of {MAX_BODY}.")
         return lambda: f"{head}{','.join(pieces)}}}}}".encode("ascii")
@@ -110,6 +112,7 @@ class Encoder:
             return False
         fresh = [(self._at[name], self._fragment(name, peers)[2]) for name, peers in changed.items()]
         for at, part in fresh:  # only once every one is checked: a refusal leaves the parts as they were
+            self._size += len(part) - len(self._parts[at])
             self._parts[at] = part
         return True
 
@@ -120,7 +123,7 @@ class Encoder:
         self._known = fresh if full else {**self._known, **fresh}
         parts = [entry[2] for entry in entries]
         if full:
-            self._last, self._parts = upstreams, parts
+            self._last, self._parts, self._size = upstreams, parts, sum(map(len, parts))
             self._at = {entry[0]: i for i, entry in enumerate(entries)}
         return ",".join(parts)
 

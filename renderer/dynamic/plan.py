@@ -65,10 +65,16 @@ def _changed(before: ParsedFile, after: ParsedFile, *, hooked_only: bool) -> lis
     """The upstreams whose servers changed; None unless the skeletons are equal."""
     if before.text == after.text:
         return []
-    if before.gaps != after.gaps:
+    touched = after.since.of(before) if after.since is not None else None
+    if touched is not None:
+        # Read against ``before``: its gaps are before's, and every other block is before's own.
+        pairs = [(before.upstreams[k], after.upstreams[k]) for k in touched]
+    elif before.gaps != after.gaps:
         return None  # an upstream added, removed or renamed, or anything outside the blocks changed
+    else:
+        pairs = list(zip(before.upstreams, after.upstreams, strict=True))
     found = []
-    for a, b in zip(before.upstreams, after.upstreams, strict=True):
+    for a, b in pairs:
         if a is b or a.body == b.body:
             continue
         if a.shape(hooked_only=hooked_only) != b.shape(hooked_only=hooked_only):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,12 +21,27 @@ from operator import attrgetter
 
 from .peers import Peer, Upstream, upstream_of
 
-__all__ = ["ParsedFile", "parse", "reparse", "runtime_state"]
+__all__ = ["ParsedFile", "Since", "parse", "reparse", "runtime_state"]
 
 _OPEN = re.compile(r"[ \t]*upstream[ \t]+([^\s{};#\"'\\]+)[ \t]*\{[ \t]*\n")  # matched at a line's start
 _BODY = attrgetter("body")
 _STEP = 4096  # characters compared at a time while looking for the next difference
 State = dict[str, tuple[Peer, ...]]
+
+
+@dataclass(frozen=True)
+class Since:
+    """How a parse differs from the one it was read against: only the blocks at ``touched``.
+
+    The earlier parse is held weakly: a chain of parses must not keep every old text alive.
+    """
+
+    previous: weakref.ref[ParsedFile]
+    touched: tuple[int, ...]
+
+    def of(self, before: ParsedFile) -> tuple[int, ...] | None:
+        """The blocks that may differ from ``before``, or None when this was not read against it."""
+        return self.touched if self.previous() is before else None
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,8 @@ class ParsedFile:
     upstreams: tuple[Upstream, ...]
     gaps: tuple[str, ...]  # the text before, between and after the blocks' bodies (one more than blocks)
     derived: State | None = field(default=None, compare=False, repr=False)  # the state, when known ahead
+    # Read against an earlier parse (``reread``): that parse, and the blocks read again since it.
+    since: Since | None = field(default=None, compare=False, repr=False)
 
     def skeleton(self, *, hooked_only: bool) -> str:
         """The text with each run of server lines of the chosen upstreams replaced by one mark."""
@@ -119,7 +137,9 @@ def _reread(text: str, previous: ParsedFile) -> ParsedFile | None:
         touched.append(k)
         i, j = ends[k], closing[0]
     derived = _derive(previous, [(previous.upstreams[k], upstreams[k]) for k in touched])
-    parsed = ParsedFile(text, tuple(upstreams), previous.gaps, derived)
+    parsed = ParsedFile(
+        text, tuple(upstreams), previous.gaps, derived, Since(weakref.ref(previous), tuple(touched))
+    )
     # Where the blocks are, from the previous text's: shifted by how much each read block grew.
     parsed.__dict__["spans"] = _shifted(
         previous.spans, [(k, len(upstreams[k].body) - len(previous.upstreams[k].body)) for k in touched]

@@ -113,3 +113,26 @@ def test_a_state_encoded_from_the_last_one_and_its_change_equals_one_encoded_who
     with pytest.raises(DynamicUpdateInvalid):
         encoder.encode(5, {**first, **mixed}, full=True, base=first, changed=mixed)
     assert encoder.encode(6, second, full=True, base=first, changed=changed) == encode(6, second, full=True)
+
+
+def test_the_size_cap_holds_for_a_state_encoded_from_its_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The delta path keeps the document's size as parts are replaced, never summing them again.
+    import renderer.dynamic.document as document
+
+    first = {f"u{i}": (Peer("127.0.0.1", 8000 + i),) for i in range(20)}
+    grown = {"u5": tuple(Peer("127.0.0.1", 9000 + k) for k in range(30))}
+    encoder = Encoder()
+    encoder.encode(1, first, full=True)
+    second = {**first, **grown}
+    size = len(encode(2, second, full=True))
+    monkeypatch.setattr(document, "MAX_BODY", size - 1)
+    with pytest.raises(DynamicUpdateInvalid, match=f"{size} bytes"):
+        encoder.encode(2, second, full=True, base=first, changed=grown)
+    monkeypatch.setattr(document, "MAX_BODY", size)
+    assert encoder.encode(3, second, full=True, base=first, changed=grown) == encode(3, second, full=True)
+    back = {"u5": first["u5"]}  # and shrinking again counts what went
+    assert len(encoder.encode(4, first, full=True, base=second, changed=back)) == len(
+        encode(4, first, full=True)
+    )
+    monkeypatch.setattr(document, "MAX_BODY", len(encode(5, first, full=True)))
+    assert encoder.encode(5, {**first}, full=True, base=first, changed={}) == encode(5, first, full=True)

@@ -302,6 +302,23 @@ def test_reading_against_the_previous_parse_equals_reading_from_scratch(
     assert again.spans == fresh.spans
 
 
+@settings(max_examples=200, deadline=None)
+@given(_CATALOG, st.data())
+def test_a_plan_from_a_parse_read_against_the_last_equals_one_from_fresh_parses(
+    catalog: dict[str, list[Peer]], data: st.DataObject
+) -> None:
+    # The plan then looks only at the blocks read again; against any other parse it walks them all.
+    changed = {n: data.draw(_PEERS) if data.draw(st.booleans()) else ps for n, ps in catalog.items()}
+    old, new = render(catalog), render(changed, keepalive=data.draw(st.sampled_from([16, 32])))
+    hooked_only = data.draw(st.booleans())
+    previous = parse(old)
+    assert previous.state is not None
+    again = parse(new, previous)
+    expected = plan({DEST: parse(old)}, {DEST: parse(new)}, hooked_only=hooked_only)
+    assert plan({DEST: previous}, {DEST: again}, hooked_only=hooked_only) == expected
+    assert plan({DEST: parse(old)}, {DEST: again}, hooked_only=hooked_only) == expected
+
+
 def test_a_flip_reads_only_the_block_it_changed() -> None:
     upstreams = {f"u{i}": [Peer("127.0.0.1", 8000 + i), Peer("127.0.0.2", 8000 + i)] for i in range(50)}
     previous = parse(render(upstreams))
