@@ -245,7 +245,7 @@ def _remember(reader: Reader, plan: _Plan) -> None:
 
 def _as_walked(reader: Reader, plan: _Plan, touched: list[int]) -> None:
     """What the walk's reads and claims of every row record, at once (the touched rows add their own)."""
-    reader.read.update(plan.every)
+    reader.read_all(plan.every)
     reader.upstreams.update(plan.claimed)
     first = plan.rows[0].claim if touched[:1] != [0] else None
     for recording in reader.recordings:

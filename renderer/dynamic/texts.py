@@ -26,6 +26,7 @@ __all__ = ["ParsedFile", "Since", "parse", "reparse", "runtime_state"]
 _OPEN = re.compile(r"[ \t]*upstream[ \t]+([^\s{};#\"'\\]+)[ \t]*\{[ \t]*\n")  # matched at a line's start
 _BODY = attrgetter("body")
 _STEP = 4096  # characters compared at a time while looking for the next difference
+_STRIDE = 65536  # ... after skipping equal text this many at a time (larger slices would be mmap'd)
 State = dict[str, tuple[Peer, ...]]
 
 
@@ -181,7 +182,7 @@ def _derive(previous: ParsedFile, replaced: list[tuple[Upstream, Upstream]]) -> 
 
 def _difference(a: str, i: int, b: str, j: int) -> int | None:
     """The offset of the first difference between a[i:] and b[j:]; None when they are equal."""
-    offset = 0
+    offset = _equal_strides(a, i, b, j)
     while True:
         chunk_a, chunk_b = a[i + offset : i + offset + _STEP], b[j + offset : j + offset + _STEP]
         if chunk_a != chunk_b:
@@ -197,6 +198,17 @@ def _difference(a: str, i: int, b: str, j: int) -> int | None:
         else:
             high = middle
     return offset + low
+
+
+def _equal_strides(a: str, i: int, b: str, j: int) -> int:
+    """How far a[i:] and b[j:] are equal in whole strides: a flip's text is compared at 64 KB a step
+    (0.15 ms a megabyte, 0.35 at 4 KB), then narrowed down at 4 KB, then to the character."""
+    offset = 0
+    while True:
+        chunk = a[i + offset : i + offset + _STRIDE]
+        if len(chunk) < _STRIDE or chunk != b[j + offset : j + offset + _STRIDE]:
+            return offset
+        offset += _STRIDE
 
 
 def _next_block(text: str, pos: int) -> tuple[str, int, int, int] | None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from renderer.dynamic import peers
+from renderer.dynamic import peers, texts
 from renderer.dynamic.peers import Peer, hook_line
 from renderer.dynamic.plan import plan
 from renderer.dynamic.texts import parse
@@ -317,6 +317,26 @@ def test_a_plan_from_a_parse_read_against_the_last_equals_one_from_fresh_parses(
     expected = plan({DEST: parse(old)}, {DEST: parse(new)}, hooked_only=hooked_only)
     assert plan({DEST: previous}, {DEST: again}, hooked_only=hooked_only) == expected
     assert plan({DEST: parse(old)}, {DEST: again}, hooked_only=hooked_only) == expected
+
+
+@pytest.mark.parametrize("stride", [texts._STRIDE, 7, 64])
+def test_a_flip_anywhere_in_a_large_text_reads_as_from_scratch(
+    monkeypatch: pytest.MonkeyPatch, stride: int
+) -> None:
+    # The difference is looked for in strides, then steps, then characters: each edge of each.
+    monkeypatch.setattr(texts, "_STRIDE", stride)
+    monkeypatch.setattr(texts, "_STEP", min(stride, texts._STEP) if stride < 100 else texts._STEP)
+    upstreams = {f"u{i:04d}": [Peer("127.0.0.1", 8000 + i), Peer("127.0.0.2", 8000 + i)] for i in range(900)}
+    previous = parse(render(upstreams))
+    assert len(previous.text) > 2 * texts._STRIDE
+    for k in (0, 1, 299, 300, 301, 444, 898, 899):
+        changed = {**upstreams, f"u{k:04d}": upstreams[f"u{k:04d}"][:1]}
+        if k % 2:
+            changed[f"u{(k * 7) % 900:04d}"] = [Peer("127.0.0.3", 9999, 3)]
+        again = parse(render(changed), previous)
+        fresh = parse(render(changed))
+        assert again == fresh and again.spans == fresh.spans and again.state == fresh.state
+        assert again.gaps is previous.gaps
 
 
 def test_a_flip_reads_only_the_block_it_changed() -> None:
