@@ -21,6 +21,7 @@ from pathlib import Path
 from discovery.client import ConsulClient
 from plumbing.errors import ConfigError, UpstreamsError
 from plumbing.logs import setup_logging
+from plumbing.malloc import limit_arenas
 
 from .agent import Agent
 from .config import RegistrarConfig, load_config
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         config = load_config(args.config, environ)
         if args.command == "check":
             return _check(config)
+        limit_arenas(environ)  # a daemon: before its first worker thread
         asyncio.run(_run(config, environ))
     except UpstreamsError as exc:
         if args.debug:

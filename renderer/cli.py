@@ -23,6 +23,7 @@ from discovery.model import Snapshot
 from plumbing.duration import parse_duration
 from plumbing.errors import ConfigError, ConsulDenied, TemplateError, UpstreamsError
 from plumbing.logs import setup_logging
+from plumbing.malloc import limit_arenas
 
 from . import convert
 from .config import SidecarConfig, load_config
@@ -126,6 +127,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return show_status(config, as_json=args.json)
         if args.command == "render":
             return asyncio.run(_render(config, environ, dry=args.dry, timeout=args.timeout))
+        limit_arenas(environ)  # a daemon: before its first worker thread
         return asyncio.run(_watch(config, environ))
     except UpstreamsError as exc:
         if args.debug:
