@@ -65,6 +65,7 @@ class LuaNginx:
                 return
             except OSError:
                 if time.monotonic() > deadline:
+                    self.server.stop()  # or it outlives the test that could not start it
                     raise
                 time.sleep(0.02)
 

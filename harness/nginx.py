@@ -149,6 +149,7 @@ http {{
                 lines = self.stdout_log.read_text(errors="replace").strip().splitlines()
                 raise PartFailed(f"nginx exited at start-up: {lines[-1] if lines else 'no output'}")
             if time.monotonic() > deadline:
+                self.stop()  # or it outlives the test that could not start it
                 wait_port(self.port, timeout=0)  # raises, naming the port
             time.sleep(0.02)
         deadline = time.monotonic() + 5
