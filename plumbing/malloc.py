@@ -13,7 +13,6 @@ where the C library is not glibc (musl, macOS) nothing happens.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Mapping
 
@@ -30,9 +29,10 @@ def limit_arenas(env: Mapping[str, str], arenas: int = ARENAS) -> bool:
     if "MALLOC_ARENA_MAX" in env:
         return False  # the operator's own setting, which glibc has applied already
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        # The C library the interpreter itself runs on (no search for libc on disk at start-up).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return False  # not glibc: its allocator has no such arenas
+        return False  # a C library without mallopt: its allocator has no such arenas
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     if mallopt(_M_ARENA_MAX, arenas) != 1:
         log.debug("mallopt(M_ARENA_MAX, %d) was refused; malloc keeps its arenas.", arenas)

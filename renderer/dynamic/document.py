@@ -101,7 +101,7 @@ class Encoder:
             size = len(head) + self._size + len(pieces) + 1  # not summed again: 5,000 parts a flip
         else:
             pieces = [self._all(upstreams, full=full)]
-            size = len(head) + len(pieces[0]) + 2
+            size = len(head) + len(pieces[0]) + 2  # the one piece and the two closing braces
         if size > MAX_BODY:
             raise DynamicUpdateInvalid(f"The update is {size} bytes, over the cap of {MAX_BODY}.")
         return lambda: f"{head}{','.join(pieces)}}}}}".encode("ascii")
