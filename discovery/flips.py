@@ -5,7 +5,9 @@ at one index, their union is a consistent view of every non-passing check, and e
 it touches gets its new statuses from it (``discovery.derive``) with no read; a service the
 derivation cannot answer for is read again. Until both answers are at one index (the second is
 usually a millisecond behind the first), the changes wait; after ``HALF_WAIT`` they are read, so a
-signal whose halves keep missing each other under churn still converges.
+signal whose halves keep missing each other under churn still converges. A recovery left to its
+service's recovery watch (``discovery.recoveries``) is read anyway when no answer at its index came
+within ``RECOVERY_WAIT``: a lost answer must not leave an instance out of rotation until the resync.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from .problems import Problems
 if TYPE_CHECKING:
     from .datacenter import Datacenter
 
-__all__ = ["HALF_WAIT", "Flips"]
+__all__ = ["HALF_WAIT", "RECOVERY_WAIT", "Flips"]
 
 HALF_WAIT = 0.05  # seconds the changes of one half wait for the other half to reach its index
+RECOVERY_WAIT = 0.25  # seconds a recovery left to its watch may take before it is read all the same
 
 
 class Flips:
@@ -68,18 +71,26 @@ class Flips:
         after = self.dc.problems
         names = lowered(after)
         read: list[ServiceQuery] = []
+        left: list[ServiceQuery] = []  # to their recovery watch, which brings the answer at once
         recoveries = self.dc.recoveries
         for query in sorted(queries):
             derived = self._derived(query, after, names)
             if derived is None:
-                if query not in recoveries.waiting:  # else its watch brings the answer, at once
-                    read.append(query)
+                (left if query in recoveries.waiting else read).append(query)
                 continue
             watcher._keep(query, derived)
             if any(i.status != "passing" for i in derived):
                 recoveries.failed(query, self.dc.health_index)
         self.dc.mark(read)
+        if left:
+            asyncio.get_running_loop().call_later(RECOVERY_WAIT, self._unanswered, left, self.dc.health_index)
         watcher._publish()
+
+    def _unanswered(self, left: list[ServiceQuery], index: int) -> None:
+        """Read the recoveries whose watch brought no answer at ``index`` (one seen lost in a race)."""
+        watcher = self.dc.watcher
+        wanted = watcher.wanted
+        self.dc.mark(q for q in left if q in wanted and watcher._read_at.get(q, 0) < index)
 
     def _derived(self, query: ServiceQuery, after: Problems, names: Lowered) -> tuple[Instance, ...] | None:
         """The service's new instances, or None where it must be read."""
