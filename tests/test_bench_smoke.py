@@ -22,7 +22,7 @@ import pytest
 from bench import checkcost, churn, convergence, direct, report, scale, targets_report
 from bench.dynamic_rig import hooked, lua_module, peers_of
 from bench.filewatch import FileChange
-from bench.probe import Prober
+from bench.probe import Prober, Record
 from bench.progress import Bars
 from bench.rig import front_nginx
 from bench.stats import pct, summary
@@ -281,3 +281,14 @@ def test_issue_targets_say_met_missed_or_not_measured() -> None:
     assert rows["flip -> file at 2,000 services (worse of remove / recover)"].endswith("| not measured |")
     assert rows["failed requests during 200 flips, both modes"].endswith("| not measured |")  # one mode only
     assert targets_report.rows({}) == []
+
+
+def test_a_probers_records_since_a_time_are_the_tail_whose_answers_came_at_or_after_it() -> None:
+    prober = Prober(1)
+    prober.records.extend(Record(float(i), float(i) + 0.5, f"b{i}") for i in range(10))
+    assert [r.label for r in prober.since(6.5)] == ["b6", "b7", "b8", "b9"]
+    assert [r.label for r in prober.since(6.6)] == ["b7", "b8", "b9"]
+    assert prober.since(100.0) == [] and len(prober.since(0.0)) == 10
+    tail = prober.since(8.0)
+    prober.records.append(Record(11.0, 11.5, "b11"))
+    assert [r.label for r in tail] == ["b8", "b9"]  # a copy: later answers are not in it

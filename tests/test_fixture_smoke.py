@@ -1,9 +1,12 @@
+import os
+import socket
 from pathlib import Path
 
 import pytest
 
 import harness.nginx
 from harness.nginx import NginxServer
+from harness.sockets import connections_to
 from tests.support.consul_agent import ConsulAgent
 
 
@@ -34,3 +37,20 @@ def _cmdline(proc: Path) -> bytes:
         return (proc / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_connections_are_counted_per_process_port_and_family_and_only_while_established() -> None:
+    with (
+        socket.create_server(("127.0.0.1", 0)) as v4,
+        socket.create_server(("::1", 0), family=socket.AF_INET6) as v6,
+    ):
+        port4, port6 = v4.getsockname()[1], v6.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port4)) for _ in range(3)]
+        clients.append(socket.create_connection(("::1", port6)))
+        accepted = [v4.accept()[0] for _ in range(3)] + [v6.accept()[0]]
+        assert connections_to(os.getpid(), port4) == 3  # the server's accepted ends point elsewhere
+        assert connections_to(os.getpid(), port6) == 1
+        assert connections_to(1, port4) == 0  # another process's sockets are not this one's
+        for sock in clients + accepted:
+            sock.close()
+        assert connections_to(os.getpid(), port4) == 0  # closed: TIME_WAIT is not a connection
