@@ -6,8 +6,9 @@ it touches gets its new statuses from it (``discovery.derive``) with no read; a 
 derivation cannot answer for is read again. Until both answers are at one index (the second is
 usually a millisecond behind the first), the changes wait; after ``HALF_WAIT`` they are read, so a
 signal whose halves keep missing each other under churn still converges. A recovery left to its
-service's recovery watch (``discovery.recoveries``) is read anyway when no answer at its index came
-within ``RECOVERY_WAIT``: a lost answer must not leave an instance out of rotation until the resync.
+service's recovery watch (``discovery.recoveries``) is read at once if that watch stops first, and
+anyway when no answer at its index came within ``RECOVERY_WAIT``: a lost answer must not leave an
+instance out of rotation until the resync.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Flips:
         for query in sorted(queries):
             derived = self._derived(query, after, names)
             if derived is None:
-                (left if query in recoveries.waiting else read).append(query)
+                (left if recoveries.leave(query, self.dc.health_index) else read).append(query)
                 continue
             watcher._keep(query, derived)
             if any(i.status != "passing" for i in derived):

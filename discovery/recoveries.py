@@ -10,7 +10,8 @@ index along with the status queries, and the flips see the service already read 
 ``WATCHES`` bounds them: each holds a connection and one of the read pool's slots while it waits,
 so the watch stays within its connection bound (with ``[consul] max_connections`` below ``ROOM``
 there is none: every recovery is read). A watch ends once its service is all passing, when nobody
-reads the service any more, or when a later failure takes its place.
+reads the service any more, or when a later failure takes its place; a recovery left to a watch that
+ends before answering it is read at once (``owed``).
 """
 
 from __future__ import annotations
@@ -39,22 +40,35 @@ class Recoveries:
         self.dc = dc
         self._tasks: dict[ServiceQuery, asyncio.Task[None]] = {}  # oldest first
         self.waiting: set[ServiceQuery] = set()  # watches whose request is out: Consul answers it at once
+        self.owed: dict[ServiceQuery, int] = {}  # recoveries left to a watch: the index it must answer at
+
+    def leave(self, query: ServiceQuery, index: int) -> bool:
+        """Whether the recovery of ``query`` seen at ``index`` is left to its watch (its request is out)."""
+        if query not in self.waiting:
+            return False
+        self.owed[query] = max(index, self.owed.get(query, 0))
+        return True
 
     def failed(self, query: ServiceQuery, index: int) -> None:
         """``query`` has an instance that is not passing, as seen at ``index``: watch it from there."""
         if query in self._tasks or query.near or self.dc.watcher.client.settings.max_connections < ROOM:
             return  # near: Consul sorts those per request; never worth a connection
         while len(self._tasks) >= WATCHES:
-            oldest = next(iter(self._tasks))
-            self._tasks.pop(oldest).cancel()
-            self.waiting.discard(oldest)
+            self._stop(next(iter(self._tasks)))
         self._tasks[query] = self.dc.watcher._spawn(self._watch(query, index))
 
     def keep_only(self, wanted: frozenset[Any]) -> None:
         """Stop the watches of services nobody reads any more."""
         for query in [q for q in self._tasks if q not in wanted]:
-            self._tasks.pop(query).cancel()
-            self.waiting.discard(query)
+            self._stop(query)
+
+    def _stop(self, query: ServiceQuery) -> None:
+        self._tasks.pop(query).cancel()
+        self.waiting.discard(query)
+        if self.owed.pop(query, None) is not None:
+            # A recovery left to this watch (in this very round, say, before a later failure took its
+            # place): no answer will bring it now, so it is read.
+            self.dc.mark([query])
 
     async def _watch(self, query: ServiceQuery, index: int) -> None:
         watcher = self.dc.watcher
@@ -65,6 +79,8 @@ class Recoveries:
                 if query not in watcher.wanted:
                     return
                 watcher._keep(query, instances, at)
+                if self.owed.get(query, at) <= at:
+                    self.owed.pop(query, None)  # answered at (or after) the recovery left to it
                 watcher._publish()
                 if all(i.status == "passing" for i in instances):
                     return
@@ -72,6 +88,7 @@ class Recoveries:
             self.waiting.discard(query)
             if self._tasks.get(query) is asyncio.current_task():
                 del self._tasks[query]
+                self.owed.pop(query, None)  # answered, or nobody reads the service any more
 
     def _fetch(self, query: ServiceQuery) -> Any:
         watcher, where = self.dc.watcher, self.dc.dc or None

@@ -158,9 +158,14 @@ class ConsulAgent:
         return self.api("GET", "/v1/agent/services")  # type: ignore[no-any-return]
 
     def clear(self) -> None:
-        """Deregister every service and delete every key, so tests sharing one agent start clean."""
+        """Deregister every service (and every node that is no agent, which tests register through
+        the catalog) and delete every key, so tests sharing one agent start clean."""
         for sid in self.services():
             self.deregister(sid)
+        agents = {member["Name"] for member in self.api("GET", "/v1/agent/members")}
+        for node in self.api("GET", "/v1/catalog/nodes"):
+            if node["Node"] not in agents:
+                self.api("PUT", "/v1/catalog/deregister", {"Node": node["Node"]})
         with contextlib.suppress(urllib.error.HTTPError):
             self.api("DELETE", "/v1/kv/?recurse")
 

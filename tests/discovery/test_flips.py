@@ -6,6 +6,9 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
+import discovery.flips
 from discovery.flips import RECOVERY_WAIT
 from discovery.model import ServiceQuery, Snapshot
 from discovery.recoveries import ROOM, WATCHES
@@ -172,3 +175,70 @@ def test_a_recovery_whose_watch_answer_is_lost_is_read_all_the_same(consul: Cons
     reads, took = asyncio.run(scenario())
     assert reads == ["a"]  # read, once the watch had not answered in time
     assert took >= RECOVERY_WAIT
+
+
+def test_a_recovery_left_to_a_watch_that_a_failure_in_the_same_answer_stops_is_read_at_once(
+    consul: ConsulAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One catalog write moves both checks at one index: a recovers, b fails. a's recovery is left to
+    # a's watch, then b's failure takes that watch's place (WATCHES = 1) in the same round, so no answer
+    # will bring it: it must be read then, not when the safety net's RECOVERY_WAIT (made long here) ends.
+    # The watch's answers are held back a second (the one fault faked): Consul may wake it before the
+    # status queries, and then it would bring the recovery before the round, as it should.
+    monkeypatch.setattr(discovery.flips, "RECOVERY_WAIT", 600.0)
+
+    def catalog(a: str, b: str) -> None:
+        consul.api(
+            "PUT",
+            "/v1/catalog/register",
+            {
+                "Node": "n1",
+                "Address": "127.0.0.1",
+                "Service": {"ID": "a-1", "Service": "a", "Port": 9000},
+                "Checks": [
+                    {"CheckID": "a-c", "Name": "a", "ServiceID": "a-1", "Status": a},
+                    {"CheckID": "b-c", "Name": "b", "ServiceID": "b-1", "Status": b},
+                ],
+            },
+        )
+
+    consul.api(
+        "PUT",
+        "/v1/catalog/register",
+        {
+            "Node": "n1",
+            "Address": "127.0.0.1",
+            "Service": {"ID": "b-1", "Service": "b", "Port": 9001},
+        },
+    )
+    catalog("passing", "passing")
+
+    passing = {"a-1": "passing"}
+
+    async def scenario() -> tuple[list[str], list[ServiceQuery]]:
+        async with watching(consul, [ServiceQuery("a"), ServiceQuery("b")]) as (watcher, client):
+            await until(
+                watcher, lambda s: (statuses(s, "a"), statuses(s, "b")) == (passing, {"b-1": "passing"})
+            )
+            await anchored(watcher, client)
+            real = client.health_service
+
+            async def late(name: str, **kw: Any) -> Any:
+                answer = await real(name, **kw)
+                if kw.get("index"):
+                    await asyncio.sleep(1.0)
+                return answer
+
+            client.health_service = late  # type: ignore[method-assign]
+            await act(lambda: catalog("critical", "passing"))
+            await until(watcher, lambda s: statuses(s, "a") == {"a-1": "critical"})
+            await watch_waiting(watcher, "a")
+            reads = len(client.fetched)
+            await act(lambda: catalog("passing", "critical"))
+            await until(
+                watcher, lambda s: (statuses(s, "a"), statuses(s, "b")) == (passing, {"b-1": "critical"})
+            )
+            return client.fetched[reads:], list(watcher._dcs[""].recoveries.owed)
+
+    reads, owed = asyncio.run(scenario())
+    assert "a" in reads and owed == []
