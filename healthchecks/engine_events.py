@@ -18,7 +18,7 @@ from plumbing.errors import EngineError
 from plumbing.logs import worth_logging
 
 from .engine import CONNECTED, ContainerEvent, Engine, is_relevant
-from .engine.events import BIRTHS, DEATHS, kind
+from .engine.events import BIRTHS, DEATHS, SIGNALS, kind
 from .metrics import RegistrarMetrics
 from .retry import LOG_EVERY, retrying
 from .state import RegistrarState
@@ -53,6 +53,9 @@ class EngineEvents:
         self.stream_error: str | None = None  # what the stream last said about the engine
         # Containers whose death the engine announced: a listing made at once may still show them running.
         self.dead: set[str] = set()
+        self._since_listing: set[str] = (
+            set()
+        )  # "death", "other": kinds of relevant events since the last listing
         self._reconnected = reconnected
         self._health_changed = health_changed
         self._connections = 0  # event streams opened, for the reconnect metric
@@ -110,6 +113,15 @@ class EngineEvents:
         if worth_logging(state.attempt_number, LOG_EVERY):
             log.warning("%s Reconnecting (attempt %d).", exc, state.attempt_number)
 
+    def listing_needed(self) -> bool:
+        """Whether this reconcile must list the running containers; False when the events since the last
+        listing were deaths alone. Then that listing less the dead is the truth, and the death is
+        deregistered without waiting for the engine, whose list call can take a hundred milliseconds
+        while it tears the container down; the settle pass (``SETTLE``) lists again."""
+        needed = self._since_listing != {"death"}
+        self._since_listing.clear()
+        return needed
+
     def on_event(self, event: ContainerEvent) -> None:
         """Note deaths and births; reconcile now and once more after SETTLE; rerun a changed health check."""
         base = kind(event)
@@ -119,6 +131,9 @@ class EngineEvents:
             self.dead.discard(event.container_id)
         if not is_relevant(event):
             return
+        # A signal changes no listing by itself (the death it may cause is an event of its own): Podman
+        # sends "kill" just before "die", and a listing then waits for the container's teardown.
+        self._since_listing.add("death" if base in DEATHS | SIGNALS else "other")
         log.debug("Engine event %s for %s.", event.action, event.name or event.container_id[:12])
         self.dirty.set()
         if self._settle is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .values import CONNECTED, ContainerEvent
 
-__all__ = ["BIRTHS", "DEATHS", "RELEVANT_ACTIONS", "is_relevant", "kind"]
+__all__ = ["BIRTHS", "DEATHS", "RELEVANT_ACTIONS", "SIGNALS", "is_relevant", "kind"]
 
 # Actions after which the set of running containers (or their health) may have changed.
 RELEVANT_ACTIONS = frozenset(
@@ -13,6 +13,8 @@ RELEVANT_ACTIONS = frozenset(
 # After these a listing made at once may still show the container running (or not yet).
 DEATHS = frozenset({"die", "died", "stop", "destroy", "remove", "pause"})
 BIRTHS = frozenset({"start", "restart", "unpause"})
+# Signals to a container: it may die of them, and then says so with an event of its own.
+SIGNALS = frozenset({"kill", "oom"})
 
 
 def kind(event: ContainerEvent) -> str:

@@ -38,8 +38,13 @@ class ScriptedEngine:
         self.down = False
         self.exit_code = 0
         self.queue: asyncio.Queue[ContainerEvent | None] = asyncio.Queue()
+        self.hold: asyncio.Event | None = None  # set: the list call waits for it (an engine tearing down)
+        self.listings = 0
 
     async def running(self, refresh: bool = False) -> tuple[ContainerInfo, ...]:
+        self.listings += 1
+        if self.hold is not None:
+            await self.hold.wait()
         if self.down:
             raise EngineError("The container engine at fake could not list running containers: down.")
         return self.listing
@@ -103,6 +108,25 @@ def test_a_death_event_wins_over_a_listing_that_still_shows_the_container(consul
         await until(lambda: sorted(consul.services()) == [f"{HOST}:bb:80"])
         await engine.queue.put(ContainerEvent("start", "aa" * 8))  # started again
         await until(lambda: len(consul.services()) == 2)
+
+    run_with(consul, scenario)
+
+
+def test_a_death_is_deregistered_without_waiting_for_the_engines_listing(consul: ConsulAgent) -> None:
+    async def scenario(engine: ScriptedEngine, registrar: Registrar) -> None:
+        engine.listing = (web("aa", 1001), web("bb", 1002))
+        await engine.queue.put(ContainerEvent("start", "aa" * 8))
+        await until(lambda: len(consul.services()) == 2)
+        engine.hold = asyncio.Event()  # from here on the engine's list call hangs until released
+        listed = engine.listings
+        await engine.queue.put(ContainerEvent("die", "aa" * 8))
+        await until(lambda: sorted(consul.services()) == [f"{HOST}:bb:80"])
+        assert engine.listings == listed  # deregistered from the event, with the last listing less the dead
+        engine.listing = (web("bb", 1002),)
+        engine.hold.set()
+        await until(lambda: engine.listings > listed)  # the settle pass lists again, and agrees
+        await asyncio.sleep(0.1)
+        assert sorted(consul.services()) == [f"{HOST}:bb:80"]
 
     run_with(consul, scenario)
 

@@ -86,3 +86,37 @@ def test_a_stream_that_just_ends_is_a_reconnection_without_a_warning(
     assert [r.levelname for r in caplog.records] == ["INFO"]
     assert "Reconnected" in caplog.records[0].getMessage()
     assert len(reconnects) == 2 and state.engine_error is None
+
+
+@pytest.mark.parametrize(
+    ("actions", "needed"),
+    [
+        ((), True),  # a resync, a reconnection, a service file: list
+        (("die",), False),
+        (("die", "stop", "destroy"), False),
+        (("kill", "die"), False),  # Podman's order: the signal, then the death
+        (("kill",), False),  # a signal alone: the listing less the dead (none) stays true
+        (("die", "start"), True),  # a birth among them: only a listing shows it
+        (("start",), True),
+        (("exec_start",), True),  # not relevant: nothing since the last listing, so list
+    ],
+)
+def test_a_listing_is_needed_unless_only_deaths_came_since_the_last(
+    actions: tuple[str, ...], needed: bool
+) -> None:
+    async def go() -> tuple[bool, bool]:
+        events = EngineEvents(
+            asyncio.Event(),
+            RegistrarState("127.0.0.1:1", "fake"),
+            RegistrarMetrics(),
+            reconnected=list,
+            health_changed=print,
+        )
+        for action in actions:
+            events.on_event(ContainerEvent(action, "c" * 12))
+        first = events.listing_needed()
+        events.stop()
+        return first, events.listing_needed()
+
+    first, then = asyncio.run(go())
+    assert (first, then) == (needed, True)  # and the pass after it lists
