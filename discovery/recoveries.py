@@ -79,6 +79,10 @@ class Recoveries:
                 if query not in watcher.wanted:
                     return
                 watcher._keep(query, instances, at)
+                if query in self.dc.reading:
+                    # A read sent before this answer may land after it with older data (a start-up's
+                    # re-read, a resync): one more read after it, as a derivation would ask for.
+                    self.dc.mark([query])
                 if self.owed.get(query, at) <= at:
                     self.owed.pop(query, None)  # answered at (or after) the recovery left to it
                 watcher._publish()

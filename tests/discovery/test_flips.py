@@ -242,3 +242,44 @@ def test_a_recovery_left_to_a_watch_that_a_failure_in_the_same_answer_stops_is_r
 
     reads, owed = asyncio.run(scenario())
     assert "a" in reads and owed == []
+
+
+def test_a_read_older_than_the_watchs_answer_landing_after_it_is_read_again(
+    consul: ConsulAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read of the service (a start-up's re-read, a resync) is answered by Consul before the recovery
+    # and lands after the recovery watch's answer: it must not leave the older, failing state in place.
+    # Both arrivals are held back (the one fault faked: the order in which answers land); the safety
+    # net's RECOVERY_WAIT is made long so that it cannot help.
+    monkeypatch.setattr(discovery.flips, "RECOVERY_WAIT", 600.0)
+    consul.register_ttl("a", "a-1", 9000)
+
+    async def scenario() -> Snapshot:
+        async with watching(consul, [ServiceQuery("a")]) as (watcher, client):
+            await until(watcher, lambda s: statuses(s, "a") == {"a-1": "passing"})
+            await anchored(watcher, client)
+            await act(lambda: consul.set_ttl("a-1", "critical"))
+            await until(watcher, lambda s: statuses(s, "a") == {"a-1": "critical"})
+            await watch_waiting(watcher, "a")
+            real, answered, landed = client.health_service, asyncio.Event(), asyncio.Event()
+
+            async def late(name: str, **kw: Any) -> Any:
+                answer = await real(name, **kw)
+                if kw.get("index"):
+                    await asyncio.sleep(0.3)  # the watch's: after the status answers
+                elif not answered.is_set():  # the first read from here on; any later one lands at once
+                    answered.set()
+                    await asyncio.sleep(1.0)  # the read's: after the watch's
+                    landed.set()
+                return answer
+
+            client.health_service = late  # type: ignore[method-assign]
+            dc = watcher._dcs[""]
+            dc.mark([ServiceQuery("a")])
+            await asyncio.wait_for(answered.wait(), 10)  # Consul answered the read: still critical
+            await act(lambda: consul.set_ttl("a-1", "passing"))
+            await asyncio.wait_for(landed.wait(), 10)
+            await anchored(watcher, client)  # and any read it asked for is done
+            return watcher.updates.value
+
+    assert statuses(asyncio.run(scenario()), "a") == {"a-1": "passing"}
