@@ -66,7 +66,6 @@ class Registrar:
         self.dirty = asyncio.Event()
         self.reconciled = 0  # completed reconciles, for tests and logs
         self._containers: tuple[ContainerInfo, ...] = ()
-        self._listed = False  # a listing succeeded: a pass after deaths alone may go without a new one
         self._warned: set[tuple[str, str]] = set()
         self._runners: Runners | None = None
         self._refresh = True  # inspect every container again at the next reconcile
@@ -204,13 +203,14 @@ class Registrar:
         """List the running containers; when the engine fails, keep the last listing and return why."""
         if self.engine is None:
             return None
-        if not self.events.listing_needed() and self._listed and not self._refresh:
-            return None  # deaths alone since the last listing: it, less the dead, is the truth for now
+        # Deaths alone since the last listing: it, less the dead, is the truth for now. Not while a
+        # refresh is due: that is also the state before the first listing and after a failed one.
+        if not self.events.listing_needed() and not self._refresh:
+            return None
         engine_error: EngineError | None = None
         try:
             refresh, self._refresh = self._refresh, False
             self._containers = await self.engine.running(refresh=refresh)
-            self._listed = True
             self.state.engine_error = None
         except EngineError as exc:
             engine_error = exc  # keep the last listing: the containers may well still run

@@ -53,9 +53,8 @@ class EngineEvents:
         self.stream_error: str | None = None  # what the stream last said about the engine
         # Containers whose death the engine announced: a listing made at once may still show them running.
         self.dead: set[str] = set()
-        self._since_listing: set[str] = (
-            set()
-        )  # "death", "other": kinds of relevant events since the last listing
+        # The kinds of relevant events since the last listing: "death" (signals too), "other".
+        self._since_listing: set[str] = set()
         self._reconnected = reconnected
         self._health_changed = health_changed
         self._connections = 0  # event streams opened, for the reconnect metric

@@ -109,7 +109,7 @@ def test_a_listing_is_needed_unless_only_deaths_came_since_the_last(
             asyncio.Event(),
             RegistrarState("127.0.0.1:1", "fake"),
             RegistrarMetrics(),
-            reconnected=list,
+            reconnected=lambda: None,
             health_changed=print,
         )
         for action in actions:
